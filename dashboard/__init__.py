@@ -1,0 +1,1 @@
+"""Streamlit dashboard of EngineScope. Reads the database, writes Jobs; never runs an engine."""

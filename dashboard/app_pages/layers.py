@@ -1,0 +1,4 @@
+"""Page placeholder (being built)."""
+import streamlit as st
+
+st.info("This page is being built.")

@@ -1,0 +1,82 @@
+"""Job kinds and the one function that executes a job, used by the worker child and by the CLI.
+
+``REGISTRY`` maps a job kind to ``"module:function"``; the module is imported only when a job of
+that kind runs (lazy imports keep the worker and the dashboard light).
+"""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select, update
+
+from db.models import Job, Run, utcnow
+from engine_runner.jobctx import JobContext
+from profiles.errors import EngineScopeError, InputError, JobCancelled
+
+REGISTRY: dict[str, str] = {
+    "model_bench": "engine_runner.jobs.model_bench:run",
+    "llm_serve": "engine_runner.jobs.llm_serve:run",
+}
+
+
+def resolve(kind: str) -> Callable[[JobContext], None]:
+    """The job function of ``kind``.
+
+    Raises:
+        InputError: unknown job kind.
+    """
+    try:
+        target = REGISTRY[kind]
+    except KeyError:
+        raise InputError(f"unknown job kind {kind!r}; known: {sorted(REGISTRY)}") from None
+    mod, fn = target.split(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def execute(ctx: JobContext) -> str:
+    """Run the job of ``ctx`` to its end and record the outcome on the ``jobs`` row.
+
+    Marks the job running, calls the job function, then sets status ``succeeded`` (or ``failed`` when
+    any of its runs failed, or ``cancelled``) and ``error``. Runs left in ``running`` are failed.
+    Returns the final status. Never raises for a job failure (the failure is data); re-raises
+    ``KeyboardInterrupt``/``SystemExit`` after recording them.
+    """
+    with ctx.session() as s:
+        s.execute(update(Job).where(Job.id == ctx.job_id).values(
+            status="running", started_at=utcnow(), heartbeat_at=utcnow()))
+    status, error = "succeeded", None
+    try:
+        resolve(ctx.kind)(ctx)
+    except JobCancelled as exc:
+        status, error = "cancelled", str(exc)
+    except EngineScopeError as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    except (KeyboardInterrupt, SystemExit):
+        _finish(ctx, "cancelled", "interrupted")
+        raise
+    except Exception as exc:  # noqa: BLE001 - an engine bug must still end the job with its traceback
+        status, error = "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+    if status == "succeeded":
+        with ctx.session() as s:
+            failed = s.execute(select(Run.error).where(Run.job_id == ctx.job_id, Run.status == "failed")).scalars().all()
+        if failed:
+            status, error = "failed", f"{len(failed)} run(s) failed; first: {failed[0]}"
+    if status == "failed":
+        ctx.log.error("job failed: %s", error)
+    _finish(ctx, status, error)
+    return status
+
+
+def _finish(ctx: JobContext, status: str, error: str | None) -> None:
+    with ctx.session() as s:
+        s.execute(update(Run).where(Run.job_id == ctx.job_id, Run.status == "running").values(
+            status="failed", error=error or f"job ended {status} before the run finished", finished_at=utcnow()))
+        values: dict[str, Any] = {"status": status, "error": error, "finished_at": utcnow(), "heartbeat_at": utcnow()}
+        if status == "succeeded":
+            values["progress"] = 1.0
+        s.execute(update(Job).where(Job.id == ctx.job_id).values(**values))
+    ctx.event("stage", f"job {status}" + (f": {error.splitlines()[0]}" if error else ""))
