@@ -162,7 +162,8 @@ def detect_tensorrt(env: dict[str, str] | None = None) -> TensorRTAvailability:
     """Find a TensorRT route without starting a process or importing tensorrt.
 
     Order: ``$ENGINESCOPE_TRTEXEC`` (must be an executable file), ``trtexec`` on ``PATH``, the
-    ``tensorrt`` module (``importlib.util.find_spec``).
+    ``tensorrt`` module (``importlib.util.find_spec``; a namespace package without a loader, as the
+    ``tensorrt-stubs`` distribution leaves behind, does not count).
 
     Args:
         env: environment to read (default ``os.environ``).
@@ -183,9 +184,11 @@ def detect_tensorrt(env: dict[str, str] | None = None) -> TensorRTAvailability:
         spec = importlib.util.find_spec("tensorrt")
     except (ImportError, ValueError):
         spec = None
-    if spec is not None:
+    if spec is not None and spec.origin is not None and spec.loader is not None:
         return TensorRTAvailability(route="python")
+    stubs_only = spec is not None  # e.g. the `tensorrt-stubs` package: a namespace dir with .pyi files only
     return TensorRTAvailability(
         route=None,
-        reason="no trtexec on PATH or in $ENGINESCOPE_TRTEXEC, and the `tensorrt` Python module is not installed",
+        reason="no trtexec on PATH or in $ENGINESCOPE_TRTEXEC, and the `tensorrt` Python module is not installed"
+        + (" (only type stubs, e.g. `tensorrt-stubs`, are present)" if stubs_only else ""),
     )
