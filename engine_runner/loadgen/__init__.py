@@ -106,11 +106,17 @@ async def run_level(
     *,
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    **kwargs: Any,
 ) -> LevelResult:
-    """Run one load level against ``endpoint``; see :mod:`engine_runner.loadgen.runner`."""
+    """Run one load level against ``endpoint`` and return every request's raw record.
+
+    Keyword extras (``clock``, ``count_tokens``, ``session``) and the full contract: see
+    :func:`engine_runner.loadgen.runner.run_level`. For a blocking call with uvloop use
+    :func:`engine_runner.loadgen.runner.run_level_blocking`.
+    """
     from engine_runner.loadgen.runner import run_level as _run
 
-    return await _run(endpoint, prompts, level, on_progress=on_progress, should_stop=should_stop)
+    return await _run(endpoint, prompts, level, on_progress=on_progress, should_stop=should_stop, **kwargs)
 
 
 def synthetic_prompts(tokenizer: Any, n: int, input_len: int, output_len: int | tuple[int, int], seed: int) -> list[Prompt]:
