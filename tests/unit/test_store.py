@@ -288,3 +288,29 @@ def test_every_shared_model_is_stored(es_env: str, shared: Path, tmp_path: Path)
     # the external-data model as .onnx + data file (the drag-and-drop case) dedupes to the same row
     folder = onnx_dir / "mnist_external_data"
     assert add_model([folder / "model.onnx", folder / "model.onnx.data"]).id == ext.id
+
+
+def test_cli_models_commands(es_env: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from engine_runner.cli import app
+
+    runner = CliRunner()
+    src = save_plain(linear_model(), tmp_path / "modèle.onnx")
+    r = runner.invoke(app, ["models", "add", str(src), "--json"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)
+    assert row["original_name"] == "modèle.onnx" and row["inputs"][0]["shape"] == ["N", 4]
+    r = runner.invoke(app, ["models", "list", "--json"])
+    assert r.exit_code == 0 and [m["id"] for m in json.loads(r.stdout)] == [row["id"]]
+    r = runner.invoke(app, ["models", "show", str(row["id"])])
+    assert r.exit_code == 0 and "X: float32 [N, 4]" in r.stdout and "MatMul x1" in r.stdout
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    r = runner.invoke(app, ["models", "add", str(bad)])
+    assert r.exit_code == 2 and "bad.onnx: not an ONNX model" in r.stderr
+    r = runner.invoke(app, ["models", "show", "424242"])
+    assert r.exit_code == 2 and "model id 424242" in r.stderr
+    r = runner.invoke(app, ["models", "rm", str(row["id"])])
+    assert r.exit_code == 0
+    assert list_models() == []
