@@ -19,14 +19,26 @@ PAGES_DIR = Path(__file__).parent / "app_pages"
 
 st.set_page_config(page_title="EngineScope", layout="wide")
 
+from dashboard import ui  # noqa: E402
+
+_PAGES = {
+    "models": st.Page(PAGES_DIR / "models.py", title="Models", icon=":material/deployed_code:", default=True),
+    "new_benchmark": st.Page(PAGES_DIR / "new_benchmark.py", title="New benchmark", icon=":material/play_arrow:"),
+    "jobs": st.Page(PAGES_DIR / "jobs.py", title="Jobs", icon=":material/list:"),
+    "compare": st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/bar_chart:"),
+    "layers": st.Page(PAGES_DIR / "layers.py", title="Layers", icon=":material/layers:"),
+}
+ui.register_pages(_PAGES)
+ui.render_environment()
+
 nav = st.navigation(
     {
         "Models": [
-            st.Page(PAGES_DIR / "models.py", title="Models", icon=":material/deployed_code:", default=True),
-            st.Page(PAGES_DIR / "new_benchmark.py", title="New benchmark", icon=":material/play_arrow:"),
-            st.Page(PAGES_DIR / "jobs.py", title="Jobs", icon=":material/list:"),
-            st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/bar_chart:"),
-            st.Page(PAGES_DIR / "layers.py", title="Layers", icon=":material/layers:"),
+            _PAGES["models"],
+            _PAGES["new_benchmark"],
+            _PAGES["jobs"],
+            _PAGES["compare"],
+            _PAGES["layers"],
             st.Page(PAGES_DIR / "tensorrt_import.py", title="Import trtexec", icon=":material/upload:"),
         ],
         "LLM serving": [

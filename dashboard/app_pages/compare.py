@@ -1,4 +1,132 @@
-"""Page placeholder (being built)."""
+"""Compare page: runs of one model side by side. Median latency with its 95% bootstrap CI and
+throughput per precision and batch size, the distribution of the raw per-iteration latencies, the
+accuracy table vs fp32, and the timing window of every number. Numerically invalid variants are
+greyed, labelled and excluded from "fastest". Widget keys start with ``compare_``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
-st.info("This page is being built.")
+from dashboard import charts, data, ui
+
+url = ui.db_url()
+st.title("Compare runs")
+
+models = data.list_models(url)
+focus_job = ui.query_int("job")
+focus_model = None
+if focus_job is not None:
+    job = data.get_job(url, focus_job)
+    focus_model = job["model_id"] if job else None
+if not models:
+    st.info("No models yet: add one on the **Models** page, then run a benchmark.")
+    st.stop()
+model_id = ui.model_selectbox("compare_model", models,
+                              default_id=focus_model or st.session_state.get("models_selected_id"))
+
+all_rows = data.run_rows(url, model_id=model_id)
+if not all_rows:
+    st.info("This model has no runs yet. Start a benchmark on the **New benchmark** page.")
+    ui.link_to_page("new_benchmark", "New benchmark", {"model": model_id})
+    st.stop()
+
+job_ids = sorted({r["job_id"] for r in all_rows if r["job_id"] is not None}, reverse=True)
+has_unjobbed = any(r["job_id"] is None for r in all_rows)
+jobs_meta = {j["id"]: j for j in data.list_jobs(url, limit=500, model_id=model_id)}
+
+
+def _job_label(j: int) -> str:
+    if j == 0:
+        return "runs without a job (imported)"
+    meta = jobs_meta.get(j)
+    if not meta:
+        return f"job {j}"
+    when = f", {meta['created_at']:%Y-%m-%d %H:%M}" if meta["created_at"] else ""
+    return f"job {j} ({meta['status']}{when})"
+
+
+options = job_ids + ([0] if has_unjobbed else [])
+default_jobs = [focus_job] if focus_job in job_ids else options[:1]
+picked_jobs = st.multiselect("Jobs", options, default=default_jobs, key="compare_jobs", format_func=_job_label)
+rows = [r for r in all_rows if (r["job_id"] or 0) in picked_jobs]
+run_labels = {r["run_id"]: f"run {r['run_id']}: {r['variant']} b{r['batch_size']}" for r in rows}
+picked_runs = st.multiselect("Runs", list(run_labels), default=list(run_labels), key="compare_runs",
+                             format_func=lambda i: run_labels[i])
+rows = [r for r in rows if r["run_id"] in picked_runs]
+if not rows:
+    st.info("Pick at least one job and run.")
+    st.stop()
+
+ok_rows = [r for r in rows if r["status"] == "succeeded" and r["p50_ms"] is not None]
+failed = [r for r in rows if r["status"] != "succeeded"]
+invalid = [r for r in ok_rows if r["valid"] is False]
+for r in failed:
+    st.error(f"Run {r['run_id']} ({r['variant']}, batch {r['batch_size']}) {r['status']}: {r['error'] or 'no reason recorded'}")
+for r in invalid:
+    st.warning(f"Run {r['run_id']} ({r['variant']}, batch {r['batch_size']}) is **numerically invalid** (outputs "
+               "NaN/Inf or all zeros): it is greyed in the charts and never counted as the fastest.")
+
+best = data.fastest_valid(ok_rows)
+speedups = data.speedups_vs(ok_rows)
+if best is not None:
+    c = st.columns(3)
+    c[0].metric("Fastest valid variant (p50)", f"{best['variant']} b{best['batch_size']}", help="lowest median latency among numerically valid runs")
+    c[1].metric("p50 latency", ui.fmt_ms(best["p50_ms"]),
+                help=f"95% CI {ui.fmt_ms(best['ci_low_ms'])} - {ui.fmt_ms(best['ci_high_ms'])}, n={best['count']}")
+    sp = speedups.get(int(best["run_id"]))
+    c[2].metric("vs fp32 (same engine, batch)", f"{sp:.2f}x" if sp else "-")
+else:
+    st.info("No numerically valid, succeeded run with a latency among the selection.")
+
+windows = sorted({r["timing_window"] for r in ok_rows if r["timing_window"]})
+if windows:
+    st.caption("**Timing window** (what each latency includes): " + " | ".join(windows))
+else:
+    st.caption("Timing window: not recorded for these runs.")
+
+table = pd.DataFrame([{
+    "run": r["run_id"], "engine": r["engine"], "precision": r["precision"], "batch": r["batch_size"],
+    "valid": {True: "yes", False: "NO (invalid)", None: "?"}[r["valid"]],
+    "p50 ms": r["p50_ms"], "CI low ms": r["ci_low_ms"], "CI high ms": r["ci_high_ms"], "p90 ms": r["p90_ms"],
+    "p99 ms": r["p99_ms"], "mean ms": r["mean_ms"], "n": r["count"], "items/s": r["items_per_s"],
+    "speed-up vs fp32": speedups.get(int(r["run_id"])), "engine version": r["engine_version"],
+    "timing window": r["timing_window"], "source": r["source"],
+} for r in ok_rows])
+if not table.empty:
+    st.dataframe(table, hide_index=True, key="compare_table", column_config={
+        k: st.column_config.NumberColumn(format="%.4g") for k in
+        ("p50 ms", "CI low ms", "CI high ms", "p90 ms", "p99 ms", "mean ms", "items/s", "speed-up vs fp32")})
+
+    l1, l2 = st.columns(2)
+    l1.plotly_chart(charts.latency_ci_figure(ok_rows), key="compare_latency_chart")
+    l2.plotly_chart(charts.throughput_figure(ok_rows), key="compare_throughput_chart")
+
+    st.subheader("Latency distribution", anchor=False)
+    kind = st.radio("Chart", charts.DISTRIBUTION_KINDS, horizontal=True, key="compare_dist_kind")
+    ids = [int(r["run_id"]) for r in ok_rows]
+    samples = data.latency_samples_ms(url, ids)
+    counts = data.sample_counts(url, ids)
+    series = [{"label": run_labels[r["run_id"]], "values_ms": samples.get(int(r["run_id"]), []), "valid": r["valid"]}
+              for r in ok_rows]
+    st.plotly_chart(charts.latency_distribution_figure(series, kind), key="compare_dist_chart")
+    strided = [i for i in ids if counts.get(i, 0) > data.MAX_PLOT_SAMPLES]
+    st.caption("Raw per-iteration samples after warm-up"
+               + (f"; runs {strided} are evenly thinned to about {data.MAX_PLOT_SAMPLES} points for plotting "
+                  "(statistics use all samples)." if strided else "."))
+
+st.subheader("Accuracy vs reference", anchor=False)
+acc = data.accuracy_rows(url, [int(r["run_id"]) for r in rows])
+if acc:
+    acc_df = pd.DataFrame([{
+        "run": a["run_id"], "variant": run_labels.get(a["run_id"], a["run_id"]), "reference run": a["reference_run_id"],
+        "output": a["output_name"], "max abs err": a["max_abs_err"], "max rel err": a["max_rel_err"],
+        "cosine": a["cosine"], "NaN": a["nan_count"], "Inf": a["inf_count"], "all zero": a["all_zero"],
+        "valid": "yes" if a["valid"] else "NO (invalid)",
+    } for a in acc])
+    st.dataframe(acc_df, hide_index=True, key="compare_accuracy")
+    st.caption("max rel err = max |a-b| / max(|b|, 1e-12) elementwise; cosine of flattened outputs. "
+               "See *Metric definitions*.")
+else:
+    st.caption("No accuracy results for these runs (the fp32 run is the reference; other precisions are compared with it).")

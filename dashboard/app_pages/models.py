@@ -1,4 +1,166 @@
-"""Page placeholder (being built)."""
+"""Models page: add models (drag and drop upload of .onnx + external data files or a .zip, or register
+a path on the server for large models), inspect them (inputs/outputs with dtypes and symbolic dims,
+opset, IR version, operator counts, non-default domains flagged, external data), delete with
+confirmation. Widget keys start with ``models_``.
+
+Adding goes through ``db.store.add_model``; its errors (``ModelError``/``InputError``) are shown with
+their message and nothing already stored is touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
 import streamlit as st
 
-st.info("This page is being built.")
+from dashboard import data, ui
+from profiles.errors import EngineScopeError
+
+url = ui.db_url()
+st.title("Models")
+
+
+def _added(model: Any) -> tuple[str, str]:
+    st.session_state["models_selected_id"] = int(model.id)
+    st.session_state.pop("models_selected", None)  # rebuild the selectbox on the new model
+    return "success", f"Added model #{model.id} {model.original_name}"
+
+
+def _register_path(path: Path) -> tuple[str, str]:
+    """``db.store.add_model`` on a server path; returns ``(kind, message)`` and selects the new model."""
+    from db.store import add_model
+
+    try:
+        return _added(add_model([path], path.name, url=url))
+    except EngineScopeError as exc:
+        return "error", f"Could not add {path}: {exc}"
+
+
+def _add_uploads(files: list[Any]) -> tuple[str, str]:
+    """``db.store.add_uploaded`` on the browser's files (it sanitises names and stages them)."""
+    from db.store import add_uploaded
+
+    for f in files:
+        f.seek(0)
+    try:
+        return _added(add_uploaded([(f.name, f) for f in files], url=url))
+    except EngineScopeError as exc:
+        return "error", f"Could not add {', '.join(f.name for f in files)}: {exc}"
+
+
+def _show(result: tuple[str, str] | None) -> None:
+    if result:
+        (st.success if result[0] == "success" else st.error)(result[1])
+
+
+add_tab, path_tab = st.tabs(["Upload (drag and drop)", "Register a path on the server"])
+with add_tab:
+    files = st.file_uploader(
+        "Drop an .onnx model (with its external data files, e.g. model.onnx.data / .bin) or a .zip of them",
+        accept_multiple_files=True, key="models_upload",
+        help="Uploads above the server's limit (server.maxUploadSize in .streamlit/config.toml) are refused; "
+             "register such models by path instead. Behind a reverse proxy, its body limit applies too (HTTP 413).")
+    if files:
+        fingerprint = tuple(sorted((f.file_id, f.name, f.size) for f in files))
+        if st.session_state.get("models_upload_done") != fingerprint:
+            with st.spinner("Storing and inspecting..."):
+                st.session_state["models_upload_result"] = _add_uploads(files)
+            st.session_state["models_upload_done"] = fingerprint
+        _show(st.session_state.get("models_upload_result"))
+        if st.session_state["models_upload_result"][0] == "error":
+            st.caption("Nothing was stored. Add the missing files (e.g. the external data file) to the upload to retry.")
+with path_tab:
+    server_path = st.text_input("Path of an .onnx file (its external data files beside it) or a .zip on the server",
+                                key="models_server_path")
+    if st.button("Register", key="models_register_path", disabled=not server_path.strip()):
+        st.session_state["models_path_result"] = _register_path(Path(server_path.strip()).expanduser())
+    _show(st.session_state.get("models_path_result"))
+
+models = data.list_models(url)
+if not models:
+    st.info("No models yet. Drop an ONNX file above.")
+    st.stop()
+
+st.subheader("Registered models", anchor=False)
+st.dataframe(pd.DataFrame([{
+    "id": m["id"], "name": m["original_name"], "size": ui.fmt_bytes(m["size_bytes"]), "opset": m["opset"],
+    "IR": m["ir_version"], "producer": m["producer"], "params": m["param_count"], "added": m["created_at"],
+} for m in models]), hide_index=True, key="models_table")
+
+selected = ui.model_selectbox("models_selected", models, label="Inspect model",
+                              default_id=st.session_state.get("models_selected_id") or ui.query_int("model"))
+st.session_state["models_selected_id"] = selected
+m = next(x for x in models if int(x["id"]) == selected)
+
+st.header(f"{m['original_name']}", anchor=False)
+c = st.columns(5)
+c[0].metric("Opset", m["opset"] if m["opset"] is not None else "?")
+c[1].metric("IR version", m["ir_version"] if m["ir_version"] is not None else "?")
+c[2].metric("Size", ui.fmt_bytes(m["size_bytes"]))
+c[3].metric("Parameters", f"{m['param_count']:,}" if m["param_count"] is not None else "?")
+c[4].metric("Operators", sum(int(v) for v in (m["op_histogram"] or {}).values()))
+st.caption(f"Producer: {m['producer'] or '?'} - stored at `{m['path']}` - sha256 `{m['content_hash'][:16]}...`")
+
+preflight = m["preflight"] or {}
+domains = sorted(set(data.non_default_domains(m["op_histogram"] or {}, m["opset_imports"] or {}))
+                 | set(preflight.get("nondefault_domains") or []))
+for w in preflight.get("warnings") or []:
+    st.warning(str(w))
+if domains:
+    st.warning("Operators from non-default domains: " + ", ".join(f"`{d}`" for d in domains)
+               + ". These are likely unsupported by TensorRT's ONNX parser (without plugins); ONNX Runtime may run them.")
+
+
+def _io_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "name": r.get("name"), "dtype": r.get("dtype"), "shape": ui.fmt_shape(r.get("shape")),
+        "symbolic dims": ", ".join(str(d) for d in (r.get("shape") or []) if not (isinstance(d, int) and d > 0)) or "-",
+    } for r in rows])
+
+
+io1, io2 = st.columns(2)
+with io1:
+    st.markdown("**Inputs**")
+    st.dataframe(_io_table(m["inputs"] or []), hide_index=True, key="models_inputs")
+with io2:
+    st.markdown("**Outputs**")
+    st.dataframe(_io_table(m["outputs"] or []), hide_index=True, key="models_outputs")
+
+hist = m["op_histogram"] or {}
+if hist:
+    st.markdown("**Operator counts**")
+    ops = pd.DataFrame([{"op": k, "domain": k.split("::", 1)[0] if "::" in k else "ai.onnx", "count": int(v)}
+                        for k, v in hist.items()]).sort_values("count", ascending=False)
+    ops["likely unsupported by TensorRT"] = ops["domain"].isin(domains)
+    st.dataframe(ops, hide_index=True, key="models_ops")
+if m["opset_imports"]:
+    st.caption("Opset imports: " + ", ".join(f"{d or 'ai.onnx'}={v}" for d, v in m["opset_imports"].items()))
+if m["external_data"]:
+    st.markdown("**External data**")
+    st.dataframe(pd.DataFrame(m["external_data"]), hide_index=True, key="models_external")
+if m["preflight"]:
+    with st.expander("Pre-flight checks"):
+        st.json(m["preflight"])
+
+a1, a2 = st.columns([1, 3])
+with a1:
+    ui.link_to_page("new_benchmark", "Benchmark this model", {"model": selected})
+with a2:
+    with st.popover("Delete model", icon=":material/delete:"):
+        st.markdown(f"Delete **#{selected} {m['original_name']}** and its stored files? Its jobs and runs stay in "
+                    "the database without the model.")
+        confirm = st.checkbox(f"Yes, delete model #{selected}", key=f"models_delete_confirm_{selected}")
+        if st.button("Delete", type="primary", key="models_delete", disabled=not confirm):
+            from db.store import delete_model
+
+            try:
+                delete_model(selected, url=url)
+            except EngineScopeError as exc:
+                st.error(f"Could not delete model #{selected}: {exc}")
+            else:
+                st.session_state.pop("models_selected_id", None)
+                st.session_state.pop("models_selected", None)
+                st.session_state.pop(f"models_delete_confirm_{selected}", None)
+                st.rerun()

@@ -1,4 +1,191 @@
-"""Page placeholder (being built)."""
+"""New benchmark page: build a ``model_bench`` spec (model, engine, precisions, batch sizes, values of
+symbolic dims prefilled from the model's inputs, iterations / warm-up / duration, optional calibration
+.npz), validate it with ``profiles.specs.BenchSpec`` and queue it with ``db.jobs.submit_job``.
+Widget keys start with ``newbench_``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any
+
+import numpy as np
 import streamlit as st
 
-st.info("This page is being built.")
+from dashboard import data, ui
+from db.config import home
+from profiles.errors import EngineScopeError, InputError
+from profiles.specs import BenchSpec, validate_spec
+
+#: Precisions offered per engine (TensorRT-only ones are not offered for the others).
+PRECISIONS: dict[str, list[str]] = {
+    "onnxruntime": ["fp32", "fp16", "int8-dynamic", "int8-qdq"],
+    "torch": ["fp32", "fp16", "bf16", "int8-dynamic"],
+    "tensorrt": ["fp32", "fp16", "bf16", "int8-qdq", "fp8", "best"],
+}
+PRECISION_HELP = ("fp32: the model as exported. fp16: graph converted to float16 (I/O kept float32). "
+                  "int8-dynamic: ONNX Runtime dynamic quantization (int8 weights, activations quantized at run "
+                  "time). int8-qdq: static Q/DQ quantization calibrated on your .npz (or generated inputs). "
+                  "bf16/fp8/best: TensorRT only.")
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """``"1, 8 16"`` -> ``[1, 8, 16]``.
+
+    Raises:
+        InputError: a token is not an integer (names the field).
+    """
+    tokens = [t for t in text.replace(",", " ").split() if t]
+    try:
+        return [int(t) for t in tokens]
+    except ValueError:
+        raise InputError(f"batch_sizes: {text!r} must be integers separated by commas or spaces") from None
+
+
+def save_calibration(upload: Any) -> str:
+    """Store an uploaded calibration ``.npz`` under ENGINESCOPE_HOME/uploads (content-addressed) and
+    return its server path.
+
+    Raises:
+        InputError: not a readable .npz archive of arrays (names the file).
+    """
+    raw = upload.getvalue()
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            names = list(npz.files)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"calibration file {upload.name!r} is not a readable .npz: {exc}") from None
+    if not names:
+        raise InputError(f"calibration file {upload.name!r} holds no arrays")
+    digest = hashlib.sha256(raw).hexdigest()
+    path = home() / "uploads" / f"calibration-{digest[:16]}.npz"
+    if not path.exists():
+        path.write_bytes(raw)
+    return str(path)
+
+
+url = ui.db_url()
+st.title("New benchmark")
+models = data.list_models(url)
+if not models:
+    st.info("No models yet: add one on the **Models** page first.")
+    ui.link_to_page("models", "Go to Models")
+    st.stop()
+
+default_model = ui.query_int("model") or st.session_state.get("models_selected_id")
+model_id = ui.model_selectbox("newbench_model", models, default_id=default_model)
+model = next(m for m in models if int(m["id"]) == model_id)
+
+c1, c2 = st.columns([1, 2])
+engine = c1.radio("Engine", list(PRECISIONS), key="newbench_engine", horizontal=False,
+                  format_func={"onnxruntime": "ONNX Runtime", "torch": "PyTorch", "tensorrt": "TensorRT"}.get)
+precisions = c2.multiselect("Precisions", PRECISIONS[engine], default=["fp32"], key=f"newbench_precisions_{engine}",
+                            help=PRECISION_HELP)
+batch_text = c2.text_input("Batch sizes (comma separated)", "1", key="newbench_batches")
+
+device = "cpu"
+tensorrt_options: dict[str, Any] = {}
+trt_blocked = False
+if engine == "tensorrt":
+    device = "cuda:0"
+    try:
+        from dashboard.trt_widgets import render_tensorrt_options
+    except ImportError as exc:
+        st.warning(f"TensorRT options are unavailable in this installation ({exc}).")
+        trt_blocked = True
+    else:
+        opts = render_tensorrt_options("newbench_trt_", dynamic_inputs=model.get("inputs") or [])
+        if opts is None:
+            trt_blocked = True
+        else:
+            tensorrt_options = opts
+
+st.subheader("Shapes", anchor=False)
+inputs = model.get("inputs") or []
+sym = data.symbolic_dims(inputs)
+st.caption("Inputs: " + "; ".join(f"`{i['name']}` {i.get('dtype', '?')} [{ui.fmt_shape(i.get('shape'))}]" for i in inputs)
+           if inputs else "The model declares no inputs.")
+dim_values: dict[str, int] = {}
+dim_errors: list[str] = []
+if sym:
+    st.markdown("Values for the symbolic dims. A leading (batch) dim left at **0** takes each batch size.")
+    cols = st.columns(min(4, len(sym)))
+    for k, d in enumerate(sym):
+        default = 0 if d["leading"] else 1
+        v = cols[k % len(cols)].number_input(
+            f"{d['name']}", min_value=0, max_value=1 << 20, value=default, step=1, key=f"newbench_dim_{d['name']}",
+            help=f"used by {', '.join(d['inputs'])}" + (" (leading dim: 0 = batch size)" if d["leading"] else ""))
+        if v > 0 and not d["unnamed"]:
+            dim_values[d["name"]] = int(v)
+        elif v == 0 and not d["leading"]:
+            dim_errors.append(f"dim_values.{d['name']}: must be >= 1 (only a leading batch dim may be 0)")
+            st.error(dim_errors[-1])
+else:
+    st.caption("All input dims are fixed.")
+
+st.subheader("Timing", anchor=False)
+t1, t2, t3, t4 = st.columns(4)
+iterations = t1.number_input("Iterations (min)", 1, 10_000_000, 100, key="newbench_iterations")
+warmup_iterations = t2.number_input("Warm-up iterations", 0, 100_000, 10, key="newbench_warmup_iters")
+warmup_s = t3.number_input("Warm-up (s, min)", 0.0, 600.0, 0.5, step=0.5, key="newbench_warmup_s")
+min_duration_s = t4.number_input("Min duration (s)", 0.0, 3600.0, 1.0, step=0.5, key="newbench_min_duration")
+t5, t6, t7, t8 = st.columns(4)
+max_duration_s = t5.number_input("Max duration per run (s)", 1.0, 86_400.0, 300.0, key="newbench_max_duration")
+threads = t6.number_input("Intra-op threads (0 = engine default)", 0, 1024, 0, key="newbench_threads")
+timeout_s = t7.number_input("Job timeout (s)", 10.0, 7 * 86_400.0, 3600.0, key="newbench_timeout")
+profile_layers = t8.checkbox("Per-layer profile", True, key="newbench_profile_layers",
+                             help="A separate profiled pass records per-layer times; the headline latency is not profiled.")
+
+calib_path: str | None = None
+if "int8-qdq" in precisions:
+    st.subheader("Calibration (int8-qdq)", anchor=False)
+    calib = st.file_uploader("Calibration inputs (.npz, one array per input name, first axis = samples)",
+                             type=["npz"], key="newbench_calibration")
+    calib_samples = st.number_input("Calibration samples", 1, 10_000, 8, key="newbench_calib_samples")
+    if calib is not None:
+        try:
+            calib_path = save_calibration(calib)
+            st.caption(f"Stored at `{calib_path}`")
+        except InputError as exc:
+            st.error(str(exc))
+    else:
+        st.caption("Without a file, the runner generates random calibration inputs (said so in the run's config).")
+else:
+    calib_samples = 8
+
+spec_data: dict[str, Any] = {
+    "model_id": int(model_id), "engine": engine, "precisions": precisions, "dim_values": dim_values,
+    "warmup_iterations": int(warmup_iterations), "warmup_s": float(warmup_s), "iterations": int(iterations),
+    "min_duration_s": float(min_duration_s), "max_duration_s": float(max_duration_s),
+    "calibration_npz": calib_path, "calibration_samples": int(calib_samples), "profile_layers": bool(profile_layers),
+    "intra_op_threads": int(threads) or None, "tensorrt": tensorrt_options, "timeout_s": float(timeout_s),
+}
+
+if st.button("Start benchmark", type="primary", key="newbench_submit", icon=":material/play_arrow:"):
+    try:
+        spec_data["batch_sizes"] = parse_batch_sizes(batch_text)
+        if dim_errors:
+            raise InputError("invalid spec: " + "; ".join(dim_errors))
+        if trt_blocked:
+            raise InputError("engine: TensorRT is not available on this machine (see the message above)")
+        spec = validate_spec(BenchSpec, spec_data)
+        from db.jobs import submit_job
+
+        job_id = submit_job("model_bench", spec.model_dump(), device=device, model_id=int(model_id),
+                            timeout_s=spec.timeout_s, origin="dashboard", url=url)
+    except EngineScopeError as exc:
+        msg = str(exc)
+        if msg.startswith("invalid spec: "):
+            st.error("The benchmark spec is invalid:")
+            for part in msg[len("invalid spec: "):].split("; "):
+                st.error(part)
+        else:
+            st.error(msg)
+    else:
+        st.session_state["newbench_last_job"] = job_id
+        st.success(f"Queued job {job_id}: {len(spec.precisions)} precision(s) x {len(spec.batch_sizes)} batch size(s) "
+                   f"on {engine} ({device}).")
+if st.session_state.get("newbench_last_job"):
+    ui.link_to_page("jobs", f"Follow job {st.session_state['newbench_last_job']} on the Jobs page",
+                    {"job": st.session_state["newbench_last_job"]})

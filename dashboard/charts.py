@@ -1,0 +1,210 @@
+"""Plotly figures of the dashboard, built from plain data (lists of dicts, arrays) so tests can call them.
+
+Conventions:
+- Axis titles carry units ("p50 latency (ms)", "throughput (items/s)", "time per inference (ms)").
+- A numerically invalid variant (outputs NaN/Inf/all-zero, ``valid is False``) is drawn grey with a
+  hatch pattern and the text "numerically invalid", and its trace/point name says so; it is never
+  highlighted as the fastest (see :func:`dashboard.data.fastest_valid`).
+- Colours: one per batch size (variant charts) or per run (layer charts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+INVALID_COLOR = "#b0b0b0"
+INVALID_LABEL = "numerically invalid"
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+
+#: Distribution chart kinds accepted by :func:`latency_distribution_figure`.
+DISTRIBUTION_KINDS = ("box", "violin", "histogram")
+
+
+def _is_invalid(row: Mapping[str, Any]) -> bool:
+    return row.get("valid") is False
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, annotations=[dict(text=message, showarrow=False, x=0.5, y=0.5,
+                                                     xref="paper", yref="paper")])
+    return fig
+
+
+def _variant_bars(rows: Sequence[Mapping[str, Any]], value_key: str, title: str, yaxis_title: str,
+                  err: bool) -> go.Figure:
+    """Grouped bars: x = ``variant`` (engine / precision), one trace per ``batch_size``."""
+    rows = [r for r in rows if r.get(value_key) is not None]
+    if not rows:
+        return _empty(title, "no data")
+    variants = list(dict.fromkeys(str(r["variant"]) for r in rows))
+    batches = sorted({r.get("batch_size") for r in rows}, key=lambda b: (b is None, b or 0))
+    fig = go.Figure()
+    for k, batch in enumerate(batches):
+        sub = [r for r in rows if r.get("batch_size") == batch]
+        color = PALETTE[k % len(PALETTE)]
+        values = [float(r[value_key]) for r in sub]
+        texts = [INVALID_LABEL if _is_invalid(r) else "" for r in sub]
+        bar: dict[str, Any] = dict(
+            x=[str(r["variant"]) for r in sub],
+            y=values,
+            name=f"batch {batch}" if batch is not None else "batch ?",
+            marker=dict(color=[INVALID_COLOR if _is_invalid(r) else color for r in sub],
+                        pattern=dict(shape=["/" if _is_invalid(r) else "" for r in sub])),
+            text=texts,
+            textposition="outside",
+            customdata=[[r.get("run_id"), r.get("count"), INVALID_LABEL if _is_invalid(r) else "valid"] for r in sub],
+            hovertemplate="%{x}<br>%{y:.4g}<br>run %{customdata[0]}, n=%{customdata[1]}<br>%{customdata[2]}<extra>%{fullData.name}</extra>",
+        )
+        if err:
+            hi = [max(0.0, float(r["ci_high_ms"]) - float(r[value_key])) if r.get("ci_high_ms") is not None else 0.0 for r in sub]
+            lo = [max(0.0, float(r[value_key]) - float(r["ci_low_ms"])) if r.get("ci_low_ms") is not None else 0.0 for r in sub]
+            bar["error_y"] = dict(type="data", symmetric=False, array=hi, arrayminus=lo, visible=True)
+        fig.add_trace(go.Bar(**bar))
+    fig.update_layout(title=title, barmode="group", legend_title_text="batch size",
+                      xaxis=dict(title=dict(text="variant (engine / precision)"), categoryorder="array",
+                                 categoryarray=variants),
+                      yaxis=dict(title=dict(text=yaxis_title)))
+    return fig
+
+
+def latency_ci_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Median (p50) latency per variant and batch size with its 95% bootstrap CI as error bars.
+
+    Args:
+        rows: one dict per run with ``variant`` (str), ``batch_size`` (int), ``p50_ms``, ``ci_low_ms``,
+            ``ci_high_ms`` (ms), ``valid`` (bool | None), optional ``run_id``, ``count``. Rows without
+            ``p50_ms`` are skipped.
+    """
+    return _variant_bars(rows, "p50_ms", "Latency: median with 95% CI", "p50 latency (ms)", err=True)
+
+
+def throughput_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Throughput per variant and batch size (items/s = inferences/s x batch size).
+
+    Args:
+        rows: as :func:`latency_ci_figure` with ``items_per_s``.
+    """
+    return _variant_bars(rows, "items_per_s", "Throughput", "throughput (items/s)", err=False)
+
+
+def latency_distribution_figure(series: Sequence[Mapping[str, Any]], kind: str = "box") -> go.Figure:
+    """Distribution of raw per-iteration latencies, one trace per run.
+
+    Args:
+        series: dicts with ``label`` (str), ``values_ms`` (1-D array-like, ms), ``valid`` (bool | None).
+        kind: ``"box"``, ``"violin"`` or ``"histogram"`` (probability-density histograms, overlaid).
+
+    Raises:
+        ValueError: unknown ``kind``.
+    """
+    if kind not in DISTRIBUTION_KINDS:
+        raise ValueError(f"distribution kind {kind!r}: expected one of {DISTRIBUTION_KINDS}")
+    title = "Latency distribution (raw samples)"
+    series = [s for s in series if len(s.get("values_ms", ())) > 0]
+    if not series:
+        return _empty(title, "no raw samples")
+    fig = go.Figure()
+    for k, s in enumerate(series):
+        values = np.asarray(s["values_ms"], dtype=float)
+        invalid = _is_invalid(s)
+        name = f"{s['label']} ({INVALID_LABEL})" if invalid else str(s["label"])
+        color = INVALID_COLOR if invalid else PALETTE[k % len(PALETTE)]
+        if kind == "box":
+            fig.add_trace(go.Box(y=values, name=name, marker_color=color, boxpoints=False))
+        elif kind == "violin":
+            fig.add_trace(go.Violin(y=values, name=name, line_color=color, box_visible=True, meanline_visible=True,
+                                    points=False))
+        else:
+            fig.add_trace(go.Histogram(x=values, name=name, marker_color=color, opacity=0.6, histnorm="probability density"))
+    if kind == "histogram":
+        fig.update_layout(barmode="overlay", xaxis_title="latency (ms)", yaxis_title="density (1/ms)")
+    else:
+        fig.update_layout(yaxis_title="latency (ms)", xaxis_title="run")
+    fig.update_layout(title=title)
+    return fig
+
+
+def top_layers_figure(layers: Sequence[Mapping[str, Any]], n: int = 15) -> go.Figure:
+    """Horizontal bars of the ``n`` slowest layers of one run.
+
+    Args:
+        layers: dicts with ``name``, ``op_type``, ``time_ms`` (ms per inference), optional ``precision``.
+    """
+    title = f"Top {n} layers by time"
+    layers = sorted((r for r in layers if r.get("time_ms") is not None), key=lambda r: -float(r["time_ms"]))[:n]
+    if not layers:
+        return _empty(title, "no layer timings")
+    layers = layers[::-1]  # largest on top
+    fig = go.Figure(go.Bar(
+        x=[float(r["time_ms"]) for r in layers],
+        y=[_short(str(r["name"])) for r in layers],
+        orientation="h",
+        customdata=[[r.get("op_type") or "?", r.get("precision") or "", str(r["name"])] for r in layers],
+        hovertemplate="%{customdata[2]}<br>%{customdata[0]} %{customdata[1]}<br>%{x:.4g} ms<extra></extra>",
+        marker_color=PALETTE[0],
+    ))
+    fig.update_layout(title=title, xaxis_title="time per inference (ms)", yaxis_title="layer",
+                      height=max(300, 28 * len(layers) + 120))
+    return fig
+
+
+def op_type_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Time per op type (layer type), one bar trace per run.
+
+    Args:
+        rows: dicts with ``run`` (label), ``op_type``, ``time_ms`` (summed ms per inference).
+    """
+    title = "Time by op type"
+    rows = [r for r in rows if r.get("time_ms") is not None]
+    if not rows:
+        return _empty(title, "no layer timings")
+    totals: dict[str, float] = {}
+    for r in rows:
+        totals[str(r["op_type"])] = totals.get(str(r["op_type"]), 0.0) + float(r["time_ms"])
+    ops = sorted(totals, key=lambda o: -totals[o])
+    fig = go.Figure()
+    for k, run in enumerate(dict.fromkeys(str(r["run"]) for r in rows)):
+        per = {str(r["op_type"]): float(r["time_ms"]) for r in rows if str(r["run"]) == run}
+        fig.add_trace(go.Bar(x=ops, y=[per.get(o, 0.0) for o in ops], name=run, marker_color=PALETTE[k % len(PALETTE)]))
+    fig.update_layout(title=title, barmode="group", xaxis_title="op type", yaxis_title="time per inference (ms)",
+                      legend_title_text="run")
+    return fig
+
+
+def layer_side_by_side_figure(table: Sequence[Mapping[str, Any]], run_labels: Sequence[str], n: int = 15) -> go.Figure:
+    """The same layers side by side across runs (rows of :func:`profiles.layer_match.compare_runs`).
+
+    Shows the ``n`` layers with the largest time in any run; one horizontal bar trace per run label
+    (column ``"<label> ms"``); hover shows the speed-up vs the reference (first label) and the match method.
+    """
+    title = "Same layers across runs"
+    def peak(r: Mapping[str, Any]) -> float:
+        return max((float(r.get(f"{lab} ms") or 0.0) for lab in run_labels), default=0.0)
+    top = sorted(table, key=lambda r: -peak(r))[:n][::-1]
+    if not top or peak(top[-1]) <= 0:
+        return _empty(title, "no matched layers")
+    fig = go.Figure()
+    for k, lab in enumerate(run_labels):
+        fig.add_trace(go.Bar(
+            y=[_short(str(r["layer"])) for r in top],
+            x=[r.get(f"{lab} ms") for r in top],
+            name=lab,
+            orientation="h",
+            marker_color=PALETTE[k % len(PALETTE)],
+            customdata=[[r.get(f"{lab} speed-up"), r.get(f"{lab} match") or ("reference" if k == 0 else "-"), str(r["layer"])]
+                        for r in top],
+            hovertemplate="%{customdata[2]}<br>%{x:.4g} ms<br>speed-up vs reference: %{customdata[0]:.3g}x"
+                          "<br>match: %{customdata[1]}<extra>%{fullData.name}</extra>",
+        ))
+    fig.update_layout(title=title, barmode="group", xaxis_title="time per inference (ms)", yaxis_title="layer",
+                      legend_title_text="run", height=max(320, 22 * len(top) * max(1, len(run_labels)) + 140))
+    return fig
+
+
+def _short(name: str, limit: int = 60) -> str:
+    return name if len(name) <= limit else name[: limit // 2 - 2] + " ... " + name[-(limit // 2 - 3):]

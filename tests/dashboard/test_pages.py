@@ -1,0 +1,252 @@
+"""AppTests of the dashboard pages (streamlit.testing.v1.AppTest) against a temporary, seeded database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from tests.dashboard.conftest import Seeded, make_mlp_onnx, page
+
+
+def _texts(at) -> str:  # type: ignore[no-untyped-def]
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader",
+                                  "header") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def _frame(at, *columns: str):  # type: ignore[no-untyped-def]
+    """The first dataframe element whose columns include all of ``columns`` (dataframes carry no key)."""
+    for e in at.dataframe:
+        df = e.value
+        if all(c in df.columns for c in columns):
+            return df
+    raise AssertionError(f"no dataframe with columns {columns}: {[list(e.value.columns) for e in at.dataframe]}")
+
+
+def _charts(at) -> list:  # type: ignore[no-untyped-def]
+    return [e for e in at.get("plotly_chart")]
+
+
+def test_models_page_empty_db(es_env: str) -> None:
+    at = page("models").run()
+    assert not at.exception
+    assert "No models yet" in _texts(at)
+
+
+def test_models_page_inspection(seeded: Seeded) -> None:
+    at = page("models").run()
+    assert not at.exception
+    text = _texts(at)
+    assert "mlp.onnx" in text
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Opset"] == "17"
+    assert metrics["IR version"] == "8"
+    assert metrics["Operators"] == "4"
+    inputs = _frame(at, "symbolic dims")
+    assert list(inputs["name"]) == ["x"]
+    assert inputs["shape"][0] == "batch x 16"
+    assert inputs["symbolic dims"][0] == "batch"
+    ops = _frame(at, "op", "count")
+    assert dict(zip(ops["op"], ops["count"])) == {"MatMul": 2, "Add": 1, "Relu": 1}
+
+
+def test_models_register_path_and_errors(es_env: str, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.onnx"
+    bad.write_text("this is not a protobuf")
+    at = page("models").run()
+    at.text_input(key="models_server_path").input(str(bad)).run()
+    at.button(key="models_register_path").click().run()
+    assert not at.exception
+    assert any("broken.onnx" in e.value for e in at.error), [e.value for e in at.error]
+    good = make_mlp_onnx(tmp_path / "good.onnx")
+    at.text_input(key="models_server_path").input(str(good)).run()
+    at.button(key="models_register_path").click().run()
+    assert not at.exception
+    assert any("Added model" in s.value for s in at.success)
+    assert _frame(at, "symbolic dims")["name"][0] == "x"
+
+
+def test_models_flags_nondefault_domain(es_env: str, tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("FastGelu", ["x"], ["y"], domain="com.microsoft", name="gelu")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    path = tmp_path / "contrib.onnx"
+    onnx.save(model, str(path))
+    from db.store import add_model
+
+    add_model([path], "contrib.onnx", url=es_env)
+    at = page("models").run()
+    assert not at.exception
+    assert any("com.microsoft" in w.value and "TensorRT" in w.value for w in at.warning)
+    ops = _frame(at, "op", "count")
+    assert bool(ops["likely unsupported by TensorRT"][0]) is True
+
+
+def test_models_delete_with_confirmation(seeded: Seeded) -> None:
+    from db.models import Model, Run
+    from db.session import session_scope
+
+    at = page("models").run()
+    assert at.button(key="models_delete").disabled  # not confirmed yet
+    at.checkbox(key=f"models_delete_confirm_{seeded.model_id}").check().run()
+    at.button(key="models_delete").click().run()
+    assert not at.exception
+    with session_scope(seeded.url) as s:
+        assert s.get(Model, seeded.model_id) is None
+        runs = s.execute(select(Run)).scalars().all()
+    assert len(runs) == 3  # results are kept without the model
+    assert "No models yet" in _texts(at)
+
+
+def test_new_benchmark_submits_queued_job(seeded: Seeded) -> None:
+    from db.models import Job
+    from db.session import session_scope
+
+    at = page("new_benchmark").run()
+    assert not at.exception
+    # the symbolic batch dim is prefilled as "use the batch size"
+    assert at.number_input(key="newbench_dim_batch").value == 0
+    at.multiselect(key="newbench_precisions_onnxruntime").set_value(["fp32", "fp16", "int8-dynamic"])
+    at.text_input(key="newbench_batches").input("1, 4")
+    at.number_input(key="newbench_iterations").set_value(20)
+    at.run()
+    at.button(key="newbench_submit").click().run()
+    assert not at.exception, at.exception
+    assert any("Queued job" in s.value for s in at.success), [e.value for e in at.error]
+    with session_scope(seeded.url) as s:
+        job = s.execute(select(Job).where(Job.status == "queued")).scalar_one()
+    assert job.kind == "model_bench" and job.device == "cpu" and job.model_id == seeded.model_id
+    assert job.spec["precisions"] == ["fp32", "fp16", "int8-dynamic"]
+    assert job.spec["batch_sizes"] == [1, 4]
+    assert job.spec["iterations"] == 20
+
+
+def test_new_benchmark_shows_field_errors(seeded: Seeded) -> None:
+    from db.models import Job
+    from db.session import session_scope
+
+    at = page("new_benchmark").run()
+    at.text_input(key="newbench_batches").input("0, 100000").run()
+    at.button(key="newbench_submit").click().run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "batch_sizes" in errors and "outside 1..65536" in errors
+    at.text_input(key="newbench_batches").input("one").run()
+    at.button(key="newbench_submit").click().run()
+    assert "batch_sizes" in " ".join(e.value for e in at.error)
+    with session_scope(seeded.url) as s:
+        assert s.execute(select(Job).where(Job.status == "queued")).first() is None
+
+
+def test_new_benchmark_tensorrt_explains_missing(seeded: Seeded, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.delenv("ENGINESCOPE_TRTEXEC", raising=False)
+    at = page("new_benchmark").run()
+    at.radio(key="newbench_engine").set_value("tensorrt").run()
+    assert not at.exception
+    from profiles.trt_spec import detect_tensorrt
+
+    if detect_tensorrt().available:  # a machine with TensorRT: the options are live
+        return
+    assert any("TensorRT" in w.value for w in at.warning)
+    at.button(key="newbench_submit").click().run()
+    assert any("TensorRT is not available" in e.value for e in at.error)
+
+
+def test_jobs_page_and_cancel(seeded: Seeded) -> None:
+    from db.jobs import submit_job
+    from db.models import Job
+    from db.session import session_scope
+
+    queued = submit_job("model_bench", {"model_id": seeded.model_id}, device="cpu", model_id=seeded.model_id,
+                        url=seeded.url)
+    at = page("jobs").run()
+    assert not at.exception
+    table = _frame(at, "kind", "status", "progress")
+    assert set(table["id"]) == {seeded.job_id, queued}
+    assert at.selectbox(key="jobs_selected").value == queued  # newest first
+    assert f"Job {queued}: queued" in _texts(at)
+    at.button(key="jobs_cancel").click().run()
+    assert not at.exception
+    with session_scope(seeded.url) as s:
+        job = s.get(Job, queued)
+        assert job.cancel_requested is True and job.status == "cancelled"
+    # a running job gets the flag only (its worker stops the child)
+    with session_scope(seeded.url) as s:
+        s.get(Job, seeded.job_id).status = "running"
+    at.selectbox(key="jobs_selected").set_value(seeded.job_id).run()
+    at.button(key="jobs_cancel").click().run()
+    with session_scope(seeded.url) as s:
+        job = s.get(Job, seeded.job_id)
+        assert job.cancel_requested is True and job.status == "running"
+
+
+def test_jobs_page_shows_failure_and_log(seeded: Seeded, tmp_path: Path) -> None:
+    from db.models import Job
+    from db.session import session_scope
+
+    log = tmp_path / "job.log"
+    log.write_text("line 1\nTraceback: boom\n")
+    with session_scope(seeded.url) as s:
+        j = s.get(Job, seeded.job_id)
+        j.status, j.error, j.log_path = "failed", "EngineError: onnxruntime failed on node fc1/MatMul", str(log)
+    at = page("jobs").run()
+    assert not at.exception
+    assert any("fc1/MatMul" in e.value for e in at.error)
+    assert any("Traceback: boom" in c.value for c in at.code)
+
+
+def test_compare_page_marks_invalid_and_picks_valid_fastest(seeded: Seeded) -> None:
+    at = page("compare").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    # int8-dynamic is faster but numerically invalid: fp16 is the fastest valid variant
+    assert metrics["Fastest valid variant (p50)"] == "onnxruntime / fp16 b1"
+    assert any("numerically invalid" in w.value for w in at.warning)
+    table = _frame(at, "p50 ms", "CI low ms")
+    assert list(table.loc[table["precision"] == "int8-dynamic", "valid"]) == ["NO (invalid)"]
+    assert "session.run on host tensors" in _texts(at)
+    assert len(_charts(at)) == 3
+    acc = _frame(at, "max abs err")
+    assert set(acc["valid"]) == {"yes", "NO (invalid)"}
+    at.radio(key="compare_dist_kind").set_value("violin").run()
+    assert not at.exception
+
+
+def test_compare_page_without_runs(mlp_model) -> None:  # type: ignore[no-untyped-def]
+    at = page("compare").run()
+    assert not at.exception
+    assert "no runs yet" in _texts(at)
+
+
+def test_layers_page_side_by_side(seeded: Seeded) -> None:
+    at = page("layers").run()
+    assert not at.exception
+    assert at.metric[0].value == "4"
+    at.multiselect(key="layers_compare").set_value([seeded.run_ids["fp32"], seeded.run_ids["fp16"]]).run()
+    assert not at.exception
+    table = _frame(at, "layer", "op_type")
+    assert len(table) == 4
+    # the selected (reference) run is the newest, int8-dynamic; the fp32 run is 200/90 times slower per layer
+    fp32_col = [c for c in table.columns if c.endswith("speed-up") and "fp32" in c][0]
+    assert abs(float(table[fp32_col][0]) - 90 / 200) < 1e-9
+    assert set(table[[c for c in table.columns if c.endswith("match")][0]]) == {"name"}
+    assert len(_charts(at)) == 4
+
+
+def test_layers_page_empty(es_env: str) -> None:
+    at = page("layers").run()
+    assert not at.exception
+    assert "No per-layer timings yet" in _texts(at)
+
+
+def test_metrics_help_renders_doc(es_env: str) -> None:
+    at = page("metrics_help").run()
+    assert not at.exception
+    assert "TTFT" in _texts(at) and "Goodput" in _texts(at)
