@@ -140,6 +140,8 @@ class TrtexecLog:
             ``--separateProfileRun``, failure).
         profile: rows of the ``--dumpProfile`` table (the ``Total`` row in ``profile_total``).
         profile_iterations: iterations the profile table averaged over.
+        trace_queries: queries in the timing trace (``Timing trace has N queries over S s``), the
+            sample count behind the performance summary.
     """
 
     version: TrtVersion | None = None
@@ -150,6 +152,7 @@ class TrtexecLog:
     profile: list[ProfileRow] = field(default_factory=list)
     profile_total: ProfileRow | None = None
     profile_iterations: int | None = None
+    trace_queries: int | None = None
     notes: list[str] = field(default_factory=list)
 
     def option(self, section: str, key: str) -> str | None:
@@ -338,6 +341,10 @@ def parse_trtexec_log(text: str, source: str = "<log>") -> TrtexecLog:
                 log.profile_total = row
             else:
                 log.profile.append(row)
+            continue
+        tq = re.match(r"Timing trace has (\d+) queries", stripped)
+        if tq:
+            log.trace_queries = int(tq.group(1))
             continue
         if stripped.startswith("TensorRT version:"):
             recognised = True
