@@ -1,0 +1,550 @@
+"""Job kind ``model_bench``: one model, one engine, every requested precision x batch size.
+
+Flow of :func:`run`:
+
+1. :func:`plan` validates the spec (:class:`profiles.specs.BenchSpec`), the model, every shape and the
+   calibration data *before* anything runs (bad input -> ``InputError``; the CLI calls it first so it
+   can exit 2 without creating a job).
+2. Per precision (fp32 first, it is the accuracy reference): the engine says which ONNX variant it
+   wants (:meth:`BenchEngine.onnx_variant_for`); :func:`engine_runner.precision.ensure_variant` makes
+   or reuses it (artifact ``onnx_variant``); the engine prepares it (:meth:`BenchEngine.prepare`:
+   session, engine build...). A precision that fails to convert or prepare becomes one failed Run per
+   batch size; the others go on.
+3. Per batch size: a Run row (status ``running``), seeded inputs (identical for every precision),
+   :meth:`BenchEngine.measure` under a telemetry sampler, then in short transactions: raw samples
+   (``latency_samples``), the ``latency_ms`` summary (``profiles.stats``, bootstrap CI of the median),
+   ``throughput_per_s`` = iterations / sum(latency) and ``items_per_s`` = throughput x batch
+   (``run_metrics``), per-layer rows, artifacts, telemetry, and accuracy against the fp32 outputs of the
+   same inputs (``accuracy_results``, ``runs.numerically_valid``).
+
+Engines plug in through :class:`BenchEngine` and :func:`get_engine_impl` (``engine_runner.engines``);
+this loop has no engine-specific code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from sqlalchemy import insert, update
+
+from db.config import home
+from db.models import AccuracyResult, Artifact, LatencySample, LayerTiming, Model, Run, RunMetric, Summary, utcnow
+from db.session import session_scope
+from engine_runner.inputs import (
+    InputSpec,
+    describe_shapes,
+    fixed_batch,
+    generate_inputs,
+    load_calibration_npz,
+    read_input_specs,
+    resolve_shapes,
+)
+from engine_runner.jobctx import JobContext
+from engine_runner.precision import Calibration, Variant, ensure_variant
+from profiles.accuracy import AGGREGATE, AccuracyRecord, compare_outputs, output_health
+from profiles.errors import EngineError, EngineScopeError, InputError, JobCancelled, ModelError
+from profiles.specs import BenchSpec, validate_spec
+from profiles.stats import summarize_ns
+
+#: Rows per INSERT of raw samples.
+SAMPLE_INSERT_CHUNK = 50_000
+
+# Progress within one (precision, batch) step.
+_STEP_MEASURE_START, _STEP_MEASURE_END = 0.05, 0.9
+
+
+# --------------------------------------------------------------------------------------------------
+# The engine interface
+
+
+@dataclass
+class LayerRow:
+    """One per-layer timing to store in ``layer_timings`` (see ``db.models.LayerTiming``).
+
+    Times are ms per inference (``avg_ms`` mean, ``median_ms``), ``total_ms`` over ``count``
+    invocations, ``percentage`` of the run's summed layer time. ``details``: JSON (provider,
+    ``input_shapes``/``output_shapes`` as ``[[dims]]``, ``inputs``/``outputs`` as
+    ``[{"dtype", "shape"}]``, tool-specific fields).
+    """
+
+    name: str
+    op_type: str | None
+    avg_ms: float | None
+    median_ms: float | None = None
+    total_ms: float | None = None
+    count: int | None = None
+    percentage: float | None = None
+    precision: str | None = None
+    tactic: str | None = None
+    fused: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PreparedVariant:
+    """What :meth:`BenchEngine.prepare` returns: an engine-owned handle ready to run.
+
+    Attributes:
+        precision: the requested precision.
+        model_path: the ONNX file the handle was made from.
+        handle: engine-specific (an ``onnxruntime.InferenceSession``, a TensorRT engine...).
+        config: JSON-safe settings actually used (providers, threads, builder flags...); merged into
+            ``runs.config``.
+        artifacts: ``(kind, absolute path, meta)`` files made while preparing (e.g. a TensorRT engine).
+    """
+
+    precision: str
+    model_path: Path
+    handle: Any
+    config: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[tuple[str, Path, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass
+class EngineMeasurement:
+    """What :meth:`BenchEngine.measure` returns for one (precision, batch size).
+
+    Attributes:
+        samples_ns: int64 array ``[n]``: per-iteration latency, ns, after warm-up.
+        outputs: ``{output_name: array}`` of one inference on the given inputs (for accuracy).
+        timing_window: what a sample includes (call, copies, synchronisation, CUDA graphs...).
+        layers: per-layer rows (empty when profiling was off or unsupported).
+        artifacts: ``(kind, absolute path, meta)`` (profiler traces, logs).
+        config: JSON-safe facts of this measurement (warm-up/iterations used...), into ``runs.config``.
+        metrics: extra ``run_metrics``: ``name -> (value, unit)``.
+        extra_samples_ns: other per-iteration series (``h2d`` -> samples), summarised as ``<name>_ms``.
+    """
+
+    samples_ns: np.ndarray
+    outputs: dict[str, np.ndarray]
+    timing_window: str
+    layers: list[LayerRow] = field(default_factory=list)
+    artifacts: list[tuple[str, Path, dict[str, Any]]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, tuple[float, str]] = field(default_factory=dict)
+    extra_samples_ns: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class MeasureHooks:
+    """Callbacks an engine calls while measuring.
+
+    Attributes:
+        check_cancelled: call between iterations; raises ``JobCancelled`` (cheap: it reads the DB at
+            most every 0.5 s).
+        progress: ``progress(message, fraction)``, fraction in [0, 1] of this measurement.
+        stage: ``stage(message)`` marks a new stage (``warm-up``, ``timing``, ``profiling``).
+    """
+
+    check_cancelled: Callable[[], None]
+    progress: Callable[[str, float], None]
+    stage: Callable[[str], None]
+
+
+@runtime_checkable
+class BenchEngine(Protocol):
+    """An inference engine the ``model_bench`` loop can drive (a context manager, Polygraphy-style).
+
+    Construction must be cheap and must not import the engine's package (do that in :meth:`version`
+    / :meth:`prepare`), so that :func:`plan` can ask :meth:`onnx_variant_for` on any machine.
+
+    Errors: bad input -> ``InputError``; the engine's package missing -> ``EngineUnavailableError``;
+    a failed build/session/run -> ``EngineError`` whose message names the precision and the model.
+    """
+
+    name: str
+
+    def __enter__(self) -> BenchEngine: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+    def version(self) -> str:
+        """The engine's version string (stored as ``runs.engine_version``)."""
+        ...
+
+    def onnx_variant_for(self, precision: str) -> str:
+        """Which ONNX variant (``fp32``/``fp16``/``int8-dynamic``/``int8-qdq``) to feed
+        :meth:`prepare` for ``precision`` (e.g. TensorRT 10 may take ``fp32`` and build with
+        ``--fp16``). Raises ``InputError`` when the engine does not support ``precision``."""
+        ...
+
+    def prepare(self, model_path: Path, precision: str, shapes_by_batch: dict[int, dict[str, list[int]]],
+                spec: BenchSpec, workdir: Path) -> PreparedVariant:
+        """Make the variant runnable for every shape in ``shapes_by_batch`` (batch -> input shapes)."""
+        ...
+
+    def infer(self, variant: PreparedVariant, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One inference; outputs by name (host arrays)."""
+        ...
+
+    def measure(self, variant: PreparedVariant, inputs: dict[str, np.ndarray], spec: BenchSpec,
+                hooks: MeasureHooks, workdir: Path) -> EngineMeasurement:
+        """Warm up, time (``engine_runner.timing``), profile layers (separately from the timed loop when
+        the profiler would distort it) and return everything measured."""
+        ...
+
+    def release(self, variant: PreparedVariant) -> None:
+        """Free what :meth:`prepare` holds."""
+        ...
+
+
+def get_engine_impl(name: str) -> BenchEngine:
+    """A new engine instance for ``name`` (imports ``engine_runner.engines.<name>`` lazily).
+
+    Raises:
+        InputError: unknown engine name.
+    """
+    from engine_runner.engines import get_engine_impl as _get
+
+    return _get(name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Planning (all input validation happens here)
+
+
+@dataclass
+class BenchPlan:
+    """A validated ``model_bench`` job, ready to run.
+
+    Attributes:
+        spec: the validated spec.
+        model_id / model_hash / model_name / model_path: the registered model.
+        input_specs: its inputs.
+        shapes_by_batch: ``{batch_size: {input: [dims]}}``.
+        precisions: requested precisions, fp32 first when present.
+        calibration: calibration feeds when an ``int8-qdq`` variant is needed.
+    """
+
+    spec: BenchSpec
+    model_id: int
+    model_hash: str
+    model_name: str
+    model_path: Path
+    input_specs: list[InputSpec]
+    shapes_by_batch: dict[int, dict[str, list[int]]]
+    precisions: list[str]
+    calibration: Calibration | None
+
+
+def _generated_calibration(spec: BenchSpec, specs: list[InputSpec]) -> Calibration:
+    batch = fixed_batch(specs) or 1
+    shapes = resolve_shapes(specs, batch, spec.shapes, spec.dim_values)
+    feeds = [generate_inputs(specs, shapes, seed=spec.seed + 1 + i) for i in range(spec.calibration_samples)]
+    identity = f"generated:seed={spec.seed}:count={spec.calibration_samples}:{describe_shapes(shapes)}"
+    return Calibration("generated", identity, feeds,
+                       {"seed_base": spec.seed + 1, "shapes": shapes, "distribution": "engine_runner.inputs rules"})
+
+
+def _npz_calibration(path: str, specs: list[InputSpec]) -> Calibration:
+    import hashlib
+
+    p = Path(path)
+    feeds = load_calibration_npz(p, specs)
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    return Calibration("npz", f"npz:{digest}", feeds, {"file": p.name, "sha256": digest})
+
+
+def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
+         engine: BenchEngine | None = None) -> BenchPlan:
+    """Validate everything a ``model_bench`` job needs, without running an engine.
+
+    Raises:
+        InputError: invalid spec field, unknown model id, model file missing or not ONNX, bad
+            ``--shape``/``--dim``/batch for this model, bad calibration file, precision the engine does
+            not support (each message names the field, flag, input or file).
+    """
+    spec = spec_data if isinstance(spec_data, BenchSpec) else validate_spec(BenchSpec, spec_data)
+    from db.store import model_file
+
+    with session_scope(db_url) as s:
+        model = s.get(Model, spec.model_id)
+        if model is None:
+            raise ModelError(f"model id {spec.model_id}: no such model")
+        path, mhash, mname = model_file(model), model.content_hash, model.original_name
+    if not path.is_file():
+        raise ModelError(f"model id {spec.model_id} ({mname}): its file {path} is missing")
+    specs = read_input_specs(path)
+    shapes_by_batch = {b: resolve_shapes(specs, b, spec.shapes, spec.dim_values) for b in spec.batch_sizes}
+    eng = engine or get_engine_impl(spec.engine)
+    wanted = {p: eng.onnx_variant_for(p) for p in spec.precisions}
+    calibration = None
+    if "int8-qdq" in wanted.values():
+        calibration = _npz_calibration(spec.calibration_npz, specs) if spec.calibration_npz \
+            else _generated_calibration(spec, specs)
+    elif spec.calibration_npz:
+        raise InputError(f"--calibration {spec.calibration_npz}: only int8-qdq uses calibration data; "
+                         f"add --precision int8-qdq or drop --calibration")
+    precisions = sorted(spec.precisions, key=lambda p: p != "fp32")
+    return BenchPlan(spec, spec.model_id, mhash, mname, path, specs, shapes_by_batch, precisions, calibration)
+
+
+# --------------------------------------------------------------------------------------------------
+# Storage helpers (short transactions)
+
+
+def _rel(path: Path) -> str:
+    base = home()
+    try:
+        return str(Path(path).resolve().relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _missing(exc: ModuleNotFoundError, module: str) -> bool:
+    return exc.name == module
+
+
+def _environment() -> dict[str, Any]:
+    """``engine_runner.environment.fingerprint()`` (CPU, GPU, driver, library versions)."""
+    try:
+        from engine_runner.environment import fingerprint
+    except ModuleNotFoundError as exc:
+        if not _missing(exc, "engine_runner.environment"):
+            raise
+        import platform
+
+        return {"unavailable": "engine_runner.environment is not installed", "platform": platform.platform(),
+                "python": platform.python_version()}
+    return fingerprint()
+
+
+@contextlib.contextmanager
+def _telemetry() -> Iterator[Any]:
+    """``engine_runner.telemetry.TelemetrySampler`` around the measurement (None when not installed)."""
+    try:
+        from engine_runner.telemetry import TelemetrySampler
+    except ModuleNotFoundError as exc:
+        if not _missing(exc, "engine_runner.telemetry"):
+            raise
+        yield None
+        return
+    with TelemetrySampler() as sampler:
+        yield sampler
+
+
+def _store_telemetry(ctx: JobContext, run_id: int, sampler: Any) -> int:
+    """Store the sampler's samples; returns how many (0 without a sampler)."""
+    if sampler is None:
+        return 0
+    from engine_runner.telemetry import store_telemetry
+
+    samples = list(getattr(sampler, "samples", None) or [])
+    with ctx.session() as s:
+        store_telemetry(s, run_id, samples)
+    return len(samples)
+
+
+def _create_run(ctx: JobContext, p: BenchPlan, precision: str, batch: int, engine_name: str, engine_version: str,
+                environment: dict[str, Any], config: dict[str, Any]) -> int:
+    with ctx.session() as s:
+        run = Run(job_id=ctx.job_id, model_id=p.model_id, engine=engine_name, engine_version=engine_version,
+                  precision=precision, batch_size=batch, shapes=p.shapes_by_batch[batch], config=config,
+                  environment=environment, status="running", source="measured",
+                  label=f"{p.model_name} {engine_name} {precision} b{batch}")
+        s.add(run)
+        s.flush()
+        return int(run.id)
+
+
+def _fail_run(ctx: JobContext, run_id: int, error: str) -> None:
+    with ctx.session() as s:
+        s.execute(update(Run).where(Run.id == run_id).values(status="failed", error=error, finished_at=utcnow()))
+    ctx.event("warning", f"run {run_id} failed: {error.splitlines()[0]}", run_id=run_id)
+
+
+def _store_artifacts(ctx: JobContext, run_id: int | None, model_id: int,
+                     artifacts: list[tuple[str, Path, dict[str, Any]]]) -> None:
+    if not artifacts:
+        return
+    with ctx.session() as s:
+        for kind, path, meta in artifacts:
+            size = Path(path).stat().st_size if Path(path).is_file() else None
+            s.add(Artifact(run_id=run_id, job_id=ctx.job_id, model_id=model_id, kind=kind, path=_rel(path),
+                           size_bytes=size, meta=meta))
+
+
+def _store_measurement(ctx: JobContext, run_id: int, batch: int, m: EngineMeasurement) -> None:
+    samples = np.asarray(m.samples_ns, dtype=np.int64)
+    if samples.size == 0:
+        raise EngineError("the engine returned no latency samples")
+    if np.any(samples <= 0):
+        raise EngineError(f"{int((samples <= 0).sum())} latency samples are <= 0 ns; the clock or the timing window is wrong")
+    for start in range(0, samples.size, SAMPLE_INSERT_CHUNK):
+        chunk = samples[start:start + SAMPLE_INSERT_CHUNK]
+        with ctx.session() as s:
+            s.execute(insert(LatencySample), [{"run_id": run_id, "seq": start + i, "latency_ns": int(v)}
+                                              for i, v in enumerate(chunk.tolist())])
+    series = {"latency_ms": samples, **{f"{k}_ms": np.asarray(v, np.int64) for k, v in m.extra_samples_ns.items()}}
+    throughput = samples.size / (float(samples.sum()) / 1e9)
+    with ctx.session() as s:
+        for metric, arr in series.items():
+            summ = summarize_ns(arr, "ms").as_dict()
+            s.add(Summary(run_id=run_id, metric=metric, **summ, source="computed"))
+        s.add(RunMetric(run_id=run_id, name="throughput_per_s", value=throughput, unit="inferences/s"))
+        s.add(RunMetric(run_id=run_id, name="items_per_s", value=throughput * batch, unit="items/s"))
+        for name, (value, unit) in m.metrics.items():
+            s.add(RunMetric(run_id=run_id, name=name, value=float(value), unit=unit))
+        for idx, layer in enumerate(m.layers):
+            s.add(LayerTiming(run_id=run_id, idx=idx, name=layer.name, op_type=layer.op_type,
+                              precision=layer.precision, tactic=layer.tactic, avg_ms=layer.avg_ms,
+                              median_ms=layer.median_ms, total_ms=layer.total_ms, count=layer.count,
+                              percentage=layer.percentage, fused=layer.fused, details=layer.details))
+
+
+def _store_accuracy(ctx: JobContext, run_id: int, reference_run_id: int | None, records: list[AccuracyRecord],
+                    reference_note: str) -> None:
+    with ctx.session() as s:
+        for r in records:
+            s.add(AccuracyResult(run_id=run_id, reference_run_id=reference_run_id, output_name=r.output_name,
+                                 max_abs_err=r.max_abs_err, max_rel_err=r.max_rel_err, cosine=r.cosine,
+                                 nan_count=r.nan_count, inf_count=r.inf_count, all_zero=r.all_zero,
+                                 valid=r.valid, details={**r.details, "reference": reference_note}))
+
+
+def _ort_reference_outputs(model_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """fp32 outputs of the original model on ONNX Runtime CPU (the reference when the job has no fp32
+    run of its own, as Polygraphy uses ONNX Runtime as the reference runner)."""
+    from engine_runner.engines.onnxruntime import reference_outputs
+
+    return reference_outputs(model_path, inputs)
+
+
+# --------------------------------------------------------------------------------------------------
+# The job
+
+
+def run(ctx: JobContext) -> None:
+    """Execute a ``model_bench`` job (see module doc). Failed variants/runs are recorded as failed Runs
+    and the loop goes on; bad input raises ``InputError`` before any run starts; cancellation raises
+    ``JobCancelled`` (the executor marks the job cancelled and fails the run in progress)."""
+    ctx.event("stage", "validating spec")
+    spec0 = validate_spec(BenchSpec, ctx.spec)
+    eng = get_engine_impl(spec0.engine)
+    p = plan(spec0, ctx.db_url, engine=eng)
+    spec = p.spec
+    steps = len(p.precisions) * len(spec.batch_sizes)
+    ctx.event("stage", f"plan: {p.model_name}, {spec.engine}, precisions {p.precisions}, batches {spec.batch_sizes}",
+              progress=0.0, shapes={str(b): s for b, s in p.shapes_by_batch.items()})
+    environment = _environment()
+    job_dir = home() / "artifacts" / "jobs" / str(ctx.job_id)
+    # fp32 outputs per batch size: (run id, outputs)
+    references: dict[int, tuple[int | None, dict[str, np.ndarray], str]] = {}
+    step = 0
+    with eng:
+        engine_version = eng.version()
+        for precision in p.precisions:
+            ctx.check_cancelled()
+            base = step / steps
+            prepared: PreparedVariant | None = None
+            variant: Variant | None = None
+            setup_error: str | None = None
+            try:
+                onnx_prec = eng.onnx_variant_for(precision)
+                variant = ensure_variant(
+                    p.model_path, p.model_hash, onnx_prec, model_id=p.model_id, job_id=ctx.job_id,
+                    calibration=p.calibration, db_url=ctx.db_url,
+                    on_stage=lambda msg, b=base: ctx.event("stage", msg, progress=b))
+                if variant.reused:
+                    ctx.event("info", f"{onnx_prec} variant reused (artifact {variant.artifact_id})")
+                ctx.event("stage", f"{precision}: preparing {spec.engine}", progress=base)
+                prepared = eng.prepare(variant.path, precision, p.shapes_by_batch, spec, job_dir / precision)
+                _store_artifacts(ctx, None, p.model_id, prepared.artifacts)
+            except JobCancelled:
+                raise
+            except EngineScopeError as exc:
+                setup_error = f"{type(exc).__name__}: {exc}"
+            variant_cfg = {"variant": {"precision": variant.precision, "artifact_id": variant.artifact_id,
+                                       "path": _rel(variant.path), "reused": variant.reused,
+                                       **{k: v for k, v in variant.meta.items() if k not in ("versions",)}}} \
+                if variant else {}
+            for batch in spec.batch_sizes:
+                ctx.check_cancelled()
+                frac0 = step / steps
+                config = {"engine": spec.engine, **(prepared.config if prepared else {}), **variant_cfg,
+                          "requested": {"warmup_iterations": spec.warmup_iterations, "warmup_s": spec.warmup_s,
+                                        "iterations": spec.iterations, "min_duration_s": spec.min_duration_s,
+                                        "max_duration_s": spec.max_duration_s, "seed": spec.seed,
+                                        "profile_layers": spec.profile_layers}}
+                run_id = _create_run(ctx, p, precision, batch, spec.engine, engine_version, environment, config)
+                step += 1
+                if setup_error is not None or prepared is None:
+                    _fail_run(ctx, run_id, setup_error or "variant was not prepared")
+                    continue
+                try:
+                    _measure_one(ctx, eng, p, prepared, precision, batch, run_id, config, references,
+                                 job_dir / f"{precision}_b{batch}", frac0, 1.0 / steps)
+                except JobCancelled:
+                    _fail_run(ctx, run_id, "cancelled by the user")
+                    raise
+                except EngineScopeError as exc:
+                    _fail_run(ctx, run_id, f"{type(exc).__name__}: {exc}")
+                except Exception as exc:  # noqa: BLE001 - an engine bug fails this run, with its traceback
+                    _fail_run(ctx, run_id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
+            if prepared is not None:
+                eng.release(prepared)
+    ctx.progress(1.0, "all runs done")
+
+
+def _measure_one(ctx: JobContext, eng: BenchEngine, p: BenchPlan, prepared: PreparedVariant, precision: str,
+                 batch: int, run_id: int, config: dict[str, Any],
+                 references: dict[int, tuple[int | None, dict[str, np.ndarray], str]],
+                 workdir: Path, frac0: float, width: float) -> None:
+    spec = p.spec
+    label = f"{precision} b{batch}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    inputs = generate_inputs(p.input_specs, p.shapes_by_batch[batch], seed=spec.seed)
+
+    def progress(message: str, fraction: float) -> None:
+        f = _STEP_MEASURE_START + (_STEP_MEASURE_END - _STEP_MEASURE_START) * min(max(fraction, 0.0), 1.0)
+        ctx.progress(frac0 + width * f, f"{label}: {message}", run_id=run_id)
+
+    hooks = MeasureHooks(check_cancelled=ctx.check_cancelled, progress=progress,
+                         stage=lambda msg: ctx.event("stage", f"{label}: {msg}", run_id=run_id))
+    with _telemetry() as sampler:
+        m = eng.measure(prepared, inputs, spec, hooks, workdir)
+    _store_measurement(ctx, run_id, batch, m)
+    _store_artifacts(ctx, run_id, p.model_id, m.artifacts)
+    n_tel = _store_telemetry(ctx, run_id, sampler)
+
+    ctx.event("stage", f"{label}: accuracy", progress=frac0 + width * 0.95, run_id=run_id)
+    valid = _accuracy(ctx, p, precision, batch, run_id, inputs, m.outputs, references)
+    with ctx.session() as s:
+        s.execute(update(Run).where(Run.id == run_id).values(
+            status="succeeded", finished_at=utcnow(), timing_window=m.timing_window, numerically_valid=valid,
+            config={**config, **m.config, "telemetry_samples": n_tel}))
+    ctx.progress(frac0 + width, f"{label}: done", run_id=run_id)
+
+
+def _accuracy(ctx: JobContext, p: BenchPlan, precision: str, batch: int, run_id: int, inputs: dict[str, np.ndarray],
+              outputs: dict[str, np.ndarray], references: dict[int, tuple[int | None, dict[str, np.ndarray], str]]) -> bool:
+    if precision == "fp32":
+        health = output_health(outputs)
+        references[batch] = (run_id, outputs, f"fp32 run {run_id}")
+        if not health.valid:
+            ctx.event("warning", f"fp32 b{batch}: outputs are not numerically valid "
+                                 f"(NaN {health.nan_count}, Inf {health.inf_count}, all zero {health.all_zero})")
+        return health.valid
+    if batch not in references:
+        try:
+            ref = _ort_reference_outputs(p.model_path, inputs)
+        except EngineScopeError as exc:
+            ctx.event("warning", f"{precision} b{batch}: no fp32 reference for accuracy ({exc})")
+            return output_health(outputs).valid
+        references[batch] = (None, ref, "onnxruntime CPU fp32 on the original model (no fp32 run of this batch in the job)")
+    ref_run, ref_outputs, note = references[batch]
+    records = compare_outputs(ref_outputs, outputs)
+    _store_accuracy(ctx, run_id, ref_run, records, note)
+    agg = next(r for r in records if r.output_name == AGGREGATE)
+    if not agg.valid:
+        ctx.event("warning", f"{precision} b{batch}: outputs are not numerically valid "
+                             f"(NaN {agg.nan_count}, Inf {agg.inf_count}, all zero {agg.all_zero})")
+    return agg.valid
