@@ -1,0 +1,230 @@
+"""``enginescope bench MODEL``: benchmark one model at several precisions and batch sizes, in-process.
+
+MODEL is a path to an ``.onnx`` (registered via ``db.store.add_model``; an identical file registered
+before is reused) or a model id. The command validates everything first (bad input: message on stderr,
+exit 2, no job created), inserts a ``model_bench`` Job (origin ``cli``) owned by this process, runs it
+through ``engine_runner.jobs.execute`` with progress on stderr, and prints a summary table on stdout, or
+with ``--json`` exactly one JSON document::
+
+    {"job_id": int, "status": str, "runs": [{"run_id", "engine", "precision", "batch_size", "status",
+      "error", "latency_ms": {"mean", "std", "min", "p50", "p90", "p95", "p99", "max"}, "samples",
+      "throughput_per_s", "layers", "accuracy": {"max_abs_err", "max_rel_err", "cosine", "nan_count",
+      "inf_count"} | null, "items_per_s", "median_ci_ms": [low, high], "numerically_valid", "shapes"}]}
+
+``layers`` is the number of per-layer rows stored; ``accuracy`` is the aggregate (``"*"``) row against
+fp32 (null for fp32 itself and for failed runs). Exit status: 0 when every run succeeded, 1 when a run or
+the job failed, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from profiles.errors import EngineScopeError, InputError, ModelError
+
+_LAT_KEYS = ("mean", "std", "min", "p50", "p90", "p95", "p99", "max")
+
+
+def _parse_dim(text: str) -> tuple[str, int]:
+    name, sep, value = text.rpartition("=")
+    if not sep or not name:
+        raise InputError(f"--dim {text!r}: expected NAME=N, e.g. sequence=128")
+    try:
+        n = int(value)
+    except ValueError:
+        raise InputError(f"--dim {text!r}: N must be an integer") from None
+    if n < 1:
+        raise InputError(f"--dim {text!r}: N must be >= 1")
+    return name, n
+
+
+def resolve_model(model: str, url: str) -> int:
+    """Model id for MODEL: an existing path is registered (``db.store.add_model``), digits are an id.
+
+    Raises:
+        ModelError: neither an existing file nor a known model id (or the file is not ONNX).
+    """
+    from db.store import add_model, get_model
+
+    path = Path(model)
+    if path.exists():
+        return int(add_model(path, url=url).id)
+    if model.isdigit():
+        return int(get_model(int(model), url=url).id)
+    raise ModelError(f"MODEL {model!r}: no such file, and not a model id")
+
+
+def _default_batches(model_id: int, shapes: dict[str, list[int]], url: str) -> list[int]:
+    """Batch sizes when ``--batch`` is not given: the model's fixed batch, else the first dim of a
+    ``--shape`` on an input with a symbolic first dim, else 1."""
+    from db.session import session_scope
+    from db.models import Model
+    from db.store import model_file
+    from engine_runner.inputs import fixed_batch, read_input_specs
+
+    with session_scope(url) as s:
+        path = model_file(s.get(Model, model_id))
+    specs = read_input_specs(path)
+    fb = fixed_batch(specs)
+    if fb is not None:
+        return [fb]
+    for spec in specs:
+        if spec.name in shapes and spec.shape and spec.is_symbolic(0):
+            return [shapes[spec.name][0]]
+    return [1]
+
+
+def collect_results(job_id: int, url: str | None = None) -> dict[str, Any]:
+    """The JSON document of a finished ``model_bench`` job (schema in the module doc)."""
+    from sqlalchemy import func, select
+
+    from db.models import AccuracyResult, Job, LayerTiming, Run, RunMetric, Summary
+    from db.session import session_scope
+
+    out: dict[str, Any] = {"job_id": job_id, "status": None, "error": None, "runs": []}
+    with session_scope(url) as s:
+        job = s.get(Job, job_id)
+        if job is not None:
+            out["status"], out["error"] = job.status, job.error
+        for r in s.execute(select(Run).where(Run.job_id == job_id).order_by(Run.id)).scalars():
+            summ = s.execute(select(Summary).where(Summary.run_id == r.id, Summary.metric == "latency_ms",
+                                                   Summary.point_id.is_(None))).scalars().first()
+            metrics = dict(s.execute(select(RunMetric.name, RunMetric.value).where(RunMetric.run_id == r.id)).all())
+            n_layers = s.execute(select(func.count()).select_from(LayerTiming).where(LayerTiming.run_id == r.id)).scalar_one()
+            acc = s.execute(select(AccuracyResult).where(AccuracyResult.run_id == r.id,
+                                                         AccuracyResult.output_name == "*")).scalars().first()
+            out["runs"].append({
+                "run_id": r.id, "engine": r.engine, "engine_version": r.engine_version, "precision": r.precision,
+                "batch_size": r.batch_size, "status": r.status, "error": r.error,
+                "latency_ms": {k: getattr(summ, k) for k in _LAT_KEYS} if summ else None,
+                "median_ci_ms": [summ.median_ci_low, summ.median_ci_high] if summ else None,
+                "samples": summ.count if summ else 0,
+                "throughput_per_s": metrics.get("throughput_per_s"),
+                "items_per_s": metrics.get("items_per_s"),
+                "layers": int(n_layers),
+                "accuracy": {"max_abs_err": acc.max_abs_err, "max_rel_err": acc.max_rel_err, "cosine": acc.cosine,
+                             "nan_count": acc.nan_count, "inf_count": acc.inf_count} if acc else None,
+                "numerically_valid": r.numerically_valid,
+                "shapes": r.shapes,
+            })
+    return out
+
+
+def _fmt(v: float | None, spec: str = ".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_table(doc: dict[str, Any]) -> str:
+    """A readable fixed-width table of :func:`collect_results`'s document."""
+    head = (f"{'run':>4}  {'precision':<12} {'batch':>5}  {'status':<9} {'p50 ms':>9} {'p99 ms':>9} {'mean ms':>9} "
+            f"{'n':>6} {'thr/s':>10} {'items/s':>10} {'layers':>6} {'max_abs_err':>11} {'cosine':>9}")
+    lines = [f"job {doc['job_id']}: {doc['status']}", head, "-" * len(head)]
+    for r in doc["runs"]:
+        lat = r["latency_ms"] or {}
+        acc = r["accuracy"] or {}
+        lines.append(
+            f"{r['run_id']:>4}  {r['precision']:<12} {r['batch_size']:>5}  {r['status']:<9} {_fmt(lat.get('p50')):>9} "
+            f"{_fmt(lat.get('p99')):>9} {_fmt(lat.get('mean')):>9} {r['samples']:>6} {_fmt(r['throughput_per_s'], '.1f'):>10} "
+            f"{_fmt(r['items_per_s'], '.1f'):>10} {r['layers']:>6} {_fmt(acc.get('max_abs_err'), '.3g'):>11} "
+            f"{_fmt(acc.get('cosine'), '.6f'):>9}")
+        if r["numerically_valid"] is False:
+            lines.append(f"{'':>6}outputs NOT numerically valid (NaN/Inf/all zero): not a usable speed-up")
+        if r["error"]:
+            lines.append(f"{'':>6}error: {r['error'].splitlines()[0]}")
+    return "\n".join(lines)
+
+
+class _StderrProgress:
+    """Event hook printing stages and (throttled) progress on stderr."""
+
+    def __init__(self, min_interval_s: float = 1.0) -> None:
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+
+    def __call__(self, kind: str, message: str, progress: float | None, data: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if kind == "progress" and now - self._last < self.min_interval_s:
+            return
+        self._last = now
+        pct = f"[{progress:4.0%}] " if progress is not None else "       "
+        typer.echo(f"{pct}{kind}: {message}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``bench``."""
+
+    @app.command("bench")
+    def bench_cmd(
+        model: str = typer.Argument(..., help="path to an .onnx file (registered on first use) or a model id"),
+        engine: str = typer.Option("onnxruntime", "--engine", help="onnxruntime | tensorrt | torch"),
+        precision: list[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8-dynamic | int8-qdq (repeatable; default fp32)"),
+        batch: list[int] = typer.Option(None, "--batch", help="batch size (repeatable); default: the model's fixed batch, else the first dim of --shape, else 1"),
+        shape: list[str] = typer.Option(None, "--shape", help="NAME=D1xD2... full input shape (repeatable); a symbolic first dim is replaced by each --batch"),
+        dim: list[str] = typer.Option(None, "--dim", help="NAME=N value of a symbolic dim, e.g. sequence=128 (repeatable)"),
+        warmup: int = typer.Option(10, "--warmup", help="minimum warm-up iterations"),
+        warmup_s: float = typer.Option(0.5, "--warmup-s", help="minimum warm-up time, seconds"),
+        iterations: int = typer.Option(100, "--iterations", help="minimum timed iterations"),
+        min_duration: float = typer.Option(1.0, "--min-duration", help="minimum timed duration, seconds"),
+        max_duration: float = typer.Option(300.0, "--max-duration", help="cap on each run's timing loop, seconds"),
+        calibration: Path = typer.Option(None, "--calibration", help=".npz of calibration inputs for int8-qdq (keys = input names)"),
+        calibration_samples: int = typer.Option(8, "--calibration-samples", help="generated calibration feeds when no --calibration"),
+        threads: int = typer.Option(None, "--threads", help="intra-op threads (default: the engine's)"),
+        no_layers: bool = typer.Option(False, "--no-layers", help="skip the per-layer profiling session"),
+        seed: int = typer.Option(0, "--seed", help="seed of the generated inputs"),
+        as_json: bool = typer.Option(False, "--json", help="print one JSON document on stdout"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress on stderr"),
+    ) -> None:
+        """Benchmark MODEL: every --precision x --batch, with latency percentiles, throughput, per-layer
+        timings and accuracy against fp32. Exit 0 all runs succeeded, 1 a run failed, 2 bad input."""
+        from db.config import db_url
+        from db.jobs import start_inline_job
+        from db.session import migrate
+        from engine_runner.cli import fail
+        from engine_runner.jobctx import JobContext
+        from engine_runner.jobs import execute
+        from engine_runner.jobs.model_bench import plan
+        from profiles.specs import BenchSpec, parse_shape_flag, validate_spec
+
+        try:
+            url = db_url()
+            migrate(url)
+            shapes = dict(parse_shape_flag(s) for s in (shape or []))
+            dims = dict(_parse_dim(d) for d in (dim or []))
+            if calibration is not None and not calibration.is_file():
+                raise InputError(f"--calibration {calibration}: file not found")
+            model_id = resolve_model(model, url)
+            data: dict[str, Any] = {
+                "model_id": model_id, "engine": engine, "precisions": list(precision or ["fp32"]),
+                "batch_sizes": list(batch) if batch else _default_batches(model_id, shapes, url),
+                "shapes": shapes, "dim_values": dims, "warmup_iterations": warmup, "warmup_s": warmup_s,
+                "iterations": iterations, "min_duration_s": min_duration, "max_duration_s": max_duration,
+                "calibration_npz": str(calibration.resolve()) if calibration else None,
+                "calibration_samples": calibration_samples, "profile_layers": not no_layers, "seed": seed,
+            }
+            if threads is not None:
+                data["intra_op_threads"] = threads
+            spec = validate_spec(BenchSpec, data)
+            plan(spec, url)
+            spec_json = spec.model_dump(mode="json")
+            job_id = start_inline_job("model_bench", spec_json, model_id=model_id, origin="cli", url=url)
+        except EngineScopeError as exc:
+            fail(exc)
+            return
+        ctx = JobContext(job_id=job_id, kind="model_bench", spec=spec_json, db_url=url,
+                         hooks=[] if quiet else [_StderrProgress()])
+        status = execute(ctx)
+        doc = collect_results(job_id, url)
+        if as_json:
+            sys.stdout.write(json.dumps(doc, allow_nan=False, default=str) + "\n")
+        else:
+            typer.echo(format_table(doc))
+            if doc["error"]:
+                typer.echo(f"job error: {doc['error'].splitlines()[0]}", err=True)
+        ok = status == "succeeded" and bool(doc["runs"]) and all(r["status"] == "succeeded" for r in doc["runs"])
+        raise typer.Exit(0 if ok else 1)
