@@ -115,6 +115,15 @@ def _error(status: int, message: str) -> Any:
                    "code": status}}, status=status)
 
 
+def _state_key() -> Any:
+    from aiohttp import web
+
+    return web.AppKey("enginescope_mock_state", MockState)
+
+
+STATE_KEY = _state_key()
+
+
 def make_app(cfg: MockConfig) -> Any:
     """The ``aiohttp.web.Application`` serving ``cfg``'s script."""
     from aiohttp import web
@@ -122,7 +131,7 @@ def make_app(cfg: MockConfig) -> Any:
     cfg.validate()
     state = MockState(cfg)
     app = web.Application()
-    app["state"] = state
+    app[STATE_KEY] = state
     ns_ms = 1_000_000
 
     async def generate(request: web.Request, chat: bool) -> web.StreamResponse:
