@@ -1,0 +1,189 @@
+"""``enginescope serve-bench``: an LLM serving benchmark (vLLM launched here, or an existing endpoint),
+run in-process as an ``llm_serve`` job with origin ``cli``; results go to the same database.
+
+Exit codes: 0 every run succeeded, 1 a run failed (or the job was cancelled), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+import typer
+
+
+def _device(spec: Any) -> str:
+    """The device the job occupies: ``endpoint:HOST`` for an endpoint, ``cuda:N`` when NVML sees a GPU
+    (first of CUDA_VISIBLE_DEVICES), else ``cpu``."""
+    if spec.engine == "endpoint":
+        from urllib.parse import urlparse
+
+        return f"endpoint:{urlparse(spec.endpoint).netloc}"[:64]
+    from engine_runner import gpu
+
+    snaps = gpu.snapshot(gpu.visible_indices())
+    return f"cuda:{snaps[0].index}" if snaps else "cpu"
+
+
+def _stat(d: dict[str, Any] | None) -> dict[str, Any]:
+    d = d or {}
+    return {k: d.get(k) for k in ("mean", "p50", "p90", "p99")} | {"count": d.get("count", 0)}
+
+
+def results_json(job_id: int, url: str | None = None) -> dict[str, Any]:
+    """The ``--json`` document of a job: ``{"job_id", "status", "error", "runs": [{"run_id", "engine",
+    "model", "status", "error", "kv_cache", "startup_report", "points": [...]}]}``; each point has
+    ``concurrency`` or ``request_rate`` (``"inf"`` for an infinite rate), counts, throughputs, goodput
+    and ``ttft_ms``/``tpot_ms``/``itl_ms``/``e2e_ms`` as ``{"mean", "p50", "p90", "p99", "count"}``."""
+    from sqlalchemy import select
+
+    from db.models import Job, LoadPoint, Run
+    from db.session import session_scope
+
+    with session_scope(url) as s:
+        job = s.get(Job, job_id)
+        runs = s.execute(select(Run).where(Run.job_id == job_id).order_by(Run.id)).scalars().all()
+        out_runs = []
+        for r in runs:
+            pts = s.execute(select(LoadPoint).where(LoadPoint.run_id == r.id).order_by(LoadPoint.idx)).scalars().all()
+            points = []
+            for p in pts:
+                rep = p.report or {}
+                key = "concurrency" if p.mode == "concurrency" else "request_rate"
+                lvl: Any = "inf" if p.level is None else (int(p.level) if p.mode == "concurrency" else p.level)
+                points.append({
+                    key: lvl, "completed": p.completed, "failed": p.failed,
+                    "failures_by_reason": rep.get("failures_by_reason"), "duration_s": p.duration_s,
+                    "request_throughput_per_s": rep.get("request_throughput_per_s"),
+                    "output_token_throughput_per_s": rep.get("output_token_throughput_per_s"),
+                    "total_token_throughput_per_s": rep.get("total_token_throughput_per_s"),
+                    "goodput_per_s": rep.get("goodput_per_s"),
+                    **{m: _stat(rep.get(m)) for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")},
+                    "server": rep.get("server"),
+                })
+            cfg = r.config or {}
+            out_runs.append({
+                "run_id": r.id, "engine": r.engine, "engine_version": r.engine_version,
+                "model": (cfg.get("spec") or {}).get("model"), "status": r.status, "error": r.error,
+                "kv_cache": cfg.get("kv_cache"), "startup_report": cfg.get("startup_report"),
+                "device_dirty": cfg.get("device_dirty"), "server_log": cfg.get("server_log"), "points": points,
+            })
+        return {"job_id": job_id, "status": job.status if job else None, "error": job.error if job else None,
+                "runs": out_runs}
+
+
+def _print_table(doc: dict[str, Any]) -> None:
+    for r in doc["runs"]:
+        typer.echo(f"run {r['run_id']}: {r['engine']} {r['model']} -> {r['status']}" + (f" ({r['error']})" if r["error"] else ""))
+        kv = r.get("kv_cache") or {}
+        if kv.get("kv_cache_tokens") is not None:
+            pred = kv.get("predicted_max_concurrency")
+            typer.echo(f"  KV cache: {kv['kv_cache_tokens']:,} tokens, {kv.get('bytes_per_token')} B/token; predicted max "
+                       f"concurrency at {kv['tokens_per_request']} tokens/request: {pred:.1f}; vLLM says "
+                       f"{kv.get('vllm_max_concurrency')}x at {kv.get('vllm_max_concurrency_tokens')} tokens; "
+                       f"measured max running: {kv.get('measured_max_running')}")
+        typer.echo(f"  {'level':>10} {'ok':>5} {'fail':>5} {'req/s':>8} {'out tok/s':>10} {'TTFT p50/p99 ms':>18} "
+                   f"{'TPOT p50/p99 ms':>18} {'E2E p50 ms':>11}")
+        for p in r["points"]:
+            lvl = p.get("concurrency", p.get("request_rate"))
+            name = f"c={lvl}" if "concurrency" in p else f"rate={lvl}"
+
+            def f(x: Any) -> str:
+                return "-" if x is None else f"{x:.1f}"
+
+            typer.echo(f"  {name:>10} {p['completed']:>5} {p['failed']:>5} {f(p['request_throughput_per_s']):>8} "
+                       f"{f(p['output_token_throughput_per_s']):>10} "
+                       f"{f(p['ttft_ms']['p50']) + '/' + f(p['ttft_ms']['p99']):>18} "
+                       f"{f(p['tpot_ms']['p50']) + '/' + f(p['tpot_ms']['p99']):>18} {f(p['e2e_ms']['p50']):>11}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve-bench``."""
+
+    @app.command("serve-bench")
+    def serve_bench_cmd(
+        model: str = typer.Option(..., "--model", help="Local folder or HF id (vllm), or the served model name (--endpoint)."),
+        endpoint: str = typer.Option(None, "--endpoint", help="Base URL of a running OpenAI-compatible server (no launch)."),
+        engine: str = typer.Option(None, "--engine", help="vllm (default without --endpoint) or endpoint."),
+        api_key: str = typer.Option(None, "--api-key", envvar="ENGINESCOPE_ENDPOINT_API_KEY", help="Bearer token for --endpoint."),
+        concurrency: str = typer.Option(None, "--concurrency", help="Closed-loop levels, e.g. 1,4,16."),
+        request_rate: str = typer.Option(None, "--request-rate", help="Open-loop rates in requests/s, e.g. 2,8,inf."),
+        input_len: int = typer.Option(128, "--input-len", help="Synthetic prompt length, tokens."),
+        output_len: int = typer.Option(128, "--output-len", help="Output length, tokens (ignore_eos)."),
+        dataset: str = typer.Option(None, "--dataset", help="ShareGPT-style JSON/JSONL file instead of synthetic prompts."),
+        num_prompts: int = typer.Option(64, "--num-prompts", help="Measured requests per level."),
+        warmup: int = typer.Option(2, "--warmup", help="Warm-up requests per level (not measured)."),
+        api: str = typer.Option("completions", "--api", help="chat or completions."),
+        tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer folder or HF id (default: the model)."),
+        dtype: str = typer.Option("auto", "--dtype", help="vLLM --dtype."),
+        quantization: str = typer.Option(None, "--quantization", help="vLLM --quantization."),
+        kv_cache_dtype: str = typer.Option("auto", "--kv-cache-dtype", help="vLLM --kv-cache-dtype."),
+        max_num_seqs: int = typer.Option(None, "--max-num-seqs", help="vLLM --max-num-seqs."),
+        max_model_len: int = typer.Option(None, "--max-model-len", help="vLLM --max-model-len."),
+        prefix_caching: bool = typer.Option(None, "--prefix-caching/--no-prefix-caching", help="vLLM prefix caching."),
+        tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vLLM --tensor-parallel-size."),
+        gpu_memory_utilization: float = typer.Option(None, "--gpu-memory-utilization", help="vLLM fraction of device memory (CPU: of RAM)."),
+        kv_cache_memory_bytes: int = typer.Option(None, "--kv-cache-memory-bytes", help="vLLM fixed KV-cache size, bytes."),
+        load_format: str = typer.Option(None, "--load-format", help="vLLM --load-format (dummy = random weights)."),
+        vllm_arg: list[str] = typer.Option(None, "--vllm-arg", help="Extra vLLM flag (repeat), e.g. --vllm-arg=--enforce-eager."),
+        slo: list[str] = typer.Option(None, "--slo", help="SLO NAME=MS for goodput (repeat): ttft_ms, tpot_ms, e2e_ms."),
+        trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Let the model repository run its code."),
+        startup_timeout_s: float = typer.Option(900.0, "--startup-timeout-s", help="Give up waiting for vLLM after this long."),
+        max_level_duration_s: float = typer.Option(600.0, "--max-level-duration-s", help="Stop sending new requests in a level after this long."),
+        seed: int = typer.Option(0, "--seed", help="Seeds prompts and arrivals."),
+        device: str = typer.Option(None, "--device", help="Device the job occupies (default: cuda:N if a GPU is seen, else cpu)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout (progress on stderr)."),
+    ) -> None:
+        """Benchmark LLM serving: launch vLLM on --model (or use --endpoint), send a load sweep, store every
+        request and the server's /metrics, and print TTFT/TPOT/ITL/E2E and throughput per level."""
+        from db.jobs import start_inline_job
+        from engine_runner.cli import fail
+        from engine_runner.jobctx import JobContext
+        from engine_runner.jobs import execute
+        from profiles.errors import EngineScopeError
+        from profiles.llm_spec import ServeBenchSpec, parse_int_list, parse_rate_list, parse_slo_flags
+        from profiles.specs import validate_spec
+
+        try:
+            data: dict[str, Any] = {
+                "engine": engine or ("endpoint" if endpoint else "vllm"), "model": model, "endpoint": endpoint,
+                "api_key": api_key, "api": api, "tokenizer": tokenizer,
+                "concurrency": parse_int_list(concurrency, "--concurrency") if concurrency else None,
+                "request_rate": parse_rate_list(request_rate) if request_rate else None,
+                "input_len": input_len, "output_len": output_len, "dataset": dataset, "num_prompts": num_prompts,
+                "warmup": warmup, "dtype": dtype, "quantization": quantization, "kv_cache_dtype": kv_cache_dtype,
+                "max_num_seqs": max_num_seqs, "max_model_len": max_model_len, "enable_prefix_caching": prefix_caching,
+                "tensor_parallel_size": tensor_parallel_size, "gpu_memory_utilization": gpu_memory_utilization,
+                "kv_cache_memory_bytes": kv_cache_memory_bytes, "load_format": load_format,
+                "vllm_args": list(vllm_arg or []), "slos": parse_slo_flags(list(slo or [])),
+                "trust_remote_code": trust_remote_code, "startup_timeout_s": startup_timeout_s,
+                "max_level_duration_s": max_level_duration_s, "seed": seed,
+            }
+            if data["concurrency"] is None and data["request_rate"] is None:
+                data["concurrency"] = [1]
+            spec = validate_spec(ServeBenchSpec, data)
+            spec_json = spec.model_dump(mode="json")
+            # JSON has no infinity: keep "inf" rates as strings pydantic parses back
+            if spec.request_rate:
+                spec_json["request_rate"] = ["inf" if math.isinf(r) else r for r in spec.request_rate]
+            job_id = start_inline_job("llm_serve", spec_json, device=device or _device(spec), origin="cli")
+        except EngineScopeError as exc:
+            fail(exc)
+
+        out = sys.stderr if as_json else sys.stdout
+
+        def hook(kind: str, message: str, progress: float | None, data: dict[str, Any]) -> None:
+            pct = f"{progress:4.0%} " if progress is not None else "     "
+            print(f"[job {job_id}] {pct}{kind}: {message}", file=out, flush=True)
+
+        ctx = JobContext(job_id=job_id, kind="llm_serve", spec=spec_json, hooks=[hook])
+        status = execute(ctx)
+        doc = results_json(job_id)
+        if as_json:
+            typer.echo(json.dumps(doc, indent=2, default=str))
+        else:
+            _print_table(doc)
+        if status != "succeeded" or any(r["status"] != "succeeded" for r in doc["runs"]):
+            raise typer.Exit(1)

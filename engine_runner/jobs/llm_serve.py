@@ -1,0 +1,442 @@
+"""The ``llm_serve`` job: launch vLLM (or use an OpenAI-compatible endpoint), sweep load levels, store
+every request, the per-level report, summaries, scalar metrics and the server's own /metrics.
+
+Per job: one ``runs`` row (engine ``vllm`` or ``openai-endpoint``). Per level: one ``load_points`` row
+(``report`` = :func:`profiles.llm_metrics.point_report` plus a ``server`` block), its raw
+``llm_requests``, ``summaries`` (ttft_ms, tpot_ms, itl_ms, e2e_ms, ... with ``point_id``),
+``run_metrics`` (throughputs, goodput, max requests running) and ``server_metric_samples`` (vLLM
+serving gauges/counters scraped every :data:`SCRAPE_INTERVAL_S`, ``ts_ns`` relative to the level's t0).
+``runs.config`` holds the spec, the server's start-up report, the KV-cache block
+(:func:`kv_cache_info`), the server log path and, on a GPU, ``device_dirty``.
+
+Cancellation: checked between levels and polled within a level (in-flight requests are cancelled).
+The server is always stopped in ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, update
+
+from db.models import Artifact, LlmRequest, LoadPoint, Run, RunMetric, ServerMetricSample, Summary, utcnow
+from engine_runner.jobctx import JobContext
+from profiles import kv_cache
+from profiles.errors import EngineError, InputError
+from profiles.llm_spec import ServeBenchSpec
+from profiles.prometheus import VLLM_SERVING_METRICS, PromSample, kv_cache_usage, parse_prometheus_text, sum_by_name
+from profiles.specs import validate_spec
+
+#: Seconds between /metrics scrapes during a level.
+SCRAPE_INTERVAL_S = 0.5
+
+#: Metrics of ``point_report`` stored as ``summaries`` rows (all ms).
+SUMMARY_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "itl_chunk_ms", "e2e_ms", "ttft_from_schedule_ms",
+                   "e2e_from_schedule_ms", "dispatch_lag_ms")
+#: Scalars of ``point_report`` stored as ``run_metrics`` rows: name -> unit.
+SCALAR_METRICS = {
+    "request_throughput_per_s": "req/s", "output_token_throughput_per_s": "tok/s",
+    "total_token_throughput_per_s": "tok/s", "goodput_per_s": "req/s", "completed": "requests",
+    "failed": "requests", "output_tokens_total": "tokens", "input_tokens_total": "tokens",
+}
+
+
+def run(ctx: JobContext) -> None:
+    """Execute an ``llm_serve`` job (see module docstring).
+
+    Raises:
+        InputError: invalid spec or tokenizer/dataset.
+        EngineError / EngineUnavailableError: the server could not be started or reached.
+        JobCancelled: the user cancelled.
+    """
+    spec: ServeBenchSpec = validate_spec(ServeBenchSpec, ctx.spec)
+    ctx.event("stage", f"LLM serving benchmark of {spec.model} ({spec.engine})", 0.0)
+    run_id = _create_run(ctx, spec)
+    server = None
+    server_cfg: dict[str, Any] = {}
+    try:
+        tokenizer = _load_tokenizer(spec)
+        prompts = _prompts(spec, tokenizer)
+        ctx.check_cancelled()
+        if spec.engine == "vllm":
+            server = _start_vllm(ctx, spec, run_id)
+            base_url, api_key, model_name = server.base_url, server.api_key, server.cfg.name
+            server_cfg["startup_report"] = server.report.as_dict()
+            server_cfg["startup_s"] = server.startup_s
+            server_cfg["command"] = _redacted(server.command)
+            engine_version = server.report.version
+        else:
+            base_url, api_key, model_name = spec.endpoint.rstrip("/"), spec.api_key, spec.model
+            _check_endpoint(base_url, api_key, model_name)
+            engine_version = None
+        kv = kv_cache_info(spec, server.report.as_dict() if server else {}, _server_cache_config(base_url, api_key))
+        _update_run(ctx, run_id, engine_version=engine_version, config_extra={**server_cfg, "kv_cache": kv})
+
+        from engine_runner.loadgen import EndpointConfig, LoadLevel
+        from engine_runner.loadgen.datasets import count_tokens
+
+        endpoint = EndpointConfig(base_url=base_url, model=model_name, api=spec.api, api_key=api_key,
+                                  timeout_s=spec.request_timeout_s)
+        levels = spec.levels
+        max_running = 0.0
+        for idx, (mode, value) in enumerate(levels):
+            ctx.check_cancelled()
+            label = f"{mode.replace('_', ' ')} {_fmt_level(value)}"
+            ctx.progress(idx / len(levels), f"level {idx + 1}/{len(levels)}: {label}", level_idx=idx)
+            level = LoadLevel(mode=mode, value=value, num_requests=spec.num_prompts,
+                              duration_s=spec.max_level_duration_s, warmup_requests=spec.warmup,
+                              seed=spec.seed + idx)
+            res, scrapes, bounds = _run_level_with_scrape(ctx, endpoint, prompts, level, idx, len(levels),
+                                                         lambda t: count_tokens(tokenizer, t, special=False))
+            point_max = _store_point(ctx, run_id, idx, mode, value, res, scrapes, bounds, spec)
+            max_running = max(max_running, point_max)
+            ctx.event("info", f"level {label} done", (idx + 1) / len(levels), level_idx=idx)
+        kv["measured_max_running"] = max_running
+        _update_run(ctx, run_id, config_extra={"kv_cache": kv})
+        _finish_run(ctx, run_id, "succeeded", None)
+    except Exception as exc:
+        _finish_run(ctx, run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if server is not None:
+            server.stop()
+            _update_run(ctx, run_id, config_extra={**server.gpu_config(), "leftover_pids": server.leftover_pids})
+            with ctx.session() as s:
+                s.add(Artifact(run_id=run_id, job_id=ctx.job_id, kind="log", path=str(server.log_path),
+                               size_bytes=server.log_path.stat().st_size if server.log_path.exists() else None,
+                               meta={"what": "vLLM server stdout/stderr"}))
+
+
+# ---------------------------------------------------------------------------------------------------
+# set-up
+
+
+def _fmt_level(v: float) -> str:
+    return "inf" if math.isinf(v) else (str(int(v)) if float(v).is_integer() else f"{v:g}")
+
+
+def _redacted(cmd: list[str]) -> list[str]:
+    from engine_runner.engines.vllm_server import redact
+
+    return redact(cmd)
+
+
+def _environment() -> dict[str, Any]:
+    try:
+        from engine_runner.environment import fingerprint
+    except ImportError:
+        return {}
+    try:
+        return fingerprint()
+    except Exception as exc:  # noqa: BLE001 - a missing fingerprint must not fail a benchmark
+        return {"error": f"fingerprint failed: {exc}"}
+
+
+def _create_run(ctx: JobContext, spec: ServeBenchSpec) -> int:
+    with ctx.session() as s:
+        r = Run(job_id=ctx.job_id, engine="vllm" if spec.engine == "vllm" else "openai-endpoint",
+                precision=spec.dtype if spec.engine == "vllm" else None, config={"spec": spec.model_dump(mode="json")},
+                environment=_environment(), status="running", label=f"{spec.model} ({spec.engine})",
+                timing_window="client-side: send to token chunk arrival over HTTP streaming (SSE)")
+        s.add(r)
+        s.flush()
+        return int(r.id)
+
+
+def _update_run(ctx: JobContext, run_id: int, *, engine_version: str | None = None,
+                config_extra: dict[str, Any] | None = None) -> None:
+    with ctx.session() as s:
+        r = s.get(Run, run_id)
+        if r is None:
+            return
+        if engine_version:
+            r.engine_version = engine_version
+        if config_extra:
+            r.config = {**(r.config or {}), **config_extra}
+
+
+def _finish_run(ctx: JobContext, run_id: int, status: str, error: str | None) -> None:
+    with ctx.session() as s:
+        s.execute(update(Run).where(Run.id == run_id, Run.status == "running").values(
+            status=status, error=error, finished_at=utcnow()))
+
+
+def _load_tokenizer(spec: ServeBenchSpec) -> Any:
+    from engine_runner.loadgen.datasets import load_tokenizer
+
+    name = spec.tokenizer or spec.model
+    if spec.engine == "endpoint" and not spec.tokenizer and not Path(spec.model).is_dir():
+        # a served name is often also a hub id; try it, else ask for --tokenizer
+        try:
+            return load_tokenizer(name)
+        except InputError:
+            raise InputError(f"tokenizer: cannot load a tokenizer for endpoint model {spec.model!r}; give "
+                             "--tokenizer (a local folder or Hugging Face id)") from None
+    return load_tokenizer(name)
+
+
+def _prompts(spec: ServeBenchSpec, tokenizer: Any) -> list[Any]:
+    from engine_runner.loadgen import load_dataset_file, synthetic_prompts
+
+    n = spec.num_prompts + spec.warmup
+    if spec.dataset:
+        return load_dataset_file(spec.dataset, tokenizer, n, spec.seed, spec.output_len)
+    return synthetic_prompts(tokenizer, n, spec.input_len, spec.output_len, spec.seed)
+
+
+def _start_vllm(ctx: JobContext, spec: ServeBenchSpec, run_id: int) -> Any:
+    from engine_runner.engines.vllm_server import VllmServer, VllmServerConfig
+
+    cfg = VllmServerConfig(
+        model=spec.model, tokenizer=spec.tokenizer, dtype=None if spec.dtype == "auto" else spec.dtype,
+        quantization=spec.quantization, kv_cache_dtype=None if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype,
+        max_num_seqs=spec.max_num_seqs, max_model_len=spec.max_model_len,
+        enable_prefix_caching=spec.enable_prefix_caching,
+        tensor_parallel_size=spec.tensor_parallel_size if spec.tensor_parallel_size != 1 else None,
+        gpu_memory_utilization=spec.gpu_memory_utilization, kv_cache_memory_bytes=spec.kv_cache_memory_bytes,
+        load_format=spec.load_format, seed=spec.seed, trust_remote_code=spec.trust_remote_code,
+        extra_args=list(spec.vllm_args), startup_timeout_s=spec.startup_timeout_s,
+    )
+    log_dir = ctx.home / "artifacts" / f"job_{ctx.job_id}"
+    log_path = log_dir / f"vllm_server_run{run_id}.log"
+
+    def on_event(kind: str, message: str, data: dict[str, Any]) -> None:
+        ctx.event(kind, message, **data)
+
+    server = VllmServer(cfg, log_path, on_event=on_event)
+    _update_run(ctx, run_id, config_extra={"server_log": str(log_path)})
+    try:
+        server.start()
+    except EngineError:
+        _update_run(ctx, run_id, config_extra={"startup_failure": server.failure.__dict__ if server.failure else None,
+                                               **server.gpu_config()})
+        with ctx.session() as s:
+            s.add(Artifact(run_id=run_id, job_id=ctx.job_id, kind="log", path=str(log_path),
+                           meta={"what": "vLLM server stdout/stderr (failed start)"}))
+        raise
+    return server
+
+
+def _check_endpoint(base_url: str, api_key: str | None, model: str) -> None:
+    """``GET /v1/models`` must answer and list ``model``.
+
+    Raises:
+        EngineError: unreachable, HTTP error, or the model is not listed.
+    """
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        r = httpx.get(f"{base_url}/v1/models", headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        raise EngineError(f"endpoint {base_url}: cannot reach /v1/models: {exc}") from None
+    if r.status_code != 200:
+        raise EngineError(f"endpoint {base_url}: GET /v1/models answered HTTP {r.status_code}: {r.text[:200]}")
+    names = [m.get("id") for m in r.json().get("data", [])]
+    if model not in names:
+        raise InputError(f"--model {model!r}: the endpoint {base_url} serves {names}")
+
+
+def _server_cache_config(base_url: str, api_key: str | None) -> dict[str, Any]:
+    """``vllm:cache_config_info`` labels from one ``/metrics`` scrape (``{}`` when not exposed)."""
+    import httpx
+
+    from profiles.prometheus import cache_config
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        r = httpx.get(f"{base_url}/metrics", headers=headers, timeout=10)
+        if r.status_code != 200:
+            return {}
+        return cache_config(parse_prometheus_text(r.text, ["vllm:cache_config_info"]))
+    except (httpx.HTTPError, InputError):
+        return {}
+
+
+def kv_cache_info(spec: ServeBenchSpec, startup: dict[str, Any], server_cache: dict[str, Any] | None = None) -> dict[str, Any]:
+    """KV-cache block of ``runs.config``: geometry and bytes per token from the model's config.json
+    (:mod:`profiles.kv_cache`), the server's own KV-cache size and maximum concurrency (start-up log,
+    else ``vllm:cache_config_info`` from /metrics, which also gives the block count and block size),
+    and the predicted maximum concurrency = KV-cache tokens / (input_len + output_len)."""
+    server_cache = server_cache or {}
+    startup = dict(startup)
+    if startup.get("kv_cache_tokens") is None and server_cache.get("kv_cache_size_tokens") is not None:
+        startup["kv_cache_tokens"] = server_cache["kv_cache_size_tokens"]
+        startup["max_concurrency"] = startup.get("max_concurrency") or server_cache.get("kv_cache_max_concurrency")
+    if startup.get("kv_cache_blocks") is None:
+        startup["kv_cache_blocks"] = server_cache.get("num_gpu_blocks")
+    out: dict[str, Any] = {"tokens_per_request": spec.input_len + spec.output_len,
+                           "block_size": server_cache.get("block_size")}
+    try:
+        cfg = kv_cache.load_hf_config(spec.model)
+        if cfg is not None:
+            geo = kv_cache.geometry_from_config(cfg, None if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype)
+            if spec.dtype not in ("auto",) and spec.kv_cache_dtype == "auto":
+                geo = kv_cache.KvGeometry(geo.num_layers, geo.num_kv_heads, geo.head_dim, spec.dtype)
+            out["geometry"] = geo.as_dict()
+            out["bytes_per_token"] = geo.bytes_per_token
+    except InputError as exc:
+        out["geometry_error"] = str(exc)
+    tokens = startup.get("kv_cache_tokens")
+    if tokens is None and spec.kv_cache_memory_bytes and out.get("bytes_per_token"):
+        tokens = kv_cache.kv_cache_tokens_from_bytes(spec.kv_cache_memory_bytes, out["bytes_per_token"])
+        out["kv_cache_tokens_source"] = "kv_cache_memory_bytes / bytes_per_token"
+    elif tokens is not None:
+        out["kv_cache_tokens_source"] = "vLLM (start-up log or vllm:cache_config_info)"
+    out["kv_cache_tokens"] = tokens
+    out["kv_cache_blocks"] = startup.get("kv_cache_blocks")
+    out["kv_cache_memory_gib"] = startup.get("kv_cache_memory_gib")
+    out["vllm_max_concurrency"] = startup.get("max_concurrency")
+    out["vllm_max_concurrency_tokens"] = startup.get("max_concurrency_tokens")
+    out["predicted_max_concurrency"] = kv_cache.predicted_max_concurrency(tokens, out["tokens_per_request"])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# one level
+
+
+async def _scrape_once(client: Any, url: str) -> tuple[int, list[PromSample]] | None:
+    import httpx
+
+    t = time.perf_counter_ns()
+    try:
+        r = await client.get(url)
+    except httpx.HTTPError:
+        return None
+    if r.status_code != 200:
+        return None
+    try:
+        return t, parse_prometheus_text(r.text, VLLM_SERVING_METRICS)
+    except InputError:
+        return None
+
+
+def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], level: Any, idx: int, n_levels: int,
+                           count_tokens: Any) -> tuple[Any, list[tuple[int, list[PromSample]]], dict[str, Any]]:
+    """Run one level and scrape ``/metrics`` in the same event loop.
+
+    Returns (LevelResult, [(abs perf_counter_ns, samples)], {"before": {...}, "after": {...}}) where
+    before/after are counter sums scraped just before the warm-up and just after the level.
+    """
+    import httpx
+
+    from engine_runner.loadgen import run_level
+
+    last = [0.0]
+
+    def on_progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 1.0 and done != total:
+            return
+        last[0] = now
+        frac = (idx + (done / total if total else 0.0)) / n_levels
+        ctx.progress(frac, f"level {idx + 1}/{n_levels}: {done}/{total or '?'} requests", level_idx=idx,
+                     done=done, total=total)
+
+    async def main() -> tuple[Any, list[tuple[int, list[PromSample]]], dict[str, Any]]:
+        headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+        scrapes: list[tuple[int, list[PromSample]]] = []
+        url = f"{endpoint.base_url}/metrics"
+        async with httpx.AsyncClient(headers=headers, timeout=5.0) as client:
+            first = await _scrape_once(client, url)
+            stop = asyncio.Event()
+
+            async def loop() -> None:
+                while not stop.is_set():
+                    got = await _scrape_once(client, url)
+                    if got is not None:
+                        scrapes.append(got)
+                    try:
+                        await asyncio.wait_for(stop.wait(), SCRAPE_INTERVAL_S)
+                    except TimeoutError:
+                        pass
+
+            task = asyncio.ensure_future(loop())
+            try:
+                res = await run_level(endpoint, prompts, level, on_progress=on_progress,
+                                      should_stop=ctx.cancelled, count_tokens=count_tokens)
+            finally:
+                stop.set()
+                await task
+            final = await _scrape_once(client, url)
+        if final is not None:
+            scrapes.append(final)
+        bounds = {"before": sum_by_name(first[1]) if first else None,
+                  "after": sum_by_name(final[1]) if final else None}
+        return res, scrapes, bounds
+
+    with asyncio.Runner() as runner:
+        return runner.run(main())
+
+
+def _server_block(scrapes: list[tuple[int, list[PromSample]]], bounds: dict[str, Any]) -> dict[str, Any]:
+    """Summary of the server's metrics over a level: counter deltas (after - before, warm-up included),
+    maximum requests running/waiting, maximum KV-cache usage fraction, preemptions."""
+    out: dict[str, Any] = {"scrapes": len(scrapes)}
+    b, a = bounds.get("before"), bounds.get("after")
+    if a is not None and b is not None:
+        for name in ("vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:num_preemptions_total",
+                     "vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"):
+            if name in a:
+                out[name.removeprefix("vllm:").removesuffix("_total") + "_delta"] = a[name] - b.get(name, 0.0)
+    running, waiting, usage = [], [], []
+    for _, samples in scrapes:
+        sums = sum_by_name(samples)
+        if "vllm:num_requests_running" in sums:
+            running.append(sums["vllm:num_requests_running"])
+        if "vllm:num_requests_waiting" in sums:
+            waiting.append(sums["vllm:num_requests_waiting"])
+        u = kv_cache_usage(sums)
+        if u is not None:
+            usage.append(u)
+    out["max_num_requests_running"] = max(running) if running else None
+    out["max_num_requests_waiting"] = max(waiting) if waiting else None
+    out["max_kv_cache_usage"] = max(usage) if usage else None
+    return out
+
+
+def _store_point(ctx: JobContext, run_id: int, idx: int, mode: str, value: float, res: Any,
+                 scrapes: list[tuple[int, list[PromSample]]], bounds: dict[str, Any], spec: ServeBenchSpec) -> float:
+    """Write one level (load point, requests, summaries, scalars, server samples); return the maximum
+    ``vllm:num_requests_running`` seen (0 when not scraped)."""
+    from profiles.llm_metrics import point_report
+
+    slos = spec.slos.as_dict() or None
+    measured_ok = [r for r in res.records if not r.warmup and r.error_reason is None]
+    report = point_report(res.records, res.duration_s, slos)
+    report["server"] = _server_block(scrapes, bounds)
+    report["warmup_requests"] = sum(1 for r in res.records if r.warmup)
+    report["warmup_output_tokens"] = sum(r.output_tokens or 0 for r in res.records if r.warmup)
+    with ctx.session() as s:
+        lp = LoadPoint(run_id=run_id, idx=idx, mode=mode, level=None if math.isinf(value) else value,
+                       t0_ns=res.t0_ns, duration_s=res.duration_s, completed=report["completed"],
+                       failed=report["failed"], status="succeeded" if measured_ok else "failed", report=report)
+        s.add(lp)
+        s.flush()
+        pid = int(lp.id)
+        if res.records:
+            s.execute(insert(LlmRequest), [{"point_id": pid, **r.as_dict()} for r in res.records])
+        for m in SUMMARY_METRICS:
+            d = report.get(m)
+            if not d:
+                continue
+            s.add(Summary(run_id=run_id, point_id=pid, metric=m, unit=d.get("unit", "ms"), count=d["count"],
+                          mean=d.get("mean"), std=d.get("std"), min=d.get("min"), max=d.get("max"), p50=d.get("p50"),
+                          p90=d.get("p90"), p95=d.get("p95"), p99=d.get("p99"), median_ci_low=d.get("median_ci_low"),
+                          median_ci_high=d.get("median_ci_high")))
+        for name, unit in SCALAR_METRICS.items():
+            s.add(RunMetric(run_id=run_id, point_id=pid, name=name, value=report.get(name), unit=unit))
+        srv = report["server"]
+        if srv.get("max_num_requests_running") is not None:
+            s.add(RunMetric(run_id=run_id, point_id=pid, name="max_num_requests_running",
+                            value=srv["max_num_requests_running"], unit="requests"))
+        rows = [{"point_id": pid, "ts_ns": t - res.t0_ns, "name": smp.name, "labels": smp.labels, "value": smp.value}
+                for t, samples in scrapes for smp in samples]
+        if rows:
+            s.execute(insert(ServerMetricSample), rows)
+    return float(report["server"].get("max_num_requests_running") or 0.0)
