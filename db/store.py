@@ -469,8 +469,16 @@ def _register(folder: Path, content_hash: str, name: str, inspection: ModelInspe
     models_root = home() / "models"
     final = models_root / content_hash
     if final.exists():  # left by an interrupted intake (no row refers to it)
-        shutil.rmtree(final)
-    os.replace(folder, final)
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        os.replace(folder, final)
+    except OSError:
+        # another process stored the same content between our check and the move: use its row
+        with session_scope(url) as s:
+            existing = s.scalar(select(Model).where(Model.content_hash == content_hash).order_by(Model.id).limit(1))
+        if existing is not None:
+            return existing
+        raise
     stored = final / STORED_ONNX_NAME
     row = Model(
         content_hash=content_hash,
