@@ -7,5 +7,6 @@ source scripts/bootstrap.sh
 es_setup_main_env test
 es_setup_chromium
 es_setup_vllm_env
+es_setup_postgres
 export ENGINESCOPE_CHROMIUM="${ENGINESCOPE_CHROMIUM:-/usr/bin/chromium}"
 exec .venv/bin/python -m pytest "$@"
