@@ -32,8 +32,9 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from typing import cast as type_cast
 
-from sqlalchemy import JSON, Engine, String, cast, exists, insert, literal, select, text, update
+from sqlalchemy import JSON, CursorResult, Engine, String, cast, exists, insert, literal, select, text, update
 from sqlalchemy.orm import aliased
 
 from db.config import db_url, home
@@ -152,12 +153,12 @@ def request_cancel(job_id: int, *, url: str | None = None) -> bool:
     period, SIGKILL). Returns False when the job does not exist or has already ended."""
     now = utcnow()
     with session_scope(url) as s:
-        res = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
-            status="cancelled", cancel_requested=True, finished_at=now, error="cancelled before it started"))
+        res = _rows(s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
+            status="cancelled", cancel_requested=True, finished_at=now, error="cancelled before it started")))
         if res.rowcount:
             s.add(JobEvent(job_id=job_id, kind="stage", message="job cancelled before it started", data={}))
             return True
-        res = s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(cancel_requested=True))
+        res = _rows(s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(cancel_requested=True)))
         if res.rowcount:
             s.add(JobEvent(job_id=job_id, kind="info", message="cancel requested", data={}))
             return True
@@ -166,6 +167,11 @@ def request_cancel(job_id: int, *, url: str | None = None) -> bool:
 
 # ----------------------------------------------------------------------------------------------
 # claiming
+
+
+def _rows(result: Any) -> CursorResult[Any]:
+    """The result of a DML statement, typed as the ``CursorResult`` it is (for ``rowcount``)."""
+    return type_cast(CursorResult[Any], result)
 
 
 def _is_postgres(engine: Engine) -> bool:
@@ -320,8 +326,8 @@ def finish_job(
         raise InputError(f"final job status must be a terminal status {TERMINAL_STATUSES}, got {status!r}")
     now = utcnow()
     with session_scope(url) as s:
-        res = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(list(from_statuses))).values(
-            status=status, error=error, finished_at=now, heartbeat_at=now))
+        res = _rows(s.execute(update(Job).where(Job.id == job_id, Job.status.in_(list(from_statuses))).values(
+            status=status, error=error, finished_at=now, heartbeat_at=now)))
         if not res.rowcount:
             return False
         s.execute(update(Run).where(Run.job_id == job_id, Run.status == "running").values(

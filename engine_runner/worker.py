@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 from db import jobs as q
 from db.config import db_url, home
 from db.models import TERMINAL_STATUSES, Job
@@ -133,11 +135,16 @@ class Worker:
         started = 0
         try:
             while not self._stop.is_set():
-                self._supervise()
-                started += self._claim_and_start()
-                self._fail_stale()
-                if once and not self.children:
-                    break
+                try:
+                    self._supervise()
+                    started += self._claim_and_start()
+                    self._fail_stale()
+                except OperationalError as exc:
+                    # database locked or briefly unreachable (PostgreSQL restart): keep the children, retry
+                    log.warning("database error, retrying in %.2g s: %s", self.poll_interval_s, str(exc).splitlines()[0])
+                else:
+                    if once and not self.children:
+                        break
                 self._stop.wait(self.poll_interval_s)
         finally:
             self._shutdown()

@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import insert
 
 from db.models import LatencySample, Run, RunMetric, Summary, utcnow
 from engine_runner.jobctx import JobContext
@@ -144,7 +145,7 @@ def run(ctx: JobContext) -> None:
         ctx.check_cancelled()
         chunk = arr[start:start + INSERT_CHUNK]
         with ctx.session() as s:
-            s.execute(LatencySample.__table__.insert(),
+            s.execute(insert(LatencySample),
                       [{"run_id": run_id, "seq": start + i, "latency_ns": int(v)} for i, v in enumerate(chunk.tolist())])
     with ctx.session() as s:
         s.add(Summary(run_id=run_id, metric="clock_delta_ns", source="computed", **summ.as_dict()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -171,7 +172,7 @@ def test_cancel_inline_and_stale_on_postgres(clean: str) -> None:
     with session_scope(clean) as s:
         s.execute(update(Job).where(Job.id == b).values(heartbeat_at=utcnow() - dt.timedelta(seconds=120)))
     assert q.fail_stale(60, url=clean) == [b]
-    assert "no heartbeat for 120 s" in q.get_job(b, url=clean).error
+    assert re.search(r"no heartbeat for 1\d\d s", q.get_job(b, url=clean).error)
     assert q.get_job(inline, url=clean).status == "running"  # its process (this one) is alive
     with session_scope(clean) as s:
         assert s.execute(select(Job.id).where(Job.status == "running")).scalars().all() == [inline]

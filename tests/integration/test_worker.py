@@ -7,6 +7,7 @@ is the child's interpreter start and imports.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import os
 import signal
 import socket
@@ -149,7 +150,7 @@ def test_restarted_worker_fails_stale_jobs_then_runs_the_queue(es_env: str) -> N
     j = q.get_job(stale_local)
     assert j.status == "failed" and f"worker@{host}:{dead.pid} is gone" in j.error
     j = q.get_job(stale_remote)
-    assert j.status == "failed" and "no heartbeat for 600 s" in j.error
+    assert j.status == "failed" and re.search(r"no heartbeat for 6\d\d s", j.error)
     assert status(queued) == "succeeded"
 
 
