@@ -205,3 +205,46 @@ def test_child_stops_itself_when_the_worker_is_killed(es_env: str) -> None:
         w.communicate()
     job = q.get_job(job_id)
     assert job.status == "failed" and "worker that ran this job exited" in job.error
+
+
+def _script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def _run_worker_with(es_env: str, python: str) -> tuple[Worker, threading.Thread]:
+    w = Worker(es_env, poll_interval_s=0.1, grace_s=1.0, python=python)
+    t = threading.Thread(target=w.run, daemon=True)
+    t.start()
+    return w, t
+
+
+def test_child_ignoring_sigterm_is_killed_after_the_grace_period(es_env: str, tmp_path: Path) -> None:
+    """A child stuck where SIGTERM cannot reach it (here: it ignores SIGTERM) gets SIGKILL after grace_s."""
+    stubborn = _script(tmp_path / "stubborn", "trap '' TERM\necho started\nwhile :; do sleep 0.1; done\n")
+    job_id = q.submit_job("clock_check", {})
+    w, t = _run_worker_with(es_env, stubborn)
+    try:
+        pid = wait_for(lambda: q.get_job(job_id).pid, what="the child to start")
+        assert q.request_cancel(job_id)
+        wait_for(lambda: status(job_id) in TERMINAL_STATUSES, 15, "the job to end")
+    finally:
+        w.stop()
+        t.join(20)
+    job = q.get_job(job_id)
+    assert job.status == "cancelled" and job.error == "cancelled by the user; child was killed by SIGKILL"
+    assert not group_alive(pid)
+    assert "started" in q.log_tail(job)
+
+
+def test_processes_left_in_the_group_are_killed_when_the_child_exits(es_env: str, tmp_path: Path) -> None:
+    """A grandchild that ignores SIGTERM (say, a server the job launched) does not outlive its job."""
+    pidfile = tmp_path / "grandchild.pid"
+    launcher = _script(tmp_path / "launcher", f"sh -c 'trap \"\" TERM; echo $$ > {pidfile}; while :; do sleep 0.1; done' &\n"
+                                              f"exec {sys.executable} \"$@\"\n")
+    job_id = q.submit_job("clock_check", {"duration_s": 0.2, "samples": 200})
+    Worker(es_env, poll_interval_s=0.1, python=launcher).run(once=True)
+    assert status(job_id) == "succeeded"
+    grandchild = int(pidfile.read_text())
+    wait_for(lambda: not q.pid_alive(grandchild), 5, "the grandchild to be killed")
