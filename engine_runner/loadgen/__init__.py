@@ -30,6 +30,8 @@ class EndpointConfig:
         continuous_usage: ask for per-chunk usage (vLLM's ``stream_options.continuous_usage_stats``).
         extra_body: extra JSON fields merged into every request body.
         headers: extra HTTP headers.
+        request_id_prefix: when set, each request carries ``X-Request-Id: <prefix><seq>`` (vLLM with
+            ``--enable-request-id-headers`` and the mock server's timeline use it).
     """
 
     base_url: str
@@ -41,6 +43,7 @@ class EndpointConfig:
     continuous_usage: bool = True
     extra_body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    request_id_prefix: str | None = None
 
 
 @dataclass

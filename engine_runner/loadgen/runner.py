@@ -108,6 +108,8 @@ class _Level:
         rec = RequestRecord(seq=seq, warmup=warmup, scheduled_ns=scheduled_ns, input_tokens=self.input_tokens[i])
         self.records.append(rec)
         headers = self.headers
+        if self.endpoint.request_id_prefix is not None:
+            headers = {**headers, "X-Request-Id": f"{self.endpoint.request_id_prefix}{seq}"}
         await send_request(
             self.session, self.url, self.bodies[i], headers, rec, t0_ns=t0_ns, clock=self.clock,
             chat=self.chat, timeout_s=self.endpoint.timeout_s, count_tokens=self.count_tokens,
@@ -273,17 +275,20 @@ async def run_level(
     return LevelResult(records=records, t0_ns=t0, duration_s=max(t_end - t0, 1) / 1e9)
 
 
-def run_level_blocking(*args: Any, **kwargs: Any) -> LevelResult:
-    """Run :func:`run_level` in a fresh event loop (uvloop's when installed, which cuts client CPU time).
+def run_level_blocking(*args: Any, use_uvloop: bool | None = None, **kwargs: Any) -> LevelResult:
+    """Run :func:`run_level` in a fresh event loop: uvloop's when installed (``use_uvloop=None``) or
+    when ``use_uvloop`` is true, asyncio's default when false. uvloop cuts the client's CPU per request.
 
-    For callers without their own loop (CLI, jobs, benchmarks). Same arguments as :func:`run_level`.
+    For callers without their own loop (CLI, jobs, benchmarks). Other arguments as :func:`run_level`.
     """
     loop_factory = None
-    try:
-        import uvloop
+    if use_uvloop is not False:
+        try:
+            import uvloop
 
-        loop_factory = uvloop.new_event_loop
-    except ImportError:
-        pass
+            loop_factory = uvloop.new_event_loop
+        except ImportError:
+            if use_uvloop:
+                raise
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(run_level(*args, **kwargs))
