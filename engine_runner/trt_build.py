@@ -245,15 +245,19 @@ def default_profile(inputs: list[dict[str, Any]], batch_size: int, overrides: di
             continue
         if all(isinstance(d, int) and d > 0 for d in shape):
             continue
-        lo, opt, hi = [], [], []
+        lo: list[int] = []
+        opt: list[int] = []
+        hi: list[int] = []
         for i, d in enumerate(shape):
             if isinstance(d, int) and d > 0:
-                lo.append(d), opt.append(d), hi.append(d)
+                a, b, c = d, d, d
             elif i == 0:
-                lo.append(1), opt.append(batch_size), hi.append(batch_size)
+                a, b, c = 1, batch_size, batch_size
             else:
-                v = int(dim_values.get(str(d), 1))
-                lo.append(v), opt.append(v), hi.append(v)
+                a = b = c = int(dim_values.get(str(d), 1))
+            lo.append(a)
+            opt.append(b)
+            hi.append(c)
         out[name] = ShapeRange(min=lo, opt=opt, max=hi)
     return out
 
