@@ -79,6 +79,34 @@ def write_tiny_llm(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 1024
         raise InputError(f"--vocab-size {vocab_size}: must be within 256..32000")
     out.mkdir(parents=True, exist_ok=True)
 
+    fast = write_tokenizer(out, seed=seed, vocab_size=vocab_size)
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        **TINY_LLAMA_CONFIG,
+        vocab_size=len(fast),
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+        torch_dtype="float32",
+    )
+    model = LlamaForCausalLM(config)
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    (out / "enginescope_tiny_llm.json").write_text(json.dumps({"seed": seed, "vocab_size": len(fast),
+                                                              "generator": "enginescope tiny-llm"}, indent=2))
+    return out
+
+
+def write_tokenizer(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 1024) -> Any:
+    """Train the tiny model's byte-level BPE tokenizer on generated text and save it into ``out_dir``
+    (``tokenizer.json``, ``tokenizer_config.json`` with :data:`CHAT_TEMPLATE`); return the
+    ``PreTrainedTokenizerFast``. Deterministic for a ``seed``. No torch import (fast, for tests)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     specials = ["<unk>", "<s>", "</s>", "<pad>"]
@@ -105,22 +133,4 @@ def write_tiny_llm(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 1024
     )
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(out)
-
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        **TINY_LLAMA_CONFIG,
-        vocab_size=len(fast),
-        bos_token_id=fast.bos_token_id,
-        eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id,
-        torch_dtype="float32",
-    )
-    model = LlamaForCausalLM(config)
-    model.eval()
-    model.save_pretrained(out, safe_serialization=True)
-    (out / "enginescope_tiny_llm.json").write_text(json.dumps({"seed": seed, "vocab_size": len(fast),
-                                                              "generator": "enginescope tiny-llm"}, indent=2))
-    return out
+    return fast

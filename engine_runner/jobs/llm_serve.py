@@ -84,7 +84,7 @@ def run(ctx: JobContext) -> None:
         levels = spec.levels
         max_running = 0.0
         for idx, (mode, value) in enumerate(levels):
-            ctx.check_cancelled()
+            _check_cancelled_now(ctx)
             label = f"{mode.replace('_', ' ')} {_fmt_level(value)}"
             ctx.progress(idx / len(levels), f"level {idx + 1}/{len(levels)}: {label}", level_idx=idx)
             level = LoadLevel(mode=mode, value=value, num_requests=spec.num_prompts,
@@ -113,6 +113,19 @@ def run(ctx: JobContext) -> None:
 
 # ---------------------------------------------------------------------------------------------------
 # set-up
+
+
+def _check_cancelled_now(ctx: JobContext) -> None:
+    """Read ``jobs.cancel_requested`` now (``ctx.check_cancelled`` reads it at most every 0.5 s) and raise
+    :class:`JobCancelled` when set: a level is never started after a cancel request."""
+    from sqlalchemy import select
+
+    from db.models import Job
+    from profiles.errors import JobCancelled
+
+    with ctx.session() as s:
+        if s.execute(select(Job.cancel_requested).where(Job.id == ctx.job_id)).scalar_one_or_none():
+            raise JobCancelled(f"job {ctx.job_id} cancelled by the user")
 
 
 def _fmt_level(v: float) -> str:
@@ -166,9 +179,23 @@ def _finish_run(ctx: JobContext, run_id: int, status: str, error: str | None) ->
 
 
 def _load_tokenizer(spec: ServeBenchSpec) -> Any:
+    """The client tokenizer: for a local folder with ``tokenizer.json``, ``PreTrainedTokenizerFast``
+    directly (``AutoTokenizer`` first imports the model's config class, which pulls in torch.distributed:
+    ~15 s on a loaded 2-core machine); otherwise ``AutoTokenizer`` via the load generator.
+
+    Raises:
+        InputError: no tokenizer can be loaded (names the flag).
+    """
     from engine_runner.loadgen.datasets import load_tokenizer
 
     name = spec.tokenizer or spec.model
+    if (Path(name) / "tokenizer.json").is_file():
+        from transformers import PreTrainedTokenizerFast
+
+        try:
+            return PreTrainedTokenizerFast.from_pretrained(name)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"tokenizer {name}: cannot load tokenizer.json: {exc}") from None
     if spec.engine == "endpoint" and not spec.tokenizer and not Path(spec.model).is_dir():
         # a served name is often also a hub id; try it, else ask for --tokenizer
         try:

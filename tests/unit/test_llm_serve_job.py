@@ -1,0 +1,115 @@
+"""The llm_serve job end to end against the scripted mock server (engine "endpoint"): what it stores
+(load points, raw requests, summaries, scalars, /metrics samples, KV-cache block), SLO goodput, the
+--json document, and failure/cancel paths. Real vLLM: tests/integration/test_vllm_cpu.py."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.llm_fixtures import mock_server, run_llm_job, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_tokenizer(tmp_path_factory.mktemp("llm"))
+
+
+def _spec(url: str, tiny: Path, **kw):  # type: ignore[no-untyped-def]
+    return {"engine": "endpoint", "endpoint": url, "model": "mock-llm", "tokenizer": str(tiny),
+            "concurrency": [1, 4], "input_len": 16, "output_len": 32, "num_prompts": 12, "warmup": 1, **kw}
+
+
+def test_sweep_stores_everything(es_env: str, tiny: Path) -> None:
+    from db.models import Job, LlmRequest, LoadPoint, Run, RunMetric, ServerMetricSample, Summary
+    from db.session import session_scope
+    from engine_runner.commands.serve_bench import results_json
+
+    events: list = []
+    # ~340 ms per request: several /metrics scrapes (every 0.5 s) land inside each level
+    with mock_server(ttft_ms=20, itl_ms=10, model="mock-llm") as url:
+        job_id, status = run_llm_job(es_env, _spec(url, tiny, slos={"ttft_ms": 1.0, "e2e_ms": 10_000}), events)
+    assert status == "succeeded"
+    with session_scope(es_env) as s:
+        run = s.execute(select(Run).where(Run.job_id == job_id)).scalar_one()
+        assert run.engine == "openai-endpoint" and run.status == "succeeded"
+        pts = s.execute(select(LoadPoint).where(LoadPoint.run_id == run.id).order_by(LoadPoint.idx)).scalars().all()
+        assert [(p.mode, p.level) for p in pts] == [("concurrency", 1.0), ("concurrency", 4.0)]
+        for p in pts:
+            assert (p.completed, p.failed) == (12, 0)
+            reqs = s.execute(select(LlmRequest).where(LlmRequest.point_id == p.id)).scalars().all()
+            assert len(reqs) == 13 and sum(r.warmup for r in reqs) == 1
+            assert all(r.output_tokens == 32 and sum(r.chunk_tokens) == 32 for r in reqs)
+            rep = p.report
+            # mock TTFT is 20 ms: nobody meets a 1 ms TTFT SLO, so goodput is 0 while throughput is not
+            assert rep["goodput_per_s"] == 0.0 and rep["request_throughput_per_s"] > 0
+            assert rep["ttft_ms"]["p50"] >= 20.0
+            # the server's counters moved by exactly what the client received (warm-up included)
+            assert rep["server"]["generation_tokens_delta"] == 13 * 32
+            assert rep["server"]["max_num_requests_running"] >= 1
+            names = set(s.execute(select(Summary.metric).where(Summary.point_id == p.id)).scalars())
+            assert {"ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"} <= names
+            m = dict(s.execute(select(RunMetric.name, RunMetric.value).where(RunMetric.point_id == p.id)).all())
+            assert m["output_token_throughput_per_s"] == pytest.approx(rep["output_token_throughput_per_s"])
+            assert s.execute(select(func.count()).select_from(ServerMetricSample)
+                             .where(ServerMetricSample.point_id == p.id)).scalar_one() > 0
+        assert pts[1].report["server"]["max_num_requests_running"] == 4
+        kv = run.config["kv_cache"]
+        assert kv["tokens_per_request"] == 48 and kv["measured_max_running"] == 4
+        assert s.get(Job, job_id).progress == 1.0
+    assert any("level 2/2" in m for _, m, _ in events)
+    doc = results_json(job_id, es_env)
+    pt = doc["runs"][0]["points"][1]
+    assert pt["concurrency"] == 4 and pt["completed"] == 12
+    assert set(pt["ttft_ms"]) >= {"mean", "p50", "p90", "p99"}
+    assert all(math.isfinite(pt[k]["p50"]) and pt[k]["p50"] > 0 for k in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"))
+
+
+def test_request_rate_inf_and_failures_counted(es_env: str, tiny: Path) -> None:
+    from db.models import LoadPoint
+    from db.session import session_scope
+
+    with mock_server(ttft_ms=5, itl_ms=1, model="mock-llm", fail_rate=0.3, seed=3) as url:
+        spec = _spec(url, tiny, request_rate=["inf"], warmup=0, output_len=4)
+        spec.pop("concurrency")
+        job_id, status = run_llm_job(es_env, spec)
+    assert status == "succeeded"
+    with session_scope(es_env) as s:
+        p = s.execute(select(LoadPoint)).scalar_one()
+        assert p.mode == "request_rate" and p.level is None
+        assert p.failed > 0 and p.completed + p.failed == 12
+        assert p.report["failures_by_reason"] == {"http_5xx": p.failed}
+
+
+def test_wrong_model_name_fails_the_job_naming_it(es_env: str, tiny: Path) -> None:
+    with mock_server(model="mock-llm") as url:
+        job_id, status = run_llm_job(es_env, _spec(url, tiny, model="nope"))
+    from db.jobs import get_job
+
+    assert status == "failed"
+    assert "--model 'nope'" in get_job(job_id, url=es_env).error
+
+
+def test_cancel_between_levels(es_env: str, tiny: Path) -> None:
+    from db.jobs import request_cancel, start_inline_job
+    from db.models import LoadPoint, Run
+    from db.session import session_scope
+    from engine_runner.jobctx import JobContext
+    from engine_runner.jobs import execute
+
+    with mock_server(ttft_ms=5, itl_ms=1, model="mock-llm") as url:
+        spec = _spec(url, tiny, output_len=4)
+        job_id = start_inline_job("llm_serve", spec, device="test", url=es_env)
+
+        def hook(kind: str, msg: str, p: float | None, d: dict) -> None:
+            if "level concurrency 1 done" in msg:
+                request_cancel(job_id, url=es_env)
+
+        status = execute(JobContext(job_id=job_id, kind="llm_serve", spec=spec, db_url=es_env, hooks=[hook]))
+    assert status == "cancelled"
+    with session_scope(es_env) as s:
+        assert [p.level for p in s.execute(select(LoadPoint)).scalars()] == [1.0]
+        assert s.execute(select(Run.status)).scalar_one() == "failed"
