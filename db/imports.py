@@ -48,7 +48,7 @@ from profiles.trtexec import (
     parse_times,
     parse_trtexec_log,
 )
-from profiles.trtexec.log import ProfileRow
+from profiles.trtexec.log import ProfileRow, parse_shape_list
 
 KINDS = ("log", "times", "profile", "layers", "trex_profile_meta", "trex_build_meta")
 ARTIFACT_KIND = {"log": "log", "times": "trtexec_times", "profile": "trtexec_profile", "layers": "trtexec_layers",
@@ -352,9 +352,13 @@ def import_group(pg: ParsedGroup, *, url: str | None = None, home: Path | None =
                                "warnings": [[c.text, c.count] for c in diag.warnings],
                                "operator": diag.operator, "node_name": diag.node_name, "node_index": diag.node_index,
                                "shape_error": diag.shape_error}
+    shapes = log.inference_shapes() if log else {}
+    if not shapes and pg.trex_profile:
+        shapes = parse_shape_list(str((pg.trex_profile.get("inference_options") or {}).get("Input inference shape", "")))
+    batch = next((dims[0] for dims in shapes.values() if dims), None)  # first dim of the first input, as trtexec ran it
     with session_scope(url) as s:
-        run = Run(engine="tensorrt", engine_version=version, precision=precision,
-                  shapes=log.inference_shapes() if log else {}, config=config,
+        run = Run(engine="tensorrt", engine_version=version, precision=precision, batch_size=batch,
+                  shapes=shapes, config=config,
                   environment={"gpu": device, "tensorrt": version, "where": "imported (measured elsewhere)"},
                   status="failed" if failed else "succeeded", error=(diag.headline if failed and diag else None),
                   source="import:trtexec", label=pg.group.stem, timing_window=window, finished_at=utcnow())

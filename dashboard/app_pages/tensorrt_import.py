@@ -1,4 +1,79 @@
-"""Page placeholder (being built)."""
+"""Import trtexec outputs page: drag and drop trtexec logs and JSON exports (``--exportTimes``,
+``--exportProfile``, ``--exportLayerInfo``), grouped into runs by common name prefix (``db.imports``),
+then open them on the Layers / Compare pages. Also shows whether this machine has a TensorRT route
+and how to run the TensorRT route on a GPU machine."""
+
+from __future__ import annotations
+
+import re
+import time
+
 import streamlit as st
 
-st.info("This page is being built.")
+from dashboard import trt_widgets, ui
+from db.config import home
+from profiles.errors import EngineScopeError
+
+st.title("Import trtexec outputs")
+st.caption("Results TensorRT produced elsewhere (a GPU machine, CI, a colleague): stdout logs, "
+           "`--exportTimes`, `--exportProfile`, `--exportLayerInfo` (with `--profilingVerbosity=detailed` for layer "
+           "types, precisions and tactics). Files sharing a name prefix (`resnet.onnx.engine.{graph,profile,timing}.json`, "
+           "`resnet.onnx.engine.log`) become one run.")
+
+files = st.file_uploader("trtexec outputs", accept_multiple_files=True, type=["json", "log", "txt"],
+                         key="trtimport_files")
+if files and st.button("Import", type="primary", key="trtimport_go"):
+    dest = home() / "uploads" / "trtexec_import" / time.strftime("%Y%m%d-%H%M%S")
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for f in files:
+        name = re.sub(r"[^A-Za-z0-9._+-]+", "_", f.name).lstrip(".") or "upload"
+        p = dest / name
+        p.write_bytes(f.getvalue())
+        paths.append(p)
+    from db.imports import import_trtexec
+
+    try:
+        st.session_state["trtimport_result"] = import_trtexec(paths, url=ui.db_url())
+    except EngineScopeError as exc:
+        st.error(str(exc))
+
+result = st.session_state.get("trtimport_result")
+if result:
+    st.subheader("Imported runs")
+    st.dataframe([{
+        "run": r["run_id"], "label": r["label"], "status": r["status"], "TensorRT": r["engine_version"] or "?",
+        "precision": r["precision"] or "?", "p50 ms": r["latency_ms"]["p50"], "p99 ms": r["latency_ms"]["p99"],
+        "mean ms": r["latency_ms"]["mean"], "throughput /s": r["throughput_per_s"], "layers": r["layers"],
+        "files": ", ".join(r["files"]), "error": r["error"] or "",
+    } for r in result], hide_index=True, width="stretch")
+    for r in result:
+        if r["error"]:
+            st.warning(f"run {r['run_id']} ({r['label']}): {r['error']}")
+    with_layers = [r for r in result if r["layers"]]
+    for r in with_layers:
+        ui.link_to_page("layers", f"Layers of run {r['run_id']} ({r['label']}, {r['precision'] or '?'})", {"run": r["run_id"]})
+    ui.link_to_page("compare", "Compare runs")
+    st.caption("Tip: import the fp32, fp16 and int8 exports of one model together, then pick them in "
+               "Layers → Compare with, to see the same layers side by side across precisions.")
+
+st.divider()
+st.subheader("TensorRT on this machine")
+trt_widgets.render_availability()
+with st.expander("How to run the TensorRT route on a GPU machine", expanded=False):
+    st.markdown(
+        """
+1. On a machine with an NVIDIA GPU, either
+   - `pip install tensorrt` (Python route; TensorRT 10/11 wheels), or
+   - use an NGC container: `docker run --gpus all -it -v $PWD:/work nvcr.io/nvidia/tensorrt:<yy.mm>-py3`
+     and `export ENGINESCOPE_TRTEXEC=/usr/src/tensorrt/bin/trtexec` (trtexec route).
+2. `pip install -e .` in the EngineScope checkout there, point `ENGINESCOPE_DB_URL` at the shared database
+   (or copy results back with `enginescope import`), and run
+   `enginescope bench MODEL.onnx --engine tensorrt --precision fp32 --precision fp16`.
+3. Or run trtexec yourself and import its outputs here:
+   `trtexec --onnx=m.onnx --saveEngine=m.plan --profilingVerbosity=detailed --exportTimes=m.times.json
+   --exportProfile=m.profile.json --exportLayerInfo=m.layers.json --separateProfileRun --dumpProfile > m.log`.
+
+See docs/tensorrt.md for the flags used per TensorRT version (8.6, 10, 11).
+"""
+    )

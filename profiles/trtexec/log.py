@@ -183,7 +183,7 @@ class TrtexecLog:
         """Input shapes of the timed run: ``Input inference shape(s)`` (``name=AxB``; TensorRT 8.0 prints
         ``name:0=...``), else the ``Set shape of input tensor`` lines. Empty when ``model``."""
         raw = self.option("Inference Options", "Input inference shape") or ""
-        return _parse_shape_list(raw)
+        return parse_shape_list(raw)
 
     def build_profile(self) -> dict[str, dict[str, list[int]]]:
         """Optimization profile of the build: ``{input: {"min", "opt", "max"}}`` from ``Input build shape``."""
@@ -207,7 +207,9 @@ def _dims(text: str) -> list[int]:
     return [int(d) for d in text.strip().split("x") if d]
 
 
-def _parse_shape_list(raw: str) -> dict[str, list[int]]:
+def parse_shape_list(raw: str) -> dict[str, list[int]]:
+    """``{"x": [4, 1, 28, 28]}`` from trtexec's ``x=4x1x28x28`` (also ``x:0=...`` of 8.0; several
+    inputs separated by ``,`` or ``; ``); items that are not shapes (``model``) are skipped."""
     out: dict[str, list[int]] = {}
     for item in filter(None, (p.strip() for p in re.split(r"[;,]", raw))):
         name, sep, dims = item.rpartition("=")
