@@ -33,7 +33,7 @@ from profiles.specs import BenchSpec
 PROVIDERS = ["CPUExecutionProvider"]
 PROFILE_WARMUP_RUNS = 2
 PROFILE_RUNS = 20
-PROFILE_MAX_S = 10.0
+PROFILE_MAX_S = 3.0
 
 TIMING_WINDOW = ("onnxruntime InferenceSession.run() on CPUExecutionProvider, synchronous: perf_counter_ns "
                  "around the call; includes input binding, all kernels, output allocation and copy to numpy; "

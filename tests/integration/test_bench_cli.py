@@ -1,0 +1,105 @@
+"""``enginescope bench`` as a user runs it: the real console script in a subprocess, a fresh
+ENGINESCOPE_HOME, real ONNX Runtime runs on graphs built here (and a ../shared model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ort_graphs import build_cnn, build_single_op  # tests/integration is on sys.path (rootdir-relative import)
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = ["--iterations", "20", "--min-duration", "0", "--warmup", "2", "--warmup-s", "0"]
+
+
+def enginescope(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("enginescope")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "engine_runner.cli"]
+    env = {**os.environ, "ENGINESCOPE_HOME": str(home), "PYTHONWARNINGS": "ignore"}
+    env.pop("ENGINESCOPE_DB_URL", None)
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
+
+
+LAT_KEYS = {"mean", "std", "min", "p50", "p90", "p95", "p99", "max"}
+ACC_KEYS = {"max_abs_err", "max_rel_err", "cosine", "nan_count", "inf_count"}
+RUN_KEYS = {"run_id", "engine", "precision", "batch_size", "status", "error", "latency_ms", "samples",
+            "throughput_per_s", "layers", "accuracy"}
+
+
+def test_json_document(tmp_path: Path) -> None:
+    model = build_cnn(tmp_path / "cnn.onnx")
+    res = enginescope(tmp_path / "home", "bench", str(model), "--precision", "fp32", "--precision", "fp16",
+                      "--batch", "1", "--batch", "2", "--json", *FAST)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)  # exactly one JSON document: json.loads refuses trailing data
+    assert set(doc) >= {"job_id", "runs"} and isinstance(doc["job_id"], int)
+    assert [(r["precision"], r["batch_size"]) for r in doc["runs"]] == [("fp32", 1), ("fp32", 2), ("fp16", 1), ("fp16", 2)]
+    for r in doc["runs"]:
+        assert RUN_KEYS <= set(r)
+        assert r["engine"] == "onnxruntime" and r["status"] == "succeeded" and r["error"] is None
+        assert set(r["latency_ms"]) == LAT_KEYS
+        lat = r["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+        assert r["samples"] >= 20 and r["layers"] > 0 and r["throughput_per_s"] > 0
+        if r["precision"] == "fp32":
+            assert r["accuracy"] is None
+        else:
+            assert set(r["accuracy"]) == ACC_KEYS and r["accuracy"]["cosine"] > 0.999
+    assert "progress" in res.stderr or "stage" in res.stderr  # progress goes to stderr, not stdout
+    # a model id works as MODEL; without --json a table is printed
+    again = enginescope(tmp_path / "home", "bench", "1", "--precision", "int8-dynamic", "--no-layers", *FAST)
+    assert again.returncode == 0, again.stderr
+    assert "int8-dynamic" in again.stdout and "p50 ms" in again.stdout and "succeeded" in again.stdout
+
+
+def test_bad_shape_exits_2(tmp_path: Path) -> None:
+    model = build_cnn(tmp_path / "cnn.onnx")
+    res = enginescope(tmp_path / "home", "bench", str(model), "--shape", "x=1x4x8x8", "--json")
+    assert res.returncode == 2
+    assert "dim 1 of input 'x' is fixed at 3" in res.stderr
+    assert res.stdout == ""
+
+
+def test_not_onnx_exits_2(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.onnx"
+    bogus.write_text("this is a text file, not a model\n")
+    res = enginescope(tmp_path / "home", "bench", str(bogus))
+    assert res.returncode == 2
+    assert "notes.onnx" in res.stderr
+    res = enginescope(tmp_path / "home", "bench", str(tmp_path / "missing.onnx"))
+    assert res.returncode == 2 and "missing.onnx" in res.stderr
+
+
+def test_failed_run_exits_1(tmp_path: Path) -> None:
+    """The fp16 variant of a Celu graph does not load in ONNX Runtime (see test_ort_bench): exit 1,
+    fp32 still reported as succeeded."""
+    model = build_single_op(tmp_path / "celu.onnx", "Celu")
+    res = enginescope(tmp_path / "home", "bench", str(model), "--precision", "fp32", "--precision", "fp16",
+                      "--json", "--no-layers", *FAST)
+    assert res.returncode == 1, res.stderr
+    doc = json.loads(res.stdout)
+    status = {r["precision"]: r["status"] for r in doc["runs"]}
+    assert status == {"fp32": "succeeded", "fp16": "failed"}
+    failed = next(r for r in doc["runs"] if r["precision"] == "fp16")
+    assert "Celu" in failed["error"] and failed["latency_ms"] is None
+
+
+def test_shared_model_with_batch_and_calibration(tmp_path: Path, shared: Path) -> None:
+    import numpy as np
+
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, **{"input_1:0": np.random.default_rng(0).standard_normal((4, 3, 128, 128)).astype(np.float32)})
+    res = enginescope(tmp_path / "home", "bench", str(shared / "models/onnx/st_mobilenet_v2_128_0.5.onnx"),
+                      "--precision", "fp32", "--precision", "int8-qdq", "--batch", "2", "--calibration", str(calib),
+                      "--json", *FAST)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert [r["batch_size"] for r in doc["runs"]] == [2, 2]
+    assert doc["runs"][1]["accuracy"]["cosine"] > 0.5
