@@ -129,8 +129,11 @@ def job_events(url: str | None, job_id: int, limit: int = 200) -> list[dict[str,
 # ------------------------------------------------------------------------------------------------ runs
 
 def variant_label(engine: str | None, precision: str | None, label: str | None = None) -> str:
-    """Display name of a run's variant: its ``label`` when set, else ``"engine / precision"``."""
-    return label or f"{engine or '?'} / {precision or '?'}"
+    """Display name of a run's variant: ``"engine / precision"``; the run's ``label`` (or the engine)
+    when the precision is unknown (e.g. some imported runs)."""
+    if precision:
+        return f"{engine or '?'} / {precision}"
+    return label or engine or "?"
 
 
 def run_rows(url: str | None = None, *, model_id: int | None = None, job_ids: Iterable[int] | None = None,

@@ -114,6 +114,11 @@ def fmt_bytes(n: int | float | None) -> str:
     return f"{size:.1f} TiB"
 
 
+def batch_suffix(batch: int | None) -> str:
+    """``" b8"`` for batch 8; ``""`` when the batch size is unknown (e.g. some imported runs)."""
+    return f" b{batch}" if batch else ""
+
+
 def fmt_ms(v: float | None) -> str:
     """Milliseconds with 4 significant digits, ``"-"`` for None."""
     return "-" if v is None else f"{v:.4g} ms"

@@ -51,7 +51,7 @@ options = job_ids + ([0] if has_unjobbed else [])
 default_jobs = [focus_job] if focus_job in job_ids else options[:1]
 picked_jobs = st.multiselect("Jobs", options, default=default_jobs, key="compare_jobs", format_func=_job_label)
 rows = [r for r in all_rows if (r["job_id"] or 0) in picked_jobs]
-run_labels = {r["run_id"]: f"run {r['run_id']}: {r['variant']} b{r['batch_size']}" for r in rows}
+run_labels = {r["run_id"]: f"run {r['run_id']}: {r['variant']}{ui.batch_suffix(r['batch_size'])}" for r in rows}
 picked_runs = st.multiselect("Runs", list(run_labels), default=list(run_labels), key="compare_runs",
                              format_func=lambda i: run_labels[i])
 rows = [r for r in rows if r["run_id"] in picked_runs]
@@ -60,7 +60,10 @@ if not rows:
     st.stop()
 
 ok_rows = [r for r in rows if r["status"] == "succeeded" and r["p50_ms"] is not None]
-failed = [r for r in rows if r["status"] != "succeeded"]
+failed = [r for r in rows if r["status"] == "failed"]
+for r in rows:
+    if r["status"] == "running":
+        st.info(f"Run {r['run_id']} ({r['variant']}, batch {r['batch_size']}) is still running.")
 invalid = [r for r in ok_rows if r["valid"] is False]
 for r in failed:
     st.error(f"Run {r['run_id']} ({r['variant']}, batch {r['batch_size']}) {r['status']}: {r['error'] or 'no reason recorded'}")
@@ -72,7 +75,7 @@ best = data.fastest_valid(ok_rows)
 speedups = data.speedups_vs(ok_rows)
 if best is not None:
     c = st.columns(3)
-    c[0].metric("Fastest valid variant (p50)", f"{best['variant']} b{best['batch_size']}", help="lowest median latency among numerically valid runs")
+    c[0].metric("Fastest valid variant (p50)", f"{best['variant']}{ui.batch_suffix(best['batch_size'])}", help="lowest median latency among numerically valid runs")
     c[1].metric("p50 latency", ui.fmt_ms(best["p50_ms"]),
                 help=f"95% CI {ui.fmt_ms(best['ci_low_ms'])} - {ui.fmt_ms(best['ci_high_ms'])}, n={best['count']}")
     sp = speedups.get(int(best["run_id"]))

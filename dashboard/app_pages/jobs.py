@@ -52,16 +52,8 @@ focus = ui.query_int("job")
 if focus is None:
     focus = st.session_state.get("newbench_last_job")
 default_index = ids.index(focus) if focus in ids else 0
-labels = {int(j["id"]): f"#{j['id']} {j['kind']} ({j['status']}) {j['model_name'] or ''}" for j in jobs_now}
+labels = {int(j["id"]): f"#{j['id']} {j['kind']} {j['model_name'] or ''}" for j in jobs_now}
 job_id = st.selectbox("Job", ids, index=default_index, format_func=lambda i: labels[i], key="jobs_selected")
-
-status_of = {int(j["id"]): j["status"] for j in jobs_now}
-if st.button("Cancel this job", key="jobs_cancel", icon=":material/cancel:",
-             disabled=status_of[job_id] in TERMINAL_STATUSES):
-    if request_cancel(job_id, url=url):
-        st.toast(f"Cancel requested for job {job_id}")
-    else:
-        st.warning(f"Job {job_id} has already ended; nothing to cancel.")
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -72,6 +64,13 @@ def job_panel(job_id: int) -> None:
         st.warning(f"Job {job_id} no longer exists.")
         return
     status = job["status"]
+    if st.button("Cancel this job", key="jobs_cancel", icon=":material/cancel:", disabled=status in TERMINAL_STATUSES):
+        if request_cancel(job_id, url=url):
+            st.toast(f"Cancel requested for job {job_id}")
+            job = data.get_job(url, job_id) or job
+            status = job["status"]
+        else:
+            st.warning(f"Job {job_id} has already ended; nothing to cancel.")
     st.subheader(f"Job {job_id}: {status}", anchor=False)
     st.markdown(f"{STATUS_ICON.get(status, '')} **{job['kind']}** on `{job['device']}` - model "
                 f"#{job['model_id'] if job['model_id'] is not None else '-'}, origin {job['origin']}"

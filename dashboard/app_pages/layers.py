@@ -28,7 +28,7 @@ if not runs:
 def _run_label(r: dict) -> str:
     model = r["model_name"] or "no model"
     src = "" if r["source"] == "measured" else f" [{r['source']}]"
-    return f"run {r['id']}: {r['variant']} b{r['batch_size']} - {model}{src}"
+    return f"run {r['id']}: {r['variant']}{ui.batch_suffix(r['batch_size'])} - {model}{src}"
 
 
 labels = {int(r["id"]): _run_label(r) for r in runs}
@@ -65,7 +65,7 @@ st.subheader("Same layers across runs", anchor=False)
 others = st.multiselect("Compare with", [i for i in ids if i != run_id], format_func=labels.get, key="layers_compare",
                         help="The selected run above is the reference; speed-up = reference time / other time.")
 if others:
-    short = {i: f"run {i} {by_id[i]['variant']} b{by_id[i]['batch_size']}" for i in [run_id, *others]}
+    short = {i: f"run {i} {by_id[i]['variant']}{ui.batch_suffix(by_id[i]['batch_size'])}" for i in [run_id, *others]}
     layer_sets = {short[i]: data.layer_records(data.layer_rows(url, i)) for i in [run_id, *others]}
     table = compare_runs(layer_sets, short[run_id])
     order = [short[i] for i in [run_id, *others]]

@@ -250,3 +250,16 @@ def test_metrics_help_renders_doc(es_env: str) -> None:
     at = page("metrics_help").run()
     assert not at.exception
     assert "TTFT" in _texts(at) and "Goodput" in _texts(at)
+
+
+def test_app_starts_and_explains_the_machine(es_env: str) -> None:
+    """The whole app (st.navigation) runs on a fresh home and says which engines/GPU are missing."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.dashboard.conftest import REPO
+
+    at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    sidebar = " ".join(str(e.value) for e in at.sidebar.markdown) + " ".join(str(e.value) for e in at.sidebar.caption)
+    assert "ONNX Runtime" in sidebar and "TensorRT" in sidebar and "vLLM" in sidebar and "NVIDIA GPU" in sidebar
+    assert "No models yet" in _texts(at)  # the default page is Models
