@@ -12,9 +12,12 @@ Layers are matched in three passes, each on the layers the previous passes left 
    (``Reformatting CopyNode ...``, Myelin ``{ForeignNode[...]}``) are not split.
 3. ``op_shape``: what is still unmatched is matched by (canonical op type, input shapes, output shapes):
    the k-th occurrence of a signature in the reference run matches the k-th occurrence in the other run
-   (graph order). Op types are canonicalised so that ONNX op types and TensorRT layer types meet
-   (``Conv``/``Convolution``/``CaskConvolution`` -> ``conv``). When neither side has shapes the
-   method is reported as ``op_order`` (weaker evidence, said so in the UI).
+   (graph order). Op types are canonicalised so that ONNX op types, ONNX Runtime's fused/quantized
+   kernels and TensorRT layer types meet (``Conv``/``ConvInteger``/``CaskConvolution`` -> ``conv``).
+   When neither side has shapes the method is reported as ``op_order``.
+4. ``op_order``: for a canonical op kind with the SAME number of still-unmatched layers on both sides
+   (e.g. the 4 convolutions of an fp32 run, renamed ``Conv_0_quant`` by int8 quantization), the k-th
+   matches the k-th in graph order whatever the shapes (weaker evidence, said so in the UI).
 
 Whatever is left is reported as ``only_ref`` / ``only_other``.
 
@@ -42,6 +45,9 @@ _CANONICAL_OP: dict[str, str] = {
     "pooling": "pool", "tiledpooling": "pool", "caskpooling": "pool",
     "matmul": "matmul", "gemm": "matmul", "matrixmultiply": "matmul", "caskgemmmatrixmultiply": "matmul",
     "fullyconnected": "matmul", "caskgemmconvolution": "matmul", "gemm_kernel": "matmul",
+    "convinteger": "conv", "qlinearconv": "conv", "fusedconv": "conv", "nchwcconv": "conv",
+    "matmulinteger": "matmul", "qlinearmatmul": "matmul", "fusedmatmul": "matmul", "fusedgemm": "matmul",
+    "dynamicquantizematmul": "matmul", "matmulintegertofloat": "matmul",
     "relu": "activation", "sigmoid": "activation", "tanh": "activation", "leakyrelu": "activation",
     "clip": "activation", "activation": "activation", "hardsigmoid": "activation", "elu": "activation",
     "add": "elementwise", "sub": "elementwise", "mul": "elementwise", "div": "elementwise",
@@ -257,12 +263,33 @@ def match_layers(ref: Sequence[LayerRecord], other: Sequence[LayerRecord]) -> li
                                           ref[i].op_type, ref[i].time_ms, other[j].time_ms)))
         else:
             unmatched_ref.append(i)
+    other_left = [j for j in other_left if j not in used_other]
+
+    # Pass 4: same count of leftover layers of one op kind on both sides -> k-th to k-th.
+    kinds_ref: dict[str | None, list[int]] = defaultdict(list)
+    kinds_other: dict[str | None, list[int]] = defaultdict(list)
     for i in unmatched_ref:
-        matches.append((i, LayerMatch((ref[i].name,), (), "only_ref", ref[i].op_type, ref[i].time_ms, None)))
+        kinds_ref[canonical_op(ref[i].op_type)].append(i)
+    for j in other_left:
+        kinds_other[canonical_op(other[j].op_type)].append(j)
+    paired_ref: set[int] = set()
+    paired_other: set[int] = set()
+    for kind, r_idx in kinds_ref.items():
+        o_idx = kinds_other.get(kind, [])
+        if kind is None or len(r_idx) != len(o_idx):
+            continue
+        for i, j in zip(r_idx, o_idx, strict=True):
+            paired_ref.add(i)
+            paired_other.add(j)
+            matches.append((i, LayerMatch((ref[i].name,), (other[j].name,), "op_order", ref[i].op_type,
+                                          ref[i].time_ms, other[j].time_ms)))
+    for i in unmatched_ref:
+        if i not in paired_ref:
+            matches.append((i, LayerMatch((ref[i].name,), (), "only_ref", ref[i].op_type, ref[i].time_ms, None)))
     matches.sort(key=lambda t: t[0])
     result = [m for _, m in matches]
     for j in other_left:
-        if j not in used_other:
+        if j not in paired_other:
             result.append(LayerMatch((), (other[j].name,), "only_other", other[j].op_type, None, other[j].time_ms))
     return result
 

@@ -59,10 +59,24 @@ def test_match_by_name_then_fused_then_op_shape() -> None:
 def test_op_shape_requires_equal_shapes_and_orders_occurrences() -> None:
     ref = [L("a", "Conv", 1.0, [[1, 3, 8, 8]]), L("b", "Conv", 2.0, [[1, 8, 8, 8]]), L("c", "Conv", 3.0, [[1, 8, 8, 8]])]
     other = [L("x", "Convolution", 0.5, [[1, 8, 8, 8]]), L("y", "Convolution", 1.5, [[1, 8, 8, 8]]),
-             L("z", "Convolution", 9.0, [[1, 3, 16, 16]])]
+             L("z", "Convolution", 9.0, [[1, 3, 16, 16]]), L("w", "Convolution", 9.0, [[1, 3, 32, 32]])]
     ms = {m.ref_names: m for m in match_layers(ref, other) if m.ref_names}
     assert ms[("b",)].other_names == ("x",) and ms[("c",)].other_names == ("y",)
-    assert ms[("a",)].method == "only_ref"  # shapes differ from z: no match
+    # shapes differ from z and w, and 1 leftover conv vs 2: no match
+    assert ms[("a",)].method == "only_ref"
+
+
+def test_op_order_pairs_equal_leftover_counts_like_onnxruntime_int8() -> None:
+    """fp32 ORT fuses Conv+Relu into NCHWc Convs; int8-dynamic renames them Conv_k_quant (ConvInteger)."""
+    ref = [L("input.4_nchwc", "Conv", 10.0, [[1, 8, 8, 8]]), L("input.8_nchwc", "Conv", 20.0, [[1, 8, 8, 8]]),
+           L("DepthToSpace_7", "DepthToSpace", 1.0)]
+    other = [L("input_QuantizeLinear", "DynamicQuantizeLinear", 0.1), L("Conv_0_quant", "ConvInteger", 5.0, [[1, 1, 8, 8]]),
+             L("Relu_1", "Relu", 0.2), L("Conv_2_quant", "ConvInteger", 40.0, [[1, 1, 8, 8]]),
+             L("DepthToSpace_7", "DepthToSpace", 0.5)]
+    ms = {m.ref_names: m for m in match_layers(ref, other) if m.ref_names}
+    assert ms[("input.4_nchwc",)].other_names == ("Conv_0_quant",) and ms[("input.4_nchwc",)].method == "op_order"
+    assert ms[("input.8_nchwc",)].speedup == pytest.approx(0.5)
+    assert ms[("DepthToSpace_7",)].method == "name"
 
 
 def test_op_order_when_no_shapes_known() -> None:
