@@ -44,3 +44,22 @@ def test_degenerate_inputs() -> None:
         percentile([], 50)
     with pytest.raises(InputError, match="unit"):
         summarize_ns([1], "minutes")
+
+
+def test_exact_median_ci_matches_resampling_bootstrap() -> None:
+    """The closed-form CI agrees with scipy's Monte-Carlo percentile bootstrap up to resampling noise."""
+    from scipy.stats import bootstrap
+
+    x = np.random.default_rng(7).lognormal(0, 0.4, 401)
+    lo, hi = median_ci(x)
+    mc = bootstrap((x,), np.median, n_resamples=4000, method="percentile", rng=np.random.default_rng(3))
+    width = hi - lo
+    assert abs(lo - mc.confidence_interval.low) < 0.1 * width
+    assert abs(hi - mc.confidence_interval.high) < 0.1 * width
+
+
+def test_median_ci_large_sample_is_fast_enough_to_store() -> None:
+    """1e6 samples: the interval is tight around the median (not a timing assertion)."""
+    x = np.random.default_rng(2).normal(10.0, 1.0, 1_000_000)
+    lo, hi = median_ci(x)
+    assert lo < np.median(x) < hi and hi - lo < 0.01
