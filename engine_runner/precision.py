@@ -135,6 +135,47 @@ def _initializers_as_inputs(model: Any) -> bool:
     return True
 
 
+def _split_consumed_outputs(model: Any) -> list[str]:
+    """Make every graph output that other nodes also read a separate tensor (``X`` -> ``X__internal`` +
+    ``Identity`` -> ``X``). With ``keep_io_types`` the float16 converter casts such an output back to
+    float32 for the graph *and* for its internal consumers, which then mix float and float16 inputs
+    (ONNX Runtime: "Type parameter (T) ... bound to different types"). Returns the names split."""
+    from onnx import helper
+
+    consumed = {i for n in model.graph.node for i in n.input}
+    split = [o.name for o in model.graph.output if o.name in consumed]
+    for name in split:
+        internal = f"{name}__internal"
+        for node in model.graph.node:
+            for k, out in enumerate(node.output):
+                if out == name:
+                    node.output[k] = internal
+            for k, inp in enumerate(node.input):
+                if inp == name:
+                    node.input[k] = internal
+        model.graph.node.append(helper.make_node("Identity", [internal], [name], name=f"{name}__output"))
+    return split
+
+
+def _retarget_float_casts(model: Any) -> list[str]:
+    """After float16 conversion: a ``Cast(to=FLOAT)`` from the original graph whose output the converter
+    typed float16 in ``value_info`` (e.g. a mask cast to the hidden states' dtype) must cast to FLOAT16,
+    or ONNX Runtime refuses the model ("Type (tensor(float16)) of output arg ... does not match expected
+    type (tensor(float))"). Returns the node names changed."""
+    from onnx import TensorProto
+
+    typed = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    changed = []
+    for node in model.graph.node:
+        if node.op_type != "Cast":
+            continue
+        for attr in node.attribute:
+            if attr.name == "to" and attr.i == TensorProto.FLOAT and typed.get(node.output[0]) == TensorProto.FLOAT16:
+                attr.i = TensorProto.FLOAT16
+                changed.append(node.name)
+    return changed
+
+
 def _initializer_bytes(model: Any) -> int:
     return int(sum(len(t.raw_data) for t in model.graph.initializer))
 
@@ -180,9 +221,19 @@ def convert(src: Path, dst: Path, precision: str, calibration: Calibration | Non
             from onnxconverter_common import float16
 
             model = onnx.load(str(src))  # loads external data from beside src
+            fixes = []
             if _initializers_as_inputs(model):
-                meta["preprocess"] = ["initializers removed from graph inputs (IR < 4 layout), IR set to >= 4"]
-            _save(float16.convert_float_to_float16(model, keep_io_types=True), dst)
+                fixes.append("initializers removed from graph inputs (IR < 4 layout), IR set to >= 4")
+            split = _split_consumed_outputs(model)
+            if split:
+                fixes.append(f"graph outputs also consumed inside the graph re-emitted through Identity: {split}")
+            converted = float16.convert_float_to_float16(model, keep_io_types=True)
+            casts = _retarget_float_casts(converted)
+            if casts:
+                fixes.append(f"Cast(to=float) nodes whose output the converter typed float16 retargeted to float16: {casts}")
+            if fixes:
+                meta["fixes"] = fixes
+            _save(converted, dst)
         elif precision == "int8-dynamic":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
