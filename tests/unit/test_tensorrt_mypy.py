@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -70,12 +71,13 @@ def _mypy(stub_path: Path, *files: str) -> tuple[int, str]:
 
 
 def test_engine_module_type_checks_against_stubs(stub_path: Path, tmp_path: Path) -> None:
-    probe = tmp_path / "probe.py"
+    # a fresh module name each time: mypy's incremental cache maps a module name to the path it saw first
+    probe = tmp_path / f"trt_probe_{uuid.uuid4().hex[:12]}.py"
     probe.write_text("import tensorrt as trt\n\nflag: int = trt.BuilderFlag.FP16\nbuilder: str = trt.Builder\n")
     _, out = _mypy(stub_path, *CHECKED, str(probe))
     ours = [line for line in out.splitlines() if any(line.startswith(f) for f in CHECKED)]
     assert ours == [], "\n".join(ours)
-    probe_errors = [line for line in out.splitlines() if line.startswith(str(probe)) and ": error:" in line]
+    probe_errors = [line for line in out.splitlines() if f"{probe.name}:" in line and ": error:" in line]
     assert len(probe_errors) == 2, out[-3000:]  # the stubs are really in effect
 
 
