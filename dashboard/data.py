@@ -160,8 +160,8 @@ def run_rows(url: str | None = None, *, model_id: int | None = None, job_ids: It
         if not ids:
             return []
         sums: dict[int, dict[str, Summary]] = {}
-        for sm in s.execute(select(Summary).where(Summary.run_id.in_(ids), Summary.point_id.is_(None))).scalars():
-            sums.setdefault(sm.run_id, {})[sm.metric] = sm
+        for row in s.execute(select(Summary).where(Summary.run_id.in_(ids), Summary.point_id.is_(None))).scalars():
+            sums.setdefault(row.run_id, {})[row.metric] = row
         metrics: dict[int, dict[str, float | None]] = {}
         for rm in s.execute(select(RunMetric).where(RunMetric.run_id.in_(ids), RunMetric.point_id.is_(None))).scalars():
             metrics.setdefault(rm.run_id, {})[rm.name] = rm.value

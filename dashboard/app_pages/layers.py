@@ -37,7 +37,11 @@ model_names = sorted({r["model_name"] or "(runs without a model)" for r in runs}
 model_filter = st.selectbox("Model", ["(all)"] + model_names, key="layers_model")
 ids = [i for i in labels if model_filter == "(all)" or (by_id[i]["model_name"] or "(runs without a model)") == model_filter]
 focus = ui.query_int("run")
-run_id = st.selectbox("Run", ids, index=ids.index(focus) if focus in ids else 0, format_func=labels.get, key="layers_run")
+picked = st.selectbox("Run", ids, index=ids.index(focus) if focus in ids else 0, format_func=lambda i: labels[i],
+                      key="layers_run")
+if picked is None:
+    st.stop()
+run_id = int(picked)
 run = by_id[run_id]
 if run["valid"] is False:
     st.warning("This run is **numerically invalid** (outputs NaN/Inf or all zeros): its layer times are not a speed result.")
@@ -62,7 +66,7 @@ with st.expander("All layers of this run"):
     } for r in rows]), hide_index=True, key="layers_all")
 
 st.subheader("Same layers across runs", anchor=False)
-others = st.multiselect("Compare with", [i for i in ids if i != run_id], format_func=labels.get, key="layers_compare",
+others = st.multiselect("Compare with", [i for i in ids if i != run_id], format_func=lambda i: labels[i], key="layers_compare",
                         help="The selected run above is the reference; speed-up = reference time / other time.")
 if others:
     short = {i: f"run {i} {by_id[i]['variant']}{ui.batch_suffix(by_id[i]['batch_size'])}" for i in [run_id, *others]}

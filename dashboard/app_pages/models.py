@@ -91,6 +91,8 @@ st.dataframe(pd.DataFrame([{
 
 selected = ui.model_selectbox("models_selected", models, label="Inspect model",
                               default_id=st.session_state.get("models_selected_id") or ui.query_int("model"))
+if selected is None:
+    st.stop()
 st.session_state["models_selected_id"] = selected
 m = next(x for x in models if int(x["id"]) == selected)
 

@@ -75,6 +75,8 @@ if not models:
 
 default_model = ui.query_int("model") or st.session_state.get("models_selected_id")
 model_id = ui.model_selectbox("newbench_model", models, default_id=default_model)
+if model_id is None:
+    st.stop()
 model = next(m for m in models if int(m["id"]) == model_id)
 
 c1, c2 = st.columns([1, 2])

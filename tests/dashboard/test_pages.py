@@ -263,3 +263,34 @@ def test_app_starts_and_explains_the_machine(es_env: str) -> None:
     sidebar = " ".join(str(e.value) for e in at.sidebar.markdown) + " ".join(str(e.value) for e in at.sidebar.caption)
     assert "ONNX Runtime" in sidebar and "TensorRT" in sidebar and "vLLM" in sidebar and "NVIDIA GPU" in sidebar
     assert "No models yet" in _texts(at)  # the default page is Models
+
+
+def test_models_upload_with_external_data(es_env: str, tmp_path: Path) -> None:
+    """Dropping the .onnx alone names the missing external data file and stores nothing; dropping it with
+    its data file stores the model and lists the external data."""
+    import onnx
+
+    from db.models import Model
+    from db.session import session_scope
+
+    src = make_mlp_onnx(tmp_path / "src.onnx", hidden=64)
+    out = tmp_path / "ext"
+    out.mkdir()
+    model = onnx.load(str(src))
+    onnx.save(model, str(out / "big.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="big.onnx.data", size_threshold=0)
+    onnx_bytes, data_bytes = (out / "big.onnx").read_bytes(), (out / "big.onnx.data").read_bytes()
+
+    at = page("models").run()
+    at.file_uploader(key="models_upload").upload("big.onnx", onnx_bytes).run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "big.onnx.data" in errors, errors
+    with session_scope(es_env) as s:
+        assert s.execute(select(Model)).first() is None
+    at.file_uploader(key="models_upload").set_value([("big.onnx", onnx_bytes, "application/octet-stream"),
+                                                     ("big.onnx.data", data_bytes, "application/octet-stream")]).run()
+    assert not at.exception
+    assert any("Added model #1 big.onnx" in s.value for s in at.success), [e.value for e in at.error]
+    ext = _frame(at, "location")
+    assert set(ext["location"]) == {"big.onnx.data"} and len(ext) == 3
