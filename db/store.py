@@ -232,8 +232,17 @@ def build_preflight(onnx_path: Path, inspection: ModelInspection) -> dict[str, A
 
     Extension point: engine-specific checks (e.g. a TensorRT parser pre-flight) add their own key to
     the returned dict here (``pf["tensorrt"] = ...``); ``onnx_path`` is the stored file.
+    ``pf["tensorrt"]`` is :func:`profiles.trt_preflight.tensorrt_preflight` (operators TensorRT's ONNX
+    parser will not import), or ``{"error": message}`` when that check could not read the model.
     """
-    return inspection.preflight()
+    from profiles.trt_preflight import tensorrt_preflight
+
+    pf = inspection.preflight()
+    try:
+        pf["tensorrt"] = tensorrt_preflight(onnx_path)
+    except ModelError as exc:
+        pf["tensorrt"] = {"error": str(exc)}
+    return pf
 
 
 # --------------------------------------------------------------------------------------------------

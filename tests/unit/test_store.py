@@ -47,7 +47,8 @@ def test_add_single_file_layout_and_row(es_env: str, tmp_path: Path) -> None:
     assert model_file(m).read_bytes() == src.read_bytes()
     assert m.inputs == [{"name": "X", "dtype": "float32", "shape": ["N", 4]}]
     assert m.opset == 17 and m.param_count == 15 and m.size_bytes == src.stat().st_size
-    assert m.preflight == {"nondefault_domains": [], "warnings": []}
+    assert m.preflight["nondefault_domains"] == [] and m.preflight["warnings"] == []
+    assert m.preflight["tensorrt"]["ok"] is True
     assert [x.id for x in list_models()] == [m.id]
     assert get_model(m.id).content_hash == sha
     json.dumps(model_to_dict(m))  # JSON-ready
@@ -279,6 +280,8 @@ def test_every_shared_model_is_stored(es_env: str, shared: Path, tmp_path: Path)
     assert len(ids) == len(list(onnx_dir.rglob("*.onnx")))
     by_name = {m.original_name: m for m in list_models()}
     assert by_name["tiny-random-gpt2_fp32_past_com.microsoft.onnx"].preflight["nondefault_domains"] == ["com.microsoft"]
+    gpt2_trt = by_name["tiny-random-gpt2_fp32_past_com.microsoft.onnx"].preflight["tensorrt"]
+    assert gpt2_trt["ok"] is False and any(i["op_type"] == "Attention" for i in gpt2_trt["issues"])
     assert by_name["logreg_iris_ai.onnx.ml.onnx"].preflight["nondefault_domains"] == ["ai.onnx.ml"]
     ext = by_name["model.onnx"]
     assert _stored_files(ext) == {"model.onnx", "model.onnx.data"}
