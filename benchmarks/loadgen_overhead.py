@@ -178,9 +178,12 @@ def run_vllm_bench(mock: MockProc, tok_dir: Path, work: Path, name: str, *, num:
         return {"tool": "vllm-bench", "level": name, "skipped": f"{VLLM_PY} not found"}
     script = work / "vllm_bench.py"
     script.write_text(
-        "import sys\nfrom vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+        "import json, os, resource, sys\nfrom vllm.utils.argparse_utils import FlexibleArgumentParser\n"
         "from vllm.benchmarks.serve import add_cli_args, main\n"
-        "p = FlexibleArgumentParser()\nadd_cli_args(p)\nmain(p.parse_args(sys.argv[1:]))\n")
+        "p = FlexibleArgumentParser()\nadd_cli_args(p)\nargs = p.parse_args(sys.argv[1:])\n"
+        "def cpu():\n    r = resource.getrusage(resource.RUSAGE_SELF)\n    return r.ru_utime + r.ru_stime\n"
+        "c0 = cpu()\nmain(args)\n"
+        "open(os.environ['ES_CPU_FILE'], 'w').write(json.dumps({'cpu_s': cpu() - c0}))\n")
     fn = f"vllm_{name}.json"
     cmd = [VLLM_PY, str(script), "--backend", "openai", "--base-url", mock.url, "--endpoint", "/v1/completions",
            "--model", "mock-llm", "--tokenizer", str(tok_dir), "--dataset-name", "random",
@@ -189,9 +192,11 @@ def run_vllm_bench(mock: MockProc, tok_dir: Path, work: Path, name: str, *, num:
            "--result-filename", fn, "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99"]
     cmd += ["--max-concurrency", str(concurrency)] if concurrency else []
     cmd += ["--request-rate", str(rate if rate else "inf")]
+    cpu_file = work / f"vllm_{name}_cpu.json"
     c0 = cpu_s(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=work)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=work,
+                       env={**os.environ, "ES_CPU_FILE": str(cpu_file)})
     wall = time.monotonic() - t0
     cpu = cpu_s(resource.RUSAGE_CHILDREN) - c0
     res_file = work / fn
@@ -205,7 +210,8 @@ def run_vllm_bench(mock: MockProc, tok_dir: Path, work: Path, name: str, *, num:
         "ttft_error_ms": {"p50": r["median_ttft_ms"] - TTFT_MS, "p99": r["p99_ttft_ms"] - TTFT_MS},
         "itl_error_ms": {"p50": r["median_itl_ms"] - ITL_MS, "p99": r["p99_itl_ms"] - ITL_MS},
         "process_cpu_s_incl_startup": cpu, "wall_s_incl_startup": wall,
-        "client_cpu_s_per_1000_requests_incl_startup": 1000 * cpu / num,
+        # CPU of the benchmark call itself (after imports; includes its prompt sampling and ready check)
+        "client_cpu_s_per_1000_requests": 1000 * json.loads(cpu_file.read_text())["cpu_s"] / num,
     }
 
 
@@ -238,16 +244,18 @@ def run_guidellm(mock: MockProc, tok_dir: Path, work: Path, name: str, *, num: i
     if exe is None:
         return {"tool": "guidellm", "level": name, "skipped": why}
     out = work / f"guidellm_{name}.json"
-    profile = ["--profile", "concurrent", "--rate", str(concurrency)] if concurrency else \
-        ["--profile", "poisson", "--rate", str(rate)]
-    cmd = [str(exe), "benchmark", "run", "--target", mock.url, "--model", "mock-llm", "--processor", str(tok_dir),
-           "--data", f"prompt_tokens={INPUT_LEN},output_tokens={out_tokens}", *profile,
-           "--max-requests", str(num), "--output-path", str(out), "--request-type", "text_completions",
-           "--random-seed", "0", "--disable-progress"]
+    profile = f"kind=concurrent,streams={concurrency}" if concurrency else f"kind=poisson,rate={rate}"
+    cmd = [str(exe), "run",
+           "--backend", f"kind=openai_http,target={mock.url},model=mock-llm,request_format=/v1/completions",
+           "--profile", profile, "--constraint", f"kind=max_requests,count={num}",
+           "--data", f"kind=synthetic_text,prompt_tokens={INPUT_LEN},output_tokens={out_tokens}",
+           "--tokenizer", f"kind=huggingface_auto,model={tok_dir}", "--output", f"kind=json,path={out}",
+           "--disable-console"]
     c0 = cpu_s(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=work,
-                       env={**os.environ, "GUIDELLM__LOGGING__CONSOLE_LOG_LEVEL": "ERROR"})
+                       # one worker process per core (its default, 10, spends a minute spawning on 2 cores)
+                       env={**os.environ, "GUIDELLM__MAX_WORKER_PROCESSES": str(os.cpu_count() or 2)})
     wall = time.monotonic() - t0
     cpu = cpu_s(resource.RUSAGE_CHILDREN) - c0
     if p.returncode != 0 or not out.exists():
@@ -347,8 +355,10 @@ def markdown(result: dict[str, Any]) -> str:
              "Errors are measured minus scripted (ms): they include the mock server's own timer lateness "
              "(asyncio timers wake up to ~1 ms late and later when the CPU is busy). *Client delay* is our "
              "client's own share: its stamp of each chunk minus the server's write time of that chunk "
-             "(both CLOCK_MONOTONIC). CPU is the client process's user+system time per 1,000 requests "
-             "(peers: whole process including start-up, from RUSAGE_CHILDREN).", "",
+             "(both CLOCK_MONOTONIC). CPU is the client's user+system time per 1,000 requests: ours and vLLM's "
+             "around the benchmark call (after imports); GuideLLM's whole run including its worker processes' "
+             "start-up (RUSAGE_CHILDREN; one worker per core). Peers report their own TTFT/ITL percentiles "
+             "(vLLM's ITL is per chunk, GuideLLM's per token; with 1 token per chunk they coincide).", "",
              "| tool | level | requests ok/failed | TTFT err p50 / p99 | ITL err p50 / p99 | client delay p50 / p99 "
              "| server lateness p50 / p99 | sent/scheduled rate | dispatch lag p50 / p99 | completed/s | CPU s per 1k req |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -361,14 +371,16 @@ def markdown(result: dict[str, Any]) -> str:
         rate = (f"{fmt(r['sent_rate_per_s'], 0)}/{fmt(r['scheduled_rate_per_s'], 0)} "
                 f"({100 * r['delivered_fraction']:.1f}%)") if "sent_rate_per_s" in r else "-"
         lag = r.get("dispatch_lag_ms")
-        cpu = r.get("client_cpu_s_per_1000_requests", r.get("client_cpu_s_per_1000_requests_incl_startup"))
+        cpu = r.get("client_cpu_s_per_1000_requests")
+        cpu_note = "" if cpu is not None else " (incl. start-up)"
+        cpu = cpu if cpu is not None else r.get("client_cpu_s_per_1000_requests_incl_startup")
         lines.append(
             f"| {r['tool']} | {r['level']} | {fmt(r.get('completed'))}/{fmt(r.get('failed'))} "
             f"| {fmt(r['ttft_error_ms']['p50'])} / {fmt(r['ttft_error_ms']['p99'])} "
             f"| {fmt(r['itl_error_ms']['p50'])} / {fmt(r['itl_error_ms']['p99'])} "
             f"| {fmt(cd.get('p50'))} / {fmt(cd.get('p99'))} | {fmt(sl.get('p50'))} / {fmt(sl.get('p99'))} "
             f"| {rate} | {fmt(lag['p50']) + ' / ' + fmt(lag['p99']) if lag else '-'} "
-            f"| {fmt(r.get('completed_per_s'), 1)} | {fmt(cpu)}{'' if r['tool'] == 'enginescope' else ' (incl. start-up)'} |")
+            f"| {fmt(r.get('completed_per_s'), 1)} | {fmt(cpu)}{cpu_note} |")
     lines += ["", *result.get("notes", []), ""]
     return "\n".join(lines)
 
@@ -423,8 +435,7 @@ def main() -> None:
             result["rows"].append(row)
             print(json.dumps(row), flush=True)
         if not args.skip_peers:
-            peer_levels = [("c64", dict(concurrency=64), int(640 * q), 16),
-                           ("c256", dict(concurrency=256), int(2048 * q), 16),
+            peer_levels = [("c256", dict(concurrency=256), int(2048 * q), 16),
                            ("r1000", dict(rate=1000.0), int(5000 * q), 8)]
             for runner in (run_vllm_bench, run_guidellm):
                 for name, kw, num, out_tokens in peer_levels:
