@@ -91,7 +91,7 @@ def write_tiny_llm(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 1024
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,
-        torch_dtype="float32",
+        dtype="float32",
     )
     model = LlamaForCausalLM(config)
     model.eval()

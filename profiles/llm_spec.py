@@ -67,7 +67,7 @@ class ServeBenchSpec(BaseModel):
     warmup: int = Field(2, ge=0, le=10_000)
     max_level_duration_s: float = Field(600.0, gt=0, le=86_400)
     request_timeout_s: float = Field(600.0, gt=0, le=86_400)
-    slos: SloSpec = Field(default_factory=SloSpec)
+    slos: SloSpec = Field(default_factory=lambda: SloSpec.model_validate({}))
     seed: int = Field(0, ge=0)
 
     # vLLM engine options (engine="vllm" only)
@@ -133,7 +133,7 @@ class ServeBenchSpec(BaseModel):
         return self
 
     @property
-    def levels(self) -> list[tuple[str, float]]:
+    def levels(self) -> list[tuple[Literal["concurrency", "request_rate"], float]]:
         """``[(mode, value), ...]`` in the order given: mode ``concurrency`` or ``request_rate``."""
         if self.concurrency is not None:
             return [("concurrency", float(c)) for c in self.concurrency]

@@ -138,7 +138,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Benchmark LLM serving: launch vLLM on --model (or use --endpoint), send a load sweep, store every
         request and the server's /metrics, and print TTFT/TPOT/ITL/E2E and throughput per level."""
+        from db.config import db_url, home
         from db.jobs import start_inline_job
+        from db.session import migrate
         from engine_runner.cli import fail
         from engine_runner.jobctx import JobContext
         from engine_runner.jobs import execute
@@ -147,6 +149,8 @@ def register(app: typer.Typer) -> None:
         from profiles.specs import validate_spec
 
         try:
+            home()  # creates the data folder (the SQLite file lives there by default)
+            migrate(db_url())
             data: dict[str, Any] = {
                 "engine": engine or ("endpoint" if endpoint else "vllm"), "model": model, "endpoint": endpoint,
                 "api_key": api_key, "api": api, "tokenizer": tokenizer,

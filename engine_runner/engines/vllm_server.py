@@ -107,8 +107,7 @@ def resolve_python(env: dict[str, str] | None = None) -> str:
         EngineUnavailableError: ENGINESCOPE_VLLM_PYTHON names no executable, or no vLLM is importable
             (message: :data:`INSTALL_HINT`).
     """
-    env = os.environ if env is None else env
-    value = env.get("ENGINESCOPE_VLLM_PYTHON")
+    value = (os.environ if env is None else env).get("ENGINESCOPE_VLLM_PYTHON")
     if value:
         if not (Path(value).is_file() and os.access(value, os.X_OK)):
             raise EngineUnavailableError(f"ENGINESCOPE_VLLM_PYTHON={value!r} is not an executable file. {INSTALL_HINT}")

@@ -10,13 +10,14 @@ serving gauges/counters scraped every :data:`SCRAPE_INTERVAL_S`, ``ts_ns`` relat
 (:func:`kv_cache_info`), the server log path and, on a GPU, ``device_dirty``.
 
 Cancellation: checked between levels and polled within a level (in-flight requests are cancelled).
+Within a level the load generator owns its event loop; scraping and the cancel poll run in a thread.
 The server is always stopped in ``finally``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def run(ctx: JobContext) -> None:
             server_cfg["command"] = _redacted(server.command)
             engine_version = server.report.version
         else:
-            base_url, api_key, model_name = spec.endpoint.rstrip("/"), spec.api_key, spec.model
+            base_url, api_key, model_name = (spec.endpoint or "").rstrip("/"), spec.api_key, spec.model
             _check_endpoint(base_url, api_key, model_name)
             engine_version = None
         kv = kv_cache_info(spec, server.report.as_dict() if server else {}, _server_cache_config(base_url, api_key))
@@ -327,12 +328,13 @@ def kv_cache_info(spec: ServeBenchSpec, startup: dict[str, Any], server_cache: d
 # one level
 
 
-async def _scrape_once(client: Any, url: str) -> tuple[int, list[PromSample]] | None:
+def _scrape_once(client: Any, url: str) -> tuple[int, list[PromSample]] | None:
+    """One ``GET /metrics``: (perf_counter_ns before the request, serving samples), or None on failure."""
     import httpx
 
     t = time.perf_counter_ns()
     try:
-        r = await client.get(url)
+        r = client.get(url)
     except httpx.HTTPError:
         return None
     if r.status_code != 200:
@@ -343,16 +345,39 @@ async def _scrape_once(client: Any, url: str) -> tuple[int, list[PromSample]] | 
         return None
 
 
+class _Watcher(threading.Thread):
+    """Background thread beside the load: scrapes ``/metrics`` every :data:`SCRAPE_INTERVAL_S` and polls the
+    job's cancel flag, so neither the Prometheus parse nor a database read ever blocks the load
+    generator's event loop (a blocked loop would delay reads and merge token chunks)."""
+
+    def __init__(self, ctx: JobContext, client: Any, url: str) -> None:
+        super().__init__(name="llm-serve-watcher", daemon=True)
+        self.ctx, self.client, self.url = ctx, client, url
+        self.samples: list[tuple[int, list[PromSample]]] = []
+        self.cancel = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            got = _scrape_once(self.client, self.url)
+            if got is not None:
+                self.samples.append(got)
+            if self.ctx.cancelled():
+                self.cancel.set()
+            self.done.wait(SCRAPE_INTERVAL_S)
+
+
 def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], level: Any, idx: int, n_levels: int,
                            count_tokens: Any) -> tuple[Any, list[tuple[int, list[PromSample]]], dict[str, Any]]:
-    """Run one level and scrape ``/metrics`` in the same event loop.
+    """Run one level (the load generator's own event loop) while a :class:`_Watcher` thread scrapes
+    ``/metrics`` and polls cancellation.
 
     Returns (LevelResult, [(abs perf_counter_ns, samples)], {"before": {...}, "after": {...}}) where
     before/after are counter sums scraped just before the warm-up and just after the level.
     """
     import httpx
 
-    from engine_runner.loadgen import run_level
+    from engine_runner.loadgen.runner import run_level_blocking
 
     last = [0.0]
 
@@ -365,40 +390,25 @@ def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], l
         ctx.progress(frac, f"level {idx + 1}/{n_levels}: {done}/{total or '?'} requests", level_idx=idx,
                      done=done, total=total)
 
-    async def main() -> tuple[Any, list[tuple[int, list[PromSample]]], dict[str, Any]]:
-        headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-        scrapes: list[tuple[int, list[PromSample]]] = []
-        url = f"{endpoint.base_url}/metrics"
-        async with httpx.AsyncClient(headers=headers, timeout=5.0) as client:
-            first = await _scrape_once(client, url)
-            stop = asyncio.Event()
-
-            async def loop() -> None:
-                while not stop.is_set():
-                    got = await _scrape_once(client, url)
-                    if got is not None:
-                        scrapes.append(got)
-                    try:
-                        await asyncio.wait_for(stop.wait(), SCRAPE_INTERVAL_S)
-                    except TimeoutError:
-                        pass
-
-            task = asyncio.ensure_future(loop())
-            try:
-                res = await run_level(endpoint, prompts, level, on_progress=on_progress,
-                                      should_stop=ctx.cancelled, count_tokens=count_tokens)
-            finally:
-                stop.set()
-                await task
-            final = await _scrape_once(client, url)
-        if final is not None:
-            scrapes.append(final)
-        bounds = {"before": sum_by_name(first[1]) if first else None,
-                  "after": sum_by_name(final[1]) if final else None}
-        return res, scrapes, bounds
-
-    with asyncio.Runner() as runner:
-        return runner.run(main())
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+    url = f"{endpoint.base_url}/metrics"
+    with httpx.Client(headers=headers, timeout=5.0) as client:
+        first = _scrape_once(client, url)
+        watcher = _Watcher(ctx, client, url)
+        watcher.start()
+        try:
+            res = run_level_blocking(endpoint, prompts, level, on_progress=on_progress,
+                                     should_stop=watcher.cancel.is_set, count_tokens=count_tokens)
+        finally:
+            watcher.done.set()
+            watcher.join(30)
+        final = _scrape_once(client, url)
+    scrapes = list(watcher.samples)
+    if final is not None:
+        scrapes.append(final)
+    bounds = {"before": sum_by_name(first[1]) if first else None,
+              "after": sum_by_name(final[1]) if final else None}
+    return res, scrapes, bounds
 
 
 def _server_block(scrapes: list[tuple[int, list[PromSample]]], bounds: dict[str, Any]) -> dict[str, Any]:
