@@ -83,10 +83,11 @@ def make_tokenizer(folder: Path) -> Path:
 class MockProc:
     """The mock server in its own process."""
 
-    def __init__(self, ttft_ms: float, itl_ms: float) -> None:
+    def __init__(self, ttft_ms: float, itl_ms: float, uvloop: bool = False) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engine_runner.cli", "mock-server", "--port", "0", "--ttft-ms", str(ttft_ms),
-             "--itl-ms", str(itl_ms), "--record-timeline", "--model", "mock-llm"],
+             "--itl-ms", str(itl_ms), "--record-timeline", "--model", "mock-llm",
+             "--uvloop" if uvloop else "--no-uvloop"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         line = ""
@@ -124,10 +125,10 @@ def cpu_s(who: int) -> float:
 
 
 def run_ours(mock: MockProc, prompts: list[Any], name: str, level: LoadLevel, out_tokens: int, *,
-             use_uvloop: bool = True) -> dict[str, Any]:
+             use_uvloop: bool = True, transport: str = "aiohttp") -> dict[str, Any]:
     """One level of our load generator; errors against the script and the server timeline."""
     ep = EndpointConfig(base_url=mock.url, model="mock-llm", api="completions", timeout_s=120,
-                        request_id_prefix=f"{name}-")
+                        request_id_prefix=f"{name}-", transport=transport)  # type: ignore[arg-type]
     for p in prompts:
         p.output_tokens = out_tokens
     mock.timeline()  # clear
@@ -151,7 +152,7 @@ def run_ours(mock: MockProc, prompts: list[Any], name: str, level: LoadLevel, ou
         client_delay.extend((res.t0_ns + c - e) / 1e6 for c, e in zip(r.chunk_ns, t["emit_ns"]))
     measured = [r for r in res.records if not r.warmup]
     out: dict[str, Any] = {
-        "tool": "enginescope" if use_uvloop else "enginescope (asyncio loop)", "level": name, "mode": level.mode, "value": level.value,
+        "tool": f"enginescope {transport}" + ("" if use_uvloop else " (asyncio loop)"), "level": name, "mode": level.mode, "value": level.value,
         "requests": len(measured), "completed": rep["completed"], "failed": rep["failed"],
         "failures_by_reason": rep["failures_by_reason"], "duration_s": res.duration_s,
         "completed_per_s": rep["request_throughput_per_s"],
@@ -349,7 +350,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"load average before/after: {result['loadavg_before']} / {result['loadavg_after']} "
              "(the machine is shared with other work, so these are upper bounds on the error).",
              f"Versions: {', '.join(f'{k} {v}' for k, v in result['versions'].items())}.",
-             f"Mock server (`enginescope mock-server`, separate process, uvloop): scripted TTFT {TTFT_MS:g} ms, "
+             f"Mock server (`enginescope mock-server`, separate process, {result['server_loop']} loop): "
+             f"scripted TTFT {TTFT_MS:g} ms, "
              f"ITL {ITL_MS:g} ms per token, 1 token per chunk, prompts {INPUT_LEN} tokens, "
              "completions API, streaming with usage.", "",
              "Errors are measured minus scripted (ms): they include the mock server's own timer lateness "
@@ -402,8 +404,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer requests per level (smoke run)")
     ap.add_argument("--skip-peers", action="store_true", help="run only EngineScope's client")
     ap.add_argument("--no-uvloop", action="store_true", help="client on asyncio's default loop (A/B)")
+    ap.add_argument("--server-uvloop", action="store_true", help="mock server on uvloop (default: asyncio's loop)")
     ap.add_argument("--write-results", action="store_true", help="rewrite this section of benchmarks/RESULTS.md")
     ap.add_argument("--levels", default="", help="comma list of level names to run (default all)")
+    ap.add_argument("--transports", default="aiohttp,raw", help="our client transports to run")
     args = ap.parse_args()
     q = 0.25 if args.quick else 1.0
     work = Path(tempfile.mkdtemp(prefix="es-loadgen-bench-"))
@@ -428,12 +432,15 @@ def main() -> None:
         "loadavg_before": " ".join(f"{x:.1f}" for x in os.getloadavg()), "versions": versions(),
         "script": {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS, "input_len": INPUT_LEN}, "rows": [], "notes": [],
     }
-    mock = MockProc(TTFT_MS, ITL_MS)
+    mock = MockProc(TTFT_MS, ITL_MS, uvloop=args.server_uvloop)
+    result["server_loop"] = "uvloop" if args.server_uvloop else "asyncio"
     try:
-        for name, level, out_tokens in levels:
-            row = run_ours(mock, prompts, name, level, out_tokens, use_uvloop=not args.no_uvloop)
-            result["rows"].append(row)
-            print(json.dumps(row), flush=True)
+        for transport in args.transports.split(","):
+            for name, level, out_tokens in levels:
+                row = run_ours(mock, prompts, name, level, out_tokens, use_uvloop=not args.no_uvloop,
+                               transport=transport)
+                result["rows"].append(row)
+                print(json.dumps(row), flush=True)
         if not args.skip_peers:
             peer_levels = [("c256", dict(concurrency=256), int(2048 * q), 16),
                            ("r1000", dict(rate=1000.0), int(5000 * q), 8)]

@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("mock-llm", "--model", help="Model id served at /v1/models."),
         default_max_tokens: int = typer.Option(16, "--default-max-tokens", help="Output tokens when a request gives no max_tokens."),
         record_timeline: bool = typer.Option(False, "--record-timeline", help="Keep per-X-Request-Id server times at /mock/timeline."),
+        uvloop: bool = typer.Option(False, "--uvloop/--no-uvloop", help="Serve on uvloop (more throughput, ~1 ms timer granularity)."),
     ) -> None:
         """Serve a scripted OpenAI-compatible streaming API (/v1/completions, /v1/chat/completions,
         /v1/models, /health, /metrics) with known TTFT and inter-token gaps, for calibration and tests."""
@@ -31,4 +32,4 @@ def register(app: typer.Typer) -> None:
             fail_rate=fail_rate, seed=seed, model=model, default_max_tokens=default_max_tokens,
             record_timeline=record_timeline,
         )
-        serve_forever(cfg, host, port)
+        serve_forever(cfg, host, port, use_uvloop=uvloop)

@@ -32,6 +32,9 @@ class EndpointConfig:
         headers: extra HTTP headers.
         request_id_prefix: when set, each request carries ``X-Request-Id: <prefix><seq>`` (vLLM with
             ``--enable-request-id-headers`` and the mock server's timeline use it).
+        transport: ``"aiohttp"`` (the library client) or ``"raw"`` (engine_runner/loadgen/rawhttp.py: a
+            minimal HTTP/1.1 client on ``asyncio.Protocol``, several times less CPU per request; plain
+            POST + chunked/length bodies only). See docs/loadgen.md for the measured difference.
     """
 
     base_url: str
@@ -44,6 +47,7 @@ class EndpointConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     request_id_prefix: str | None = None
+    transport: Literal["aiohttp", "raw"] = "aiohttp"
 
 
 @dataclass

@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine_runner.loadgen import EndpointConfig, LevelResult, LoadLevel, Prompt
-from engine_runner.loadgen.client import build_body, endpoint_path, send_request
+from engine_runner.loadgen.client import StreamParser, build_body, endpoint_path, send_request
+from engine_runner.loadgen.rawhttp import RawPool, send_request_raw
 from engine_runner.loadgen.schedule import arrival_offsets_ns, validate_rate
 from profiles.errors import InputError
 from profiles.llm_metrics import RequestRecord
@@ -90,6 +91,10 @@ class _Level:
         self.chat = endpoint.api == "chat"
         # request bodies encoded once per distinct prompt, before any timing starts
         self.bodies = [json.dumps(build_body(endpoint, p)).encode() for p in prompts]
+        self.raw = isinstance(session, RawPool)
+        self.path = endpoint_path(endpoint.api)
+        if self.raw:
+            self.raw_requests = [session.request_bytes(self.path, b, self.headers) for b in self.bodies]
         self.input_tokens = [p.input_tokens for p in prompts]
         self.records: list[RequestRecord] = []
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -110,10 +115,17 @@ class _Level:
         headers = self.headers
         if self.endpoint.request_id_prefix is not None:
             headers = {**headers, "X-Request-Id": f"{self.endpoint.request_id_prefix}{seq}"}
-        await send_request(
-            self.session, self.url, self.bodies[i], headers, rec, t0_ns=t0_ns, clock=self.clock,
-            chat=self.chat, timeout_s=self.endpoint.timeout_s, count_tokens=self.count_tokens,
-        )
+        if self.raw:
+            req = self.raw_requests[i] if headers is self.headers else \
+                self.session.request_bytes(self.path, self.bodies[i], headers)
+            parser = StreamParser(rec, t0_ns, chat=self.chat, keep_text=self.count_tokens is not None)
+            await send_request_raw(self.session, req, rec, parser, t0_ns=t0_ns, clock=self.clock,
+                                   timeout_s=self.endpoint.timeout_s, count_tokens=self.count_tokens)
+        else:
+            await send_request(
+                self.session, self.url, self.bodies[i], headers, rec, t0_ns=t0_ns, clock=self.clock,
+                chat=self.chat, timeout_s=self.endpoint.timeout_s, count_tokens=self.count_tokens,
+            )
         if not warmup:
             self.done += 1
             self._progress()
@@ -216,8 +228,9 @@ async def run_level(
         clock: integer-ns monotonic clock (tests inject a scripted one).
         count_tokens: the client tokenizer (text -> token count) for ``client_output_tokens``; without
             it the client counts the tokens it saw per chunk.
-        session: an existing ``aiohttp.ClientSession`` (or a fake for tests); by default one is created
-            per level with a pool sized by :func:`pool_limit`.
+        session: an existing ``aiohttp.ClientSession`` or :class:`~engine_runner.loadgen.rawhttp.RawPool`
+            (or a fake for tests); by default one is created per level (``endpoint.transport``) with a pool
+            sized by :func:`pool_limit`.
 
     Returns:
         :class:`LevelResult` with all records sorted by ``seq`` and the measured phase's duration.
@@ -229,7 +242,9 @@ async def run_level(
     if not prompts:
         raise InputError("no prompts to send (argument prompts is empty)")
     own_session = session is None
-    if own_session:
+    if own_session and endpoint.transport == "raw":
+        session = RawPool(endpoint.base_url, pool_limit(level))
+    elif own_session:
         import aiohttp
 
         connector = aiohttp.TCPConnector(limit=pool_limit(level), limit_per_host=0, ttl_dns_cache=300)

@@ -32,10 +32,11 @@ ITL_TOL_MS = 2.5
 
 
 async def _run(cfg: MockConfig, api: str, level: LoadLevel, out_tokens: int = 8, timeout_s: float = 10.0,
-               scrape: bool = False):  # noqa: ANN202
+               scrape: bool = False, transport: str = "aiohttp"):  # noqa: ANN202
     runner, url = await start(cfg)
     try:
-        ep = EndpointConfig(base_url=url, model=cfg.model, api=api, timeout_s=timeout_s)  # type: ignore[arg-type]
+        ep = EndpointConfig(base_url=url, model=cfg.model, api=api, timeout_s=timeout_s,  # type: ignore[arg-type]
+                            transport=transport)  # type: ignore[arg-type]
         res = await run_level(ep, [Prompt("one two three", 3, out_tokens)], level)
         metrics_text = None
         if scrape:
@@ -46,10 +47,12 @@ async def _run(cfg: MockConfig, api: str, level: LoadLevel, out_tokens: int = 8,
         await runner.cleanup()
 
 
-@pytest.mark.parametrize("api", ["completions", "chat"])
-def test_measured_ttft_and_itl_match_the_script(api: str) -> None:
+@pytest.mark.parametrize("api,transport", [("completions", "aiohttp"), ("chat", "aiohttp"), ("completions", "raw"),
+                                           ("chat", "raw")])
+def test_measured_ttft_and_itl_match_the_script(api: str, transport: str) -> None:
     cfg = MockConfig(ttft_ms=30.0, itl_ms=5.0)
-    res, _ = asyncio.run(_run(cfg, api, LoadLevel("concurrency", 4, num_requests=24, warmup_requests=4)))
+    res, _ = asyncio.run(_run(cfg, api, LoadLevel("concurrency", 4, num_requests=24, warmup_requests=4),
+                              transport=transport))
     rep = point_report(res.records, res.duration_s)
     assert rep["completed"] == 24 and rep["failed"] == 0
     assert sum(r.warmup for r in res.records) == 4
@@ -81,10 +84,11 @@ def test_multi_token_chunks_and_reasoning_over_http() -> None:
     assert abs(rep["itl_ms"]["p50"] - 4.0) < ITL_TOL_MS
 
 
-def test_rate_mode_failures_and_server_counters_agree() -> None:
+@pytest.mark.parametrize("transport", ["aiohttp", "raw"])
+def test_rate_mode_failures_and_server_counters_agree(transport: str) -> None:
     cfg = MockConfig(ttft_ms=5.0, itl_ms=1.0, fail_rate=0.3, seed=3)
     level = LoadLevel("request_rate", 200.0, num_requests=60, seed=2)
-    res, metrics = asyncio.run(_run(cfg, "completions", level, out_tokens=4, scrape=True))
+    res, metrics = asyncio.run(_run(cfg, "completions", level, out_tokens=4, scrape=True, transport=transport))
     rep = point_report(res.records, res.duration_s)
     failed = int(re.search(r"mock:request_failures_total\{[^}]*\} (\d+)", metrics).group(1))
     ok = int(re.search(r"vllm:request_success_total\{[^}]*\} (\d+)", metrics).group(1))
@@ -95,15 +99,17 @@ def test_rate_mode_failures_and_server_counters_agree() -> None:
     assert rep["ttft_from_schedule_ms"]["p50"] >= rep["ttft_ms"]["p50"]
 
 
-def test_timeouts_and_refused_connections_are_recorded() -> None:
+@pytest.mark.parametrize("transport", ["aiohttp", "raw"])
+def test_timeouts_and_refused_connections_are_recorded(transport: str) -> None:
     cfg = MockConfig(ttft_ms=2000.0)
-    res, _ = asyncio.run(_run(cfg, "completions", LoadLevel("concurrency", 3, num_requests=3), timeout_s=0.2))
+    res, _ = asyncio.run(_run(cfg, "completions", LoadLevel("concurrency", 3, num_requests=3), timeout_s=0.2,
+                              transport=transport))
     assert [r.error_reason for r in res.records] == ["timeout"] * 3
 
     async def refused():  # noqa: ANN202
         runner, url = await start(MockConfig())
         await runner.cleanup()  # the port is now closed
-        ep = EndpointConfig(base_url=url, model="m", timeout_s=2)
+        ep = EndpointConfig(base_url=url, model="m", timeout_s=2, transport=transport)  # type: ignore[arg-type]
         return await run_level(ep, [Prompt("x", 1, 2)], LoadLevel("concurrency", 1, num_requests=2))
 
     res = asyncio.run(refused())

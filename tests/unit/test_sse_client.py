@@ -269,3 +269,81 @@ def test_parser_handles_last_line_without_newline() -> None:
     p.feed(comp("a") + b'data: {"choices": [{"text": "b"}]}', 7)
     p.finish()
     assert rec.chunk_ns == [7, 7] and rec.end_ns == 7 and rec.error_reason is None
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+
+@pytest.mark.parametrize("split", [1, 3, 7, 1000])
+def test_raw_http_parser_chunked_stream_split_anywhere(split: int) -> None:
+    """The raw transport's HTTP/1.1 parser: chunked SSE body split at every `split` bytes, one clock
+    reading per network read, body handed to the SSE parser, connection kept alive."""
+    from engine_runner.loadgen.rawhttp import RawPool, _Conn, _Exchange
+
+    events = comp("a", usage(3, 1)) + comp("b", usage(3, 2)) + DONE
+    body = b"".join(f"{len(e):x}\r\n".encode() + e + b"\r\n" for e in (events[:30], events[30:])) + b"0\r\n\r\n"
+    wire = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+
+    async def main() -> tuple[RequestRecord, int, RawPool, bytes]:
+        pool = RawPool("http://127.0.0.1:9/base", limit=0)
+        conn = _Conn(pool)
+        t = FakeTransport()
+        conn.connection_made(t)  # type: ignore[arg-type]
+        rec = RequestRecord(seq=0, send_ns=0)
+        parser = StreamParser(rec, 0, chat=False)
+        clock = Clock(0)
+        ex = _Exchange(parser.feed, clock)
+        req = pool.request_bytes("/v1/completions", b"{}", {"X-Request-Id": "r1"})
+        conn.start(ex, req)
+        for k, i in enumerate(range(0, len(wire), split)):
+            clock.now = 1000 + k
+            conn.data_received(wire[i:i + split])
+        status = await ex.done
+        parser.finish()
+        return rec, status, pool, t.written
+
+    rec, status, pool, written = asyncio.run(main())
+    assert status == 200
+    assert written.startswith(b"POST /base/v1/completions HTTP/1.1\r\nHost: 127.0.0.1:9\r\nContent-Length: 2\r\n")
+    assert b"X-Request-Id: r1\r\n" in written and written.endswith(b"\r\n\r\n{}")
+    assert rec.error_reason is None and rec.chunk_tokens == [1, 1] and rec.output_tokens == 2
+    assert all(t >= 1000 for t in rec.chunk_ns) and rec.chunk_ns == sorted(rec.chunk_ns)
+    assert len(pool.idle) == 1  # keep-alive: back in the pool
+
+
+def test_raw_http_error_status_with_content_length_and_connection_close() -> None:
+    from engine_runner.loadgen.rawhttp import RawPool, _Conn, _Exchange
+
+    wire = b'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{"e":"x"}'
+
+    async def main() -> tuple[int, bytes, RawPool, FakeTransport]:
+        pool = RawPool("http://h:1")
+        conn = _Conn(pool)
+        t = FakeTransport()
+        conn.connection_made(t)  # type: ignore[arg-type]
+        got: list[bytes] = []
+        ex = _Exchange(lambda d, n: got.append(d), Clock(5))
+        conn.start(ex, b"x")
+        conn.data_received(wire)
+        status = await ex.done
+        assert got == []  # error bodies do not reach the SSE parser
+        return status, bytes(ex.error_body), pool, t
+
+    status, err, pool, t = asyncio.run(main())
+    assert status == 503 and err == b'{"e":"x"}'
+    assert t.closed and not pool.idle
