@@ -12,7 +12,7 @@ What it does:
    and the accuracy of ``sentence_embedding`` against fp32 (max abs error, cosine).
 
 Usage: ``.venv/bin/python benchmarks/minilm_ort.py [--home DIR] [--onnx FILE] [--iterations N]
-[--min-duration S] [--no-write]``.
+[--min-duration S] [--threads N] [--no-write]``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
-START, END = "<!-- minilm_ort:start -->", "<!-- minilm_ort:end -->"
+
+
+def markers(threads: int | None) -> tuple[str, str]:
+    """Section markers; one section per intra-op thread setting."""
+    tag = "minilm_ort" if threads is None else f"minilm_ort threads={threads}"
+    return f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
+
 HEADER = "# EngineScope benchmark results\n\nMeasured numbers only; each section says how, where and when.\n"
 
 
@@ -56,6 +62,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     spec = {"model_id": model.id, "precisions": ["fp32", "fp16", "int8-dynamic", "int8-qdq"], "batch_sizes": [1, 8],
             "dim_values": {"sequence": args.sequence}, "warmup_iterations": 10, "warmup_s": 1.0,
             "iterations": args.iterations, "min_duration_s": args.min_duration, "max_duration_s": 120.0}
+    if args.threads:
+        spec["intra_op_threads"] = args.threads
     load_before = os.getloadavg()
     job_id = start_inline_job("model_bench", spec, model_id=model.id, url=url)
 
@@ -66,7 +74,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     status = execute(JobContext(job_id=job_id, kind="model_bench", spec=spec, db_url=url, hooks=[printer]))
     load_after = os.getloadavg()
     doc = collect_results(job_id, url)
-    return {"doc": doc, "status": status, "url": url, "spec": spec, "load": (load_before, load_after)}
+    return {"doc": doc, "status": status, "url": url, "spec": spec, "load": (load_before, load_after),
+            "threads": args.threads}
 
 
 def _embedding_accuracy(url: str, run_id: int) -> tuple[float | None, float | None]:
@@ -99,7 +108,9 @@ def render(result: dict[str, Any]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in sorted(libs.items()) if v and k in
                          {"onnxruntime", "onnx", "onnxconverter_common", "onnxconverter-common", "numpy", "torch", "transformers"})
     (l1b, _, _), (l1a, _, _) = result["load"]
-    lines = [START, "## all-MiniLM-L6-v2 on ONNX Runtime (CPU), every ONNX precision", "",
+    start, end = markers(result["threads"])
+    threads = f"intra_op_num_threads={result['threads']}" if result["threads"] else "default threads (one per core)"
+    lines = [start, f"## all-MiniLM-L6-v2 on ONNX Runtime (CPU), every ONNX precision, {threads}", "",
              f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; job {doc['job_id']} ({result['status']}); "
              f"script `benchmarks/minilm_ort.py`.",
              f"- Machine: {cpu.get('model', '?')}, {cpu.get('cores_physical', '?')} physical / "
@@ -111,7 +122,7 @@ def render(result: dict[str, Any]) -> str:
              "mask 1, token_type_ids 0; seed 0), outputs last_hidden_state and sentence_embedding.",
              f"- Timing: warm-up >= {spec['warmup_iterations']} iterations and >= {spec['warmup_s']} s, then >= "
              f"{spec['iterations']} iterations and >= {spec['min_duration_s']} s; each sample is one synchronous "
-             "`InferenceSession.run` (CPUExecutionProvider, ORT_ENABLE_ALL, default threads); per-layer profiling ran "
+             f"`InferenceSession.run` (CPUExecutionProvider, ORT_ENABLE_ALL, {threads}); per-layer profiling ran "
              "in a separate session afterwards.",
              "- Accuracy: `sentence_embedding` of each variant against fp32 on the same inputs.",
              "",
@@ -134,14 +145,15 @@ def render(result: dict[str, Any]) -> str:
             f"{f(lat.get('p99'))} | {f(lat.get('mean'))} | {r['samples']} | {f(r['throughput_per_s'], '.1f')} | "
             f"{f(r['items_per_s'], '.1f')} | {f(err, '.2e') if err is not None else '(reference)' if r['precision'] == 'fp32' else '-'} | "
             f"{f(cos, '.6f') if cos is not None else '-'} | {status} |")
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str, path: Path = RESULTS) -> None:
+def write_section(section: str, threads: int | None, path: Path = RESULTS) -> None:
     """Insert or replace the section in RESULTS.md (created with a header if missing)."""
+    start, end = markers(threads)
     text = path.read_text(encoding="utf-8") if path.exists() else HEADER
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.S)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _m: section, text)
     else:
@@ -157,6 +169,7 @@ def main() -> int:
     ap.add_argument("--sequence", type=int, default=128)
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--min-duration", type=float, default=3.0)
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: ONNX Runtime's)")
     ap.add_argument("--no-write", action="store_true", help="print the section, do not touch RESULTS.md")
     args = ap.parse_args()
     Path(args.home).mkdir(parents=True, exist_ok=True)
@@ -164,7 +177,7 @@ def main() -> int:
     section = render(result)
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section(section, args.threads)
         print(f"written to {RESULTS}", file=sys.stderr)
     return 0 if all(r["status"] == "succeeded" for r in result["doc"]["runs"]) else 1
 
