@@ -95,7 +95,8 @@ def _environment(url: str, run_id: int) -> dict[str, Any]:
     from db.session import session_scope
 
     with session_scope(url) as s:
-        return dict(s.get(Run, run_id).environment or {})
+        run = s.get(Run, run_id)
+        return dict(run.environment or {}) if run is not None else {}
 
 
 def render(result: dict[str, Any]) -> str:

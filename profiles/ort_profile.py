@@ -150,7 +150,8 @@ def parse_ort_trace(events: Sequence[Mapping[str, Any]] | Mapping[str, Any], *, 
             if cat == "Session":
                 runs.append((ts, ts + dur))
             else:
-                args = ev.get("args") if isinstance(ev.get("args"), Mapping) else {}
+                raw_args = ev.get("args")
+                args: Mapping[str, Any] = raw_args if isinstance(raw_args, Mapping) else {}
                 kernels.append((ts, dur, args, str(name)[: -len(KERNEL_SUFFIX)]))
 
     runs.sort()

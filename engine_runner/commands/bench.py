@@ -69,7 +69,10 @@ def _default_batches(model_id: int, shapes: dict[str, list[int]], url: str) -> l
     from engine_runner.inputs import fixed_batch, read_input_specs
 
     with session_scope(url) as s:
-        path = model_file(s.get(Model, model_id))
+        model = s.get(Model, model_id)
+        if model is None:
+            raise ModelError(f"model id {model_id}: no such model")
+        path = model_file(model)
     specs = read_input_specs(path)
     fb = fixed_batch(specs)
     if fb is not None:

@@ -299,48 +299,29 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def _missing(exc: ModuleNotFoundError, module: str) -> bool:
-    return exc.name == module
-
-
 def _environment() -> dict[str, Any]:
     """``engine_runner.environment.fingerprint()`` (CPU, GPU, driver, library versions)."""
-    try:
-        from engine_runner.environment import fingerprint
-    except ModuleNotFoundError as exc:
-        if not _missing(exc, "engine_runner.environment"):
-            raise
-        import platform
+    from engine_runner.environment import fingerprint
 
-        return {"unavailable": "engine_runner.environment is not installed", "platform": platform.platform(),
-                "python": platform.python_version()}
     return fingerprint()
 
 
 @contextlib.contextmanager
 def _telemetry() -> Iterator[Any]:
-    """``engine_runner.telemetry.TelemetrySampler`` around the measurement (None when not installed)."""
-    try:
-        from engine_runner.telemetry import TelemetrySampler
-    except ModuleNotFoundError as exc:
-        if not _missing(exc, "engine_runner.telemetry"):
-            raise
-        yield None
-        return
+    """``engine_runner.telemetry.TelemetrySampler`` (CPU of this process tree) around a measurement."""
+    from engine_runner.telemetry import TelemetrySampler
+
     with TelemetrySampler() as sampler:
         yield sampler
 
 
-def _store_telemetry(ctx: JobContext, run_id: int, sampler: Any) -> int:
-    """Store the sampler's samples; returns how many (0 without a sampler)."""
-    if sampler is None:
-        return 0
+def _store_telemetry(ctx: JobContext, run_id: int, sampler: Any) -> dict[str, Any]:
+    """Store the sampler's samples; returns ``{"samples", "device", "notes"}`` for ``runs.config``."""
     from engine_runner.telemetry import store_telemetry
 
-    samples = list(getattr(sampler, "samples", None) or [])
     with ctx.session() as s:
-        store_telemetry(s, run_id, samples)
-    return len(samples)
+        n = store_telemetry(s, run_id, sampler.samples)
+    return {"samples": n, "device": sampler.device, "notes": list(sampler.notes)}
 
 
 def _create_run(ctx: JobContext, p: BenchPlan, precision: str, batch: int, engine_name: str, engine_version: str,
@@ -447,12 +428,15 @@ def run(ctx: JobContext) -> None:
             prepared: PreparedVariant | None = None
             variant: Variant | None = None
             setup_error: str | None = None
+
+            def on_stage(msg: str, b: float = base) -> None:
+                ctx.event("stage", msg, progress=b)
+
             try:
                 onnx_prec = eng.onnx_variant_for(precision)
                 variant = ensure_variant(
                     p.model_path, p.model_hash, onnx_prec, model_id=p.model_id, job_id=ctx.job_id,
-                    calibration=p.calibration, db_url=ctx.db_url,
-                    on_stage=lambda msg, b=base: ctx.event("stage", msg, progress=b))
+                    calibration=p.calibration, db_url=ctx.db_url, on_stage=on_stage)
                 if variant.reused:
                     ctx.event("info", f"{onnx_prec} variant reused (artifact {variant.artifact_id})")
                 ctx.event("stage", f"{precision}: preparing {spec.engine}", progress=base)
@@ -513,14 +497,14 @@ def _measure_one(ctx: JobContext, eng: BenchEngine, p: BenchPlan, prepared: Prep
         m = eng.measure(prepared, inputs, spec, hooks, workdir)
     _store_measurement(ctx, run_id, batch, m)
     _store_artifacts(ctx, run_id, p.model_id, m.artifacts)
-    n_tel = _store_telemetry(ctx, run_id, sampler)
+    telemetry = _store_telemetry(ctx, run_id, sampler)
 
     ctx.event("stage", f"{label}: accuracy", progress=frac0 + width * 0.95, run_id=run_id)
     valid = _accuracy(ctx, p, precision, batch, run_id, inputs, m.outputs, references)
     with ctx.session() as s:
         s.execute(update(Run).where(Run.id == run_id).values(
             status="succeeded", finished_at=utcnow(), timing_window=m.timing_window, numerically_valid=valid,
-            config={**config, **m.config, "telemetry_samples": n_tel}))
+            config={**config, **m.config, "telemetry": telemetry}))
     ctx.progress(frac0 + width, f"{label}: done", run_id=run_id)
 
 
