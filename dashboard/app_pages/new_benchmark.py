@@ -21,7 +21,6 @@ from profiles.specs import BenchSpec, validate_spec
 #: Precisions offered per engine (TensorRT-only ones are not offered for the others).
 PRECISIONS: dict[str, list[str]] = {
     "onnxruntime": ["fp32", "fp16", "int8-dynamic", "int8-qdq"],
-    "torch": ["fp32", "fp16", "bf16", "int8-dynamic"],
     "tensorrt": ["fp32", "fp16", "bf16", "int8-qdq", "fp8", "best"],
 }
 PRECISION_HELP = ("fp32: the model as exported. fp16: graph converted to float16 (I/O kept float32). "
@@ -81,7 +80,7 @@ model = next(m for m in models if int(m["id"]) == model_id)
 
 c1, c2 = st.columns([1, 2])
 engine = c1.radio("Engine", list(PRECISIONS), key="newbench_engine", horizontal=False,
-                  format_func={"onnxruntime": "ONNX Runtime", "torch": "PyTorch", "tensorrt": "TensorRT"}.get)
+                  format_func={"onnxruntime": "ONNX Runtime", "tensorrt": "TensorRT"}.get)
 precisions = c2.multiselect("Precisions", PRECISIONS[engine], default=["fp32"], key=f"newbench_precisions_{engine}",
                             help=PRECISION_HELP)
 batch_text = c2.text_input("Batch sizes (comma separated)", "1", key="newbench_batches")

@@ -165,7 +165,7 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench_cmd(
         model: str = typer.Argument(..., help="path to an .onnx file (registered on first use) or a model id"),
-        engine: str = typer.Option("onnxruntime", "--engine", help="onnxruntime | tensorrt | torch"),
+        engine: str = typer.Option("onnxruntime", "--engine", help="onnxruntime | tensorrt"),
         precision: list[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8-dynamic | int8-qdq (repeatable; default fp32)"),
         batch: list[int] = typer.Option(None, "--batch", help="batch size (repeatable); default: the model's fixed batch, else the first dim of --shape, else 1"),
         shape: list[str] = typer.Option(None, "--shape", help="NAME=D1xD2... full input shape (repeatable); a symbolic first dim is replaced by each --batch"),

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 ENGINE_MODULES: dict[str, str] = {
     "onnxruntime": "engine_runner.engines.onnxruntime",
     "tensorrt": "engine_runner.engines.tensorrt",
-    "torch": "engine_runner.engines.torch",
 }
 
 
