@@ -160,9 +160,13 @@ def kv_usage_figure(series: Sequence[Mapping[str, Any]], labels: Mapping[int, st
         fig.add_trace(go.Scatter(x=[r["t_s"] for r in rs], y=[r.get("running") for r in rs], mode="lines",
                                  name=f"{_name(labels, rid)} running", yaxis="y2",
                                  line={"color": color, "dash": "dot", "shape": "hv"}))
+    max_running = max((float(r.get("running") or 0) for r in pts), default=0.0)
+    y2: dict[str, Any] = {"title": "requests running", "overlaying": "y", "side": "right", "rangemode": "tozero",
+                          "showgrid": False}
+    if max_running <= 16:
+        y2["dtick"] = 1  # whole requests
     fig.update_layout(title=title, xaxis_title="time since the sweep began (s)", yaxis_title="KV-cache usage (%)",
-                      yaxis2={"title": "requests running", "overlaying": "y", "side": "right", "rangemode": "tozero"},
-                      yaxis={"rangemode": "tozero"})
+                      yaxis2=y2, yaxis={"rangemode": "tozero"})
     return fig
 
 
@@ -172,7 +176,10 @@ def concurrency_table(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]])
     rows ``{"quantity", "value"}`` for a table."""
     kv = run.get("kv_cache") or {}
     out = [
-        {"quantity": "KV-cache bytes per token (config.json)", "value": kv.get("bytes_per_token")},
+        {"quantity": "KV-cache bytes per token (config.json: layers x 2 x KV heads x head dim x dtype)",
+         "value": kv.get("bytes_per_token")},
+        {"quantity": "KV-cache bytes per token implied by vLLM (cache memory / cache tokens)",
+         "value": None if kv.get("implied_bytes_per_token") is None else round(kv["implied_bytes_per_token"], 1)},
         {"quantity": "KV-cache capacity (tokens)", "value": kv.get("kv_cache_tokens")},
         {"quantity": "KV-cache blocks x block size", "value": (f"{kv.get('kv_cache_blocks')} x {kv.get('block_size')}"
                                                            if kv.get("kv_cache_blocks") else None)},

@@ -302,9 +302,17 @@ def kv_cache_info(spec: ServeBenchSpec, startup: dict[str, Any], server_cache: d
     try:
         cfg = kv_cache.load_hf_config(spec.model)
         if cfg is not None:
-            geo = kv_cache.geometry_from_config(cfg, None if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype)
-            if spec.dtype not in ("auto",) and spec.kv_cache_dtype == "auto":
-                geo = kv_cache.KvGeometry(geo.num_layers, geo.num_kv_heads, geo.head_dim, spec.dtype)
+            # the cache dtype: --kv-cache-dtype, else the model dtype vLLM ran (its log: "auto" turns an fp32
+            # checkpoint into fp16/bf16), else --dtype, else config.json's
+            if spec.kv_cache_dtype != "auto":
+                cache_dtype: str | None = spec.kv_cache_dtype
+            elif startup.get("dtype"):
+                cache_dtype = str(startup["dtype"])
+            elif spec.dtype != "auto":
+                cache_dtype = spec.dtype
+            else:
+                cache_dtype = None
+            geo = kv_cache.geometry_from_config(cfg, cache_dtype)
             out["geometry"] = geo.as_dict()
             out["bytes_per_token"] = geo.bytes_per_token
     except InputError as exc:
@@ -316,6 +324,9 @@ def kv_cache_info(spec: ServeBenchSpec, startup: dict[str, Any], server_cache: d
     elif tokens is not None:
         out["kv_cache_tokens_source"] = "vLLM (start-up log or vllm:cache_config_info)"
     out["kv_cache_tokens"] = tokens
+    mem = server_cache.get("kv_cache_memory_bytes") or spec.kv_cache_memory_bytes
+    # cross-check of the formula: the cache memory vLLM was given / the tokens it says fit
+    out["implied_bytes_per_token"] = mem / tokens if mem and tokens else None
     out["kv_cache_blocks"] = startup.get("kv_cache_blocks")
     out["kv_cache_memory_gib"] = startup.get("kv_cache_memory_gib")
     out["vllm_max_concurrency"] = startup.get("max_concurrency")

@@ -118,7 +118,7 @@ def test_engine_report_and_kv_cache(sweep: dict[str, Any]) -> None:
     assert rep["device"] == "CPU" and rep["version"] == "0.32.0" and rep["dtype"] == "float32"
     assert rep["kv_cache_tokens"] == 65_536  # 256 MiB / 4096 B per token
     kv = run["kv_cache"]
-    assert kv["bytes_per_token"] == 2 * 2 * 4 * 64 * 4
+    assert kv["bytes_per_token"] == 2 * 2 * 4 * 64 * 4 == kv["implied_bytes_per_token"]  # formula == vLLM
     assert kv["kv_cache_tokens"] == 65_536 and kv["kv_cache_blocks"] * kv["block_size"] == 65_536
     assert kv["predicted_max_concurrency"] == pytest.approx(65_536 / (INPUT_LEN + OUTPUT_LEN))
     assert kv["vllm_max_concurrency"] == pytest.approx(65_536 / 512)

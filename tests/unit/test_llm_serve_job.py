@@ -113,3 +113,27 @@ def test_cancel_between_levels(es_env: str, tiny: Path) -> None:
     with session_scope(es_env) as s:
         assert [p.level for p in s.execute(select(LoadPoint)).scalars()] == [1.0]
         assert s.execute(select(Run.status)).scalar_one() == "failed"
+
+
+def test_kv_cache_info_uses_the_dtype_vllm_ran(tmp_path: Path) -> None:
+    """vLLM's dtype "auto" serves an fp32 checkpoint in 16-bit (seen here: 131,072 tokens in 256 MiB, i.e.
+    2,048 B/token, for the tiny model whose config.json says float32)."""
+    import json
+
+    from engine_runner.jobs.llm_serve import kv_cache_info
+    from profiles.llm_spec import ServeBenchSpec
+
+    (tmp_path / "config.json").write_text(json.dumps({"num_hidden_layers": 2, "num_attention_heads": 4,
+                                                      "num_key_value_heads": 4, "hidden_size": 256,
+                                                      "dtype": "float32"}))
+    spec = ServeBenchSpec(model=str(tmp_path), concurrency=[1], input_len=32, output_len=16)
+    kv = kv_cache_info(spec, {"dtype": "bfloat16", "kv_cache_tokens": 131_072, "max_concurrency": 256.0,
+                              "max_concurrency_tokens": 512},
+                       {"num_gpu_blocks": 1024, "block_size": 128, "kv_cache_memory_bytes": 256 * 2**20})
+    assert kv["bytes_per_token"] == 2048 == kv["implied_bytes_per_token"]
+    assert kv["kv_cache_blocks"] == 1024 and kv["predicted_max_concurrency"] == pytest.approx(131_072 / 48)
+    # no start-up log (an endpoint): config.json's dtype, tokens from /metrics
+    kv = kv_cache_info(spec, {}, {"kv_cache_size_tokens": 65_536, "kv_cache_memory_bytes": 256 * 2**20})
+    assert kv["bytes_per_token"] == 4096 == kv["implied_bytes_per_token"] and kv["kv_cache_tokens"] == 65_536
+    explicit = ServeBenchSpec(model=str(tmp_path), concurrency=[1], kv_cache_dtype="fp8")
+    assert kv_cache_info(explicit, {"dtype": "bfloat16"})["bytes_per_token"] == 1024
