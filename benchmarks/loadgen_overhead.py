@@ -383,19 +383,49 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {fmt(cd.get('p50'))} / {fmt(cd.get('p99'))} | {fmt(sl.get('p50'))} / {fmt(sl.get('p99'))} "
             f"| {rate} | {fmt(lag['p50']) + ' / ' + fmt(lag['p99']) if lag else '-'} "
             f"| {fmt(r.get('completed_per_s'), 1)} | {fmt(cpu)}{cpu_note} |")
-    lines += ["", *result.get("notes", []), ""]
+    lines += ["", *target_notes(result), *result.get("notes", []), ""]
     return "\n".join(lines)
 
 
+def target_notes(result: dict[str, Any]) -> list[str]:
+    """Check the targets (p99 TTFT error < 1 ms at 256 streams; >= 99% of the rate delivered up to
+    1,000 req/s) for each of our transports, from the rows; one line per check."""
+    notes = []
+    for tool in sorted({r["tool"] for r in result["rows"] if r["tool"].startswith("enginescope")}):
+        rows = {r["level"]: r for r in result["rows"] if r["tool"] == tool and not r.get("skipped")}
+        c256 = rows.get("c256")
+        if c256:
+            e, cd, sl = c256["ttft_error_ms"], c256["client_delay_ms"], c256["server_lateness_ms"]
+            ok = e["p99"] is not None and e["p99"] < 1.0
+            notes.append(
+                f"- {tool}, target p99 TTFT error < 1 ms at 256 streams: {'met' if ok else 'NOT met'} "
+                f"(p99 {fmt(e['p99'])} ms; of it, mock-server lateness p50/p99 {fmt(sl['p50'])}/{fmt(sl['p99'])} ms, "
+                f"client's own delay p50/p99 {fmt(cd['p50'])}/{fmt(cd['p99'])} ms).")
+        rates = [r for r in rows.values() if r.get("target_rate_per_s") and r["target_rate_per_s"] <= 1000]
+        if rates:
+            worst = min(rates, key=lambda r: r["delivered_fraction"])
+            ok = worst["delivered_fraction"] >= 0.99
+            notes.append(
+                f"- {tool}, target >= 99% of the scheduled rate sent up to 1,000 req/s: {'met' if ok else 'NOT met'} "
+                f"(lowest {100 * worst['delivered_fraction']:.1f}% at {worst['target_rate_per_s']:g} req/s).")
+    return notes
+
+
+MARK_START, MARK_END = "<!-- loadgen_overhead:start -->", "<!-- loadgen_overhead:end -->"
+
+
 def write_section(md: str) -> None:
+    """Replace this script's section of benchmarks/RESULTS.md (between its markers), or append it."""
     path = REPO / "benchmarks" / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n\nEach section is owned by the script it names.\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + md.rstrip() + "\n" + (text[nxt:] if nxt >= 0 else "")
+    text = path.read_text() if path.exists() else "# EngineScope benchmark results\n\nMeasured numbers only.\n"
+    block = f"{MARK_START}\n{md.rstrip()}\n{MARK_END}"
+    if MARK_START in text and MARK_END in text:
+        a, b = text.index(MARK_START), text.index(MARK_END) + len(MARK_END)
+        text = text[:a] + block + text[b:]
+    elif SECTION in text:  # an unmarked earlier version of this section, last in the file
+        text = text[:text.index(SECTION)] + block + "\n"
     else:
-        text = text.rstrip() + "\n\n" + md.rstrip() + "\n"
+        text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
 
 
@@ -408,7 +438,14 @@ def main() -> None:
     ap.add_argument("--write-results", action="store_true", help="rewrite this section of benchmarks/RESULTS.md")
     ap.add_argument("--levels", default="", help="comma list of level names to run (default all)")
     ap.add_argument("--transports", default="aiohttp,raw", help="our client transports to run")
+    ap.add_argument("--from-json", type=Path, help="only re-render the markdown of a saved results file")
     args = ap.parse_args()
+    if args.from_json:
+        md = markdown(json.loads(args.from_json.read_text()))
+        print(md)
+        if args.write_results:
+            write_section(md)
+        return
     q = 0.25 if args.quick else 1.0
     work = Path(tempfile.mkdtemp(prefix="es-loadgen-bench-"))
     tok_dir = make_tokenizer(work / "tokenizer")
