@@ -58,6 +58,7 @@ def run(ctx: JobContext) -> None:
     ctx.event("stage", f"LLM serving benchmark of {spec.model} ({spec.engine})", 0.0)
     run_id = _create_run(ctx, spec)
     server = None
+    tel = None
     server_cfg: dict[str, Any] = {}
     try:
         tokenizer = _load_tokenizer(spec)
@@ -70,6 +71,7 @@ def run(ctx: JobContext) -> None:
             server_cfg["startup_s"] = server.startup_s
             server_cfg["command"] = _redacted(server.command)
             engine_version = server.report.version
+            tel = _start_telemetry(server)
         else:
             base_url, api_key, model_name = (spec.endpoint or "").rstrip("/"), spec.api_key, spec.model
             _check_endpoint(base_url, api_key, model_name)
@@ -84,6 +86,7 @@ def run(ctx: JobContext) -> None:
                                   timeout_s=spec.request_timeout_s)
         levels = spec.levels
         max_running = 0.0
+        empty_levels: list[str] = []
         for idx, (mode, value) in enumerate(levels):
             _check_cancelled_now(ctx)
             label = f"{mode.replace('_', ' ')} {_fmt_level(value)}"
@@ -93,16 +96,22 @@ def run(ctx: JobContext) -> None:
                               seed=spec.seed + idx)
             res, scrapes, bounds = _run_level_with_scrape(ctx, endpoint, prompts, level, idx, len(levels),
                                                          lambda t: count_tokens(tokenizer, t, special=False))
-            point_max = _store_point(ctx, run_id, idx, mode, value, res, scrapes, bounds, spec)
+            point_max, completed, failures = _store_point(ctx, run_id, idx, mode, value, res, scrapes, bounds, spec)
             max_running = max(max_running, point_max)
+            if completed == 0:
+                empty_levels.append(f"{label}: no request succeeded ({failures or 'none sent'})")
+                ctx.event("warning", f"level {label}: no request succeeded", failures=failures)
             ctx.event("info", f"level {label} done", (idx + 1) / len(levels), level_idx=idx)
         kv["measured_max_running"] = max_running
         _update_run(ctx, run_id, config_extra={"kv_cache": kv})
-        _finish_run(ctx, run_id, "succeeded", None)
+        # a level where every request failed makes the run failed (its data is kept)
+        _finish_run(ctx, run_id, "failed" if empty_levels else "succeeded", "; ".join(empty_levels) or None)
     except Exception as exc:
         _finish_run(ctx, run_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        if tel is not None:
+            _store_telemetry(ctx, run_id, tel)
         if server is not None:
             server.stop()
             _update_run(ctx, run_id, config_extra={**server.gpu_config(), "leftover_pids": server.leftover_pids})
@@ -139,22 +148,49 @@ def _redacted(cmd: list[str]) -> list[str]:
     return redact(cmd)
 
 
-def _environment() -> dict[str, Any]:
+def _environment(spec: ServeBenchSpec) -> dict[str, Any]:
+    """``engine_runner.environment.fingerprint`` of the interpreter that runs the engine (the vLLM
+    environment for engine "vllm"; this one for an endpoint, whose server is elsewhere)."""
     try:
         from engine_runner.environment import fingerprint
     except ImportError:
         return {}
     try:
+        if spec.engine == "vllm":
+            from engine_runner.engines.vllm_server import resolve_python
+
+            return fingerprint(python=resolve_python())
         return fingerprint()
     except Exception as exc:  # noqa: BLE001 - a missing fingerprint must not fail a benchmark
         return {"error": f"fingerprint failed: {exc}"}
+
+
+def _start_telemetry(server: Any) -> Any:
+    """A started ``TelemetrySampler`` on the server's GPU (first one checked) or, without a GPU, on the
+    server's process tree (CPU share and RSS); ``None`` when the module is absent."""
+    try:
+        from engine_runner.telemetry import TelemetrySampler
+    except ImportError:
+        return None
+    index = server.gpu_before[0].index if server.gpu_before else None
+    return TelemetrySampler(0.5, device_index=index, pid=server.pid).start()
+
+
+def _store_telemetry(ctx: JobContext, run_id: int, tel: Any) -> None:
+    from engine_runner.telemetry import store_telemetry
+
+    samples = tel.stop()
+    with ctx.session() as s:
+        store_telemetry(s, run_id, samples)
+    _update_run(ctx, run_id, config_extra={"telemetry": {"device": tel.device, "samples": len(samples),
+                                                         "notes": list(tel.notes)}})
 
 
 def _create_run(ctx: JobContext, spec: ServeBenchSpec) -> int:
     with ctx.session() as s:
         r = Run(job_id=ctx.job_id, engine="vllm" if spec.engine == "vllm" else "openai-endpoint",
                 precision=spec.dtype if spec.engine == "vllm" else None, config={"spec": spec.model_dump(mode="json")},
-                environment=_environment(), status="running", label=f"{spec.model} ({spec.engine})",
+                environment=_environment(spec), status="running", label=f"{spec.model} ({spec.engine})",
                 timing_window="client-side: send to token chunk arrival over HTTP streaming (SSE)")
         s.add(r)
         s.flush()
@@ -449,9 +485,11 @@ def _server_block(scrapes: list[tuple[int, list[PromSample]]], bounds: dict[str,
 
 
 def _store_point(ctx: JobContext, run_id: int, idx: int, mode: str, value: float, res: Any,
-                 scrapes: list[tuple[int, list[PromSample]]], bounds: dict[str, Any], spec: ServeBenchSpec) -> float:
+                 scrapes: list[tuple[int, list[PromSample]]], bounds: dict[str, Any],
+                 spec: ServeBenchSpec) -> tuple[float, int, dict[str, int]]:
     """Write one level (load point, requests, summaries, scalars, server samples); return the maximum
-    ``vllm:num_requests_running`` seen (0 when not scraped)."""
+    ``vllm:num_requests_running`` seen (0 when not scraped), the successful requests and the failures
+    by reason."""
     from profiles.llm_metrics import point_report
 
     slos = spec.slos.as_dict() or None
@@ -487,4 +525,5 @@ def _store_point(ctx: JobContext, run_id: int, idx: int, mode: str, value: float
                 for t, samples in scrapes for smp in samples]
         if rows:
             s.execute(insert(ServerMetricSample), rows)
-    return float(report["server"].get("max_num_requests_running") or 0.0)
+    return (float(report["server"].get("max_num_requests_running") or 0.0), int(report["completed"]),
+            dict(report["failures_by_reason"]))

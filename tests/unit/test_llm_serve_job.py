@@ -137,3 +137,32 @@ def test_kv_cache_info_uses_the_dtype_vllm_ran(tmp_path: Path) -> None:
     assert kv["bytes_per_token"] == 4096 == kv["implied_bytes_per_token"] and kv["kv_cache_tokens"] == 65_536
     explicit = ServeBenchSpec(model=str(tmp_path), concurrency=[1], kv_cache_dtype="fp8")
     assert kv_cache_info(explicit, {"dtype": "bfloat16"})["bytes_per_token"] == 1024
+
+
+def test_cli_serve_bench_json_and_exit_codes(es_env: str, tiny: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from engine_runner.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["serve-bench", "--model", "m", "--concurrency", "0"])
+    assert bad.exit_code == 2 and "concurrency" in bad.output
+    bad = runner.invoke(app, ["serve-bench", "--model", "m", "--concurrency", "1", "--slo", "latency=3"])
+    assert bad.exit_code == 2
+    with mock_server(ttft_ms=5, itl_ms=1, model="mock-llm") as url:
+        ok = runner.invoke(app, ["serve-bench", "--endpoint", url, "--model", "mock-llm", "--tokenizer", str(tiny),
+                                 "--request-rate", "50,inf", "--input-len", "16", "--output-len", "4",
+                                 "--num-prompts", "6", "--warmup", "0", "--json"])
+        assert ok.exit_code == 0, ok.output
+        doc = json.loads(ok.stdout[ok.stdout.index("{"):])
+        assert [p["request_rate"] for p in doc["runs"][0]["points"]] == [50.0, "inf"]
+        assert doc["runs"][0]["engine"] == "openai-endpoint"
+    # the mock answers HTTP 500 to every request: the level has no success, the run fails, exit 1
+    with mock_server(model="mock-llm", fail_rate=1.0) as url:
+        failed = runner.invoke(app, ["serve-bench", "--endpoint", url, "--model", "mock-llm", "--tokenizer", str(tiny),
+                                     "--concurrency", "2", "--input-len", "16", "--output-len", "4",
+                                     "--num-prompts", "4", "--warmup", "0"])
+    assert failed.exit_code == 1, failed.output
+    assert "concurrency 2: no request succeeded ({'http_5xx': 4})" in failed.output
