@@ -114,7 +114,7 @@ class _Conn(asyncio.Protocol):
             return
         now = ex.clock()
         ex.got_bytes = True
-        self.pending: list[bytes] = []
+        self.pending = []
         self._parse(data, now)
         if self.pending:
             body = b"".join(self.pending) if len(self.pending) > 1 else self.pending[0]

@@ -283,7 +283,7 @@ async def run_level(
     finally:
         if watcher is not None:
             watcher.cancel()
-        if own_session:
+        if own_session and session is not None:
             await session.close()
     st._progress(force=True)
     records = sorted(st.records, key=lambda r: r.seq)
