@@ -16,6 +16,16 @@ Generated data (seeded, identical for every precision so accuracy compares like 
 floats N(0, 1); integer inputs: names containing ``mask`` -> 1, ``token_type``/``segment`` -> 0,
 other integers uniform in [0, 100); bool -> True. The generator of each input is
 ``numpy.random.default_rng([seed, crc32(name)])``, so a tensor does not depend on the other inputs.
+
+User inputs (``--inputs FILE.npz``) and calibration data (``--calibration FILE.npz``) share one format and
+one validation (:func:`validate_npz`): keys = the model's input names; every array has the input's dtype
+and rank; the first axis of each sample-axis input (:func:`sample_axis_inputs`: symbolic first dim, or
+the fixed batch of a fixed-batch model) holds N samples (same N for every key), the other axes are one
+sample. ``--inputs``: each sample must have the run's resolved shape without its batch dim; N must be a
+multiple of every batch size; the samples are split, in order, into N / b batches of the run's batch size
+b (:func:`split_batches`). Named symbolic dims that no ``--shape``/``--dim`` sets take their size from the
+file (:func:`npz_dim_values`), so ``--inputs tokens.npz`` alone fixes the sequence length.
+Calibration: batch-1 feeds (fixed-batch models: batches of B), non-batch symbolic dims free.
 """
 
 from __future__ import annotations
@@ -184,59 +194,208 @@ def generate_inputs(specs: Sequence[InputSpec], shapes: Mapping[str, Sequence[in
     return feeds
 
 
-def load_calibration_npz(path: str | Path, specs: Sequence[InputSpec]) -> list[dict[str, np.ndarray]]:
-    """Calibration feeds from a ``.npz`` whose keys are the model's input names.
-
-    Each array has the input's rank and dtype, and every fixed dim of the model. When the input's first
-    dim is symbolic the array's first axis holds samples and is split into batch-1 feeds (all keys must
-    then have the same first-axis length); otherwise the whole file is one feed.
-
-    Returns:
-        A list of ``{input_name: array}`` feeds.
+def read_npz(path: str | Path, flag: str) -> dict[str, np.ndarray]:
+    """All arrays of the ``.npz`` at ``path`` (``allow_pickle=False``).
 
     Raises:
-        InputError: file missing/unreadable, a key missing or unknown, or a rank/dim/dtype mismatch
-            (names the file and the key).
+        InputError: file missing or not a readable .npz (names ``flag`` and the file).
     """
     p = Path(path)
     try:
         with np.load(p, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files}
     except FileNotFoundError:
-        raise InputError(f"--calibration {p}: file not found") from None
+        raise InputError(f"{flag} {p}: file not found") from None
     except (OSError, ValueError, EOFError) as exc:
-        raise InputError(f"--calibration {p}: not a readable .npz ({exc})") from None
+        raise InputError(f"{flag} {p}: not a readable .npz ({exc})") from None
+
+
+def sample_axis_inputs(specs: Sequence[InputSpec]) -> list[str]:
+    """Names of the inputs whose first axis is the sample (batch) axis in an ``.npz``: inputs with a
+    symbolic first dim; in a fixed-batch model (:func:`fixed_batch` B), the inputs whose first dim is B.
+    Other inputs (rank 0, or a fixed first dim beside free-batch inputs) are fed whole in every batch."""
+    fb = fixed_batch(specs)
+    if fb is None:
+        return [s.name for s in specs if s.shape and s.is_symbolic(0)]
+    return [s.name for s in specs if s.shape and s.shape[0] == fb]
+
+
+def npz_dim_values(data: Mapping[str, np.ndarray], specs: Sequence[InputSpec],
+                   shapes: Mapping[str, Sequence[int]] | None = None,
+                   dim_values: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Values of named symbolic dims (not the first axis) that the arrays of an inputs ``.npz`` fix and that
+    neither ``--shape`` (``shapes``) nor ``--dim`` (``dim_values``) sets: ``{dim_param: size}``, taken from
+    the first input (in model order) whose array has the input's rank. Conflicts between inputs are left
+    to :func:`validate_npz`, which then names the key."""
+    shapes, dim_values = dict(shapes or {}), dict(dim_values or {})
+    found: dict[str, int] = {}
+    for s in specs:
+        arr = data.get(s.name)
+        if s.name in shapes or arr is None or arr.ndim != len(s.shape):
+            continue
+        for axis in range(1, len(s.shape)):
+            d = s.shape[axis]
+            if isinstance(d, str) and d not in dim_values and d not in found:
+                found[d] = int(arr.shape[axis])
+    return found
+
+
+def validate_npz(data: Mapping[str, np.ndarray], specs: Sequence[InputSpec], *, flag: str, fname: str,
+                 batch_sizes: Sequence[int] = (1,), shapes: Mapping[str, Sequence[int]] | None = None) -> int:
+    """Check the arrays of an inputs or calibration ``.npz`` against the model; returns the sample count N.
+
+    The format (one for ``--inputs`` and ``--calibration``): keys are the model's input names (every input,
+    nothing else); each array has the input's dtype and rank. For a sample-axis input
+    (:func:`sample_axis_inputs`) the first axis holds N samples (the same N for every such key, N >= 1, and
+    a multiple of every entry of ``batch_sizes``); its other axes are one sample's dims. Every fixed dim of
+    the model must match, except the first axis of a fixed-batch model (its samples). With ``shapes``
+    (the resolved shape of each input for some batch size) every other axis must equal the resolved dim
+    too; an input without a sample axis must have exactly its resolved shape.
+
+    Args:
+        data: ``{key: array}`` as :func:`read_npz` returns it.
+        specs: the model's inputs.
+        flag: the flag or field named in errors (``--inputs``, ``--calibration``).
+        fname: file name named in errors.
+        batch_sizes: N must be a multiple of each (the feeds are split into batches of that size).
+        shapes: resolved shapes (``resolve_shapes``) to check the non-sample axes against, or None.
+
+    Returns:
+        N, or 1 when the model has no sample-axis input (the whole file is one feed).
+
+    Raises:
+        InputError: unknown or missing key, wrong dtype, rank or dim, differing sample counts, no
+            samples, N not a multiple of a batch size (each names ``flag``, the file and the key).
+    """
     names = [s.name for s in specs]
+    sample_axis = set(sample_axis_inputs(specs))
+    fb = fixed_batch(specs)
     for k in data:
         if k not in names:
-            raise InputError(f"--calibration {p.name}: key {k!r} is not an input of the model (inputs: {names})")
+            raise InputError(f"{flag} {fname}: key {k!r} is not an input of the model (inputs: {names})")
     for s in specs:
         if s.name not in data:
-            raise InputError(f"--calibration {p.name}: key {s.name!r} (a model input) is missing")
+            raise InputError(f"{flag} {fname}: key {s.name!r} (a model input) is missing")
         arr = data[s.name]
         if str(arr.dtype) != s.dtype:
-            raise InputError(f"--calibration {p.name}: key {s.name!r} has dtype {arr.dtype}, the model input is {s.dtype}")
+            raise InputError(f"{flag} {fname}: key {s.name!r} has dtype {arr.dtype}, the model input is {s.dtype}")
         if arr.ndim != len(s.shape):
-            raise InputError(f"--calibration {p.name}: key {s.name!r} has shape {list(arr.shape)} (rank {arr.ndim}); "
+            raise InputError(f"{flag} {fname}: key {s.name!r} has shape {list(arr.shape)} (rank {arr.ndim}); "
                              f"the model input is {list(s.shape)} (rank {len(s.shape)})")
         for axis, want in enumerate(s.shape):
+            if axis == 0 and fb is not None and s.name in sample_axis:
+                continue  # the samples of a fixed-batch model: checked as a multiple of the batch below
             if not s.is_symbolic(axis) and arr.shape[axis] != want:
-                raise InputError(f"--calibration {p.name}: key {s.name!r} dim {axis} is {arr.shape[axis]}, "
+                raise InputError(f"{flag} {fname}: key {s.name!r} dim {axis} is {arr.shape[axis]}, "
                                  f"fixed at {want} in the model")
-    batched = [s for s in specs if s.shape and s.is_symbolic(0)]
-    if not batched:
-        return [data]
-    counts = {s.name: int(data[s.name].shape[0]) for s in batched}
+        if shapes is not None:
+            resolved = list(shapes[s.name])
+            first = 1 if s.name in sample_axis else 0
+            got = list(arr.shape[first:])
+            if got != resolved[first:]:
+                what = "one sample's shape" if first else "its shape"
+                syms = [f"{d!r}" for d in s.shape[first:] if isinstance(d, str)]
+                hint = (f"; set the symbolic dim(s) {', '.join(syms)} with --dim/--shape or the form's dim values"
+                        if syms else "")
+                raise InputError(f"{flag} {fname}: key {s.name!r}: {what} is {got}, the run resolves input "
+                                 f"{s.name!r} to {resolved[first:]} (model dims {list(s.shape)}){hint}")
+    if not sample_axis:
+        return 1
+    counts = {n: int(data[n].shape[0]) for n in names if n in sample_axis}
     if len(set(counts.values())) != 1:
-        raise InputError(f"--calibration {p.name}: inputs hold different sample counts along the first axis: {counts}")
+        raise InputError(f"{flag} {fname}: inputs hold different sample counts along the first axis: {counts}")
     n = next(iter(counts.values()))
+    key = next(iter(counts))
     if n == 0:
-        raise InputError(f"--calibration {p.name}: no samples (first axis is 0)")
-    feeds = []
-    for i in range(n):
-        feeds.append({s.name: (np.ascontiguousarray(data[s.name][i:i + 1]) if s in batched else data[s.name])
-                      for s in specs})
-    return feeds
+        raise InputError(f"{flag} {fname}: key {key!r} holds no samples (first axis is 0)")
+    for b in batch_sizes:
+        if n % b:
+            raise InputError(f"{flag} {fname}: key {key!r} holds {n} samples along its first axis, not a "
+                             f"multiple of the batch size {b}; give a multiple of every batch size "
+                             f"(e.g. {n - n % b or b})")
+    return n
+
+
+def split_batches(data: Mapping[str, np.ndarray], specs: Sequence[InputSpec], batch_size: int) -> list[dict[str, np.ndarray]]:
+    """Split validated ``.npz`` arrays (:func:`validate_npz`) into feeds of ``batch_size`` samples, in order:
+    feed i holds samples ``[i*b, (i+1)*b)`` of every sample-axis input; other inputs are fed whole.
+
+    Returns:
+        ``N // batch_size`` feeds ``{input_name: C-contiguous array}`` (one feed when the model has no
+        sample-axis input).
+    """
+    sample_axis = set(sample_axis_inputs(specs))
+    if not sample_axis:
+        return [{s.name: np.ascontiguousarray(data[s.name]) for s in specs}]
+    n = int(data[next(iter(sample_axis))].shape[0])
+    return [{s.name: np.ascontiguousarray(data[s.name][i:i + batch_size]) if s.name in sample_axis
+             else np.ascontiguousarray(data[s.name]) for s in specs}
+            for i in range(0, n - n % batch_size, batch_size)]
+
+
+def load_calibration_npz(path: str | Path, specs: Sequence[InputSpec]) -> list[dict[str, np.ndarray]]:
+    """Calibration feeds from a ``.npz`` in the :func:`validate_npz` format (flag ``--calibration``).
+
+    Samples are fed one at a time (batch-1 feeds) when the model's batch is free, in batches of the fixed
+    batch B otherwise (N must then be a multiple of B; N == B is one feed). Symbolic non-batch dims may
+    take any size (calibration ranges do not depend on the run's shapes).
+
+    Raises:
+        InputError: see :func:`read_npz` and :func:`validate_npz`.
+    """
+    p = Path(path)
+    data = read_npz(p, "--calibration")
+    batch = fixed_batch(specs) or 1
+    validate_npz(data, specs, flag="--calibration", fname=p.name, batch_sizes=[batch])
+    return split_batches(data, specs, batch)
+
+
+@dataclass(frozen=True)
+class InputsNpz:
+    """A user's benchmark inputs (``--inputs FILE.npz``, ``BenchSpec.inputs_npz``), validated.
+
+    Attributes:
+        path: the file.
+        sha256: hex digest of its bytes.
+        samples: N, the sample count (first axis of the sample-axis inputs).
+        data: ``{input_name: array}`` ``[N, *one sample's dims]`` (inputs without a sample axis: whole).
+    """
+
+    path: Path
+    sha256: str
+    samples: int
+    data: dict[str, np.ndarray]
+
+    def batches(self, specs: Sequence[InputSpec], batch_size: int) -> list[dict[str, np.ndarray]]:
+        """The ``N // batch_size`` feeds of one run (:func:`split_batches`); the first is the timed one."""
+        return split_batches(self.data, specs, batch_size)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON for ``runs.config["inputs"]``."""
+        return {"source": "npz", "file": self.path.name, "path": str(self.path), "sha256": self.sha256,
+                "samples": self.samples}
+
+
+def load_inputs_npz(path: str | Path, specs: Sequence[InputSpec],
+                    shapes_by_batch: Mapping[int, Mapping[str, Sequence[int]]],
+                    data: Mapping[str, np.ndarray] | None = None) -> InputsNpz:
+    """Load and validate benchmark inputs (format of :func:`validate_npz`, flag ``--inputs``) against the
+    resolved shapes of every batch size of the run (N must be a multiple of each).
+
+    Args:
+        data: the file's arrays when already read (:func:`read_npz`), else they are read here.
+
+    Raises:
+        InputError: see :func:`read_npz` and :func:`validate_npz`.
+    """
+    import hashlib
+
+    p = Path(path)
+    data = dict(data) if data is not None else read_npz(p, "--inputs")
+    n = 1
+    for b, shapes in shapes_by_batch.items():
+        n = validate_npz(data, specs, flag="--inputs", fname=p.name, batch_sizes=[b], shapes=shapes)
+    return InputsNpz(p, hashlib.sha256(p.read_bytes()).hexdigest(), n, data)
 
 
 def describe_shapes(shapes: Mapping[str, Sequence[int]]) -> str:

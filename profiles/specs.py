@@ -29,6 +29,10 @@ class BenchSpec(BaseModel):
     symbolic dims come from ``dim_values`` (symbolic name -> int), then the batch size for the first
     dim, then 1 for any other symbolic dim (documented default; the shapes used are stored with
     each run).
+
+    Inputs: seeded generated data (``seed``), or the user's ``inputs_npz`` (format in
+    ``engine_runner.inputs``; never used for calibration: ``calibration_npz`` is separate so a quantized
+    variant is not judged on its own calibration data).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -46,6 +50,10 @@ class BenchSpec(BaseModel):
     max_duration_s: float = Field(300.0, gt=0, le=86_400, description="stop a run's timing loop after this long")
     calibration_npz: str | None = Field(None, description="server path of a .npz with calibration inputs")
     calibration_samples: int = Field(8, ge=1, le=10_000)
+    inputs_npz: str | None = Field(
+        None, description="server path of a .npz of benchmark inputs: keys = input names, first axis = N samples "
+                          "(a multiple of every batch size), split in order into batches; the first batch is "
+                          "timed, accuracy covers every batch (engine_runner.inputs.validate_npz)")
     profile_layers: bool = True
     intra_op_threads: int | None = Field(None, ge=1, le=1024)
     seed: int = 0

@@ -1,7 +1,12 @@
 """New benchmark page: build a ``model_bench`` spec (model, engine, precisions, batch sizes, values of
-symbolic dims prefilled from the model's inputs, iterations / warm-up / duration, optional calibration
-.npz), validate it with ``profiles.specs.BenchSpec`` and queue it with ``db.jobs.submit_job``.
-Widget keys start with ``newbench_``.
+symbolic dims prefilled from the model's inputs, iterations / warm-up / duration, optional inputs .npz,
+optional calibration .npz), validate it with ``profiles.specs.BenchSpec`` and queue it with
+``db.jobs.submit_job``. Widget keys start with ``newbench_``.
+
+Inputs (.npz): keys = the model's input names, first axis = N samples (a multiple of every batch size),
+split into batches; the first batch is timed, accuracy covers all N (format and full validation:
+``engine_runner.inputs``, run by the worker). The page checks keys, dtypes and ranks at once, and named
+symbolic dims that the file fixes (e.g. ``sequence``) take the file's value instead of the form's.
 """
 
 from __future__ import annotations
@@ -42,26 +47,73 @@ def parse_batch_sizes(text: str) -> list[int]:
         raise InputError(f"batch_sizes: {text!r} must be integers separated by commas or spaces") from None
 
 
-def save_calibration(upload: Any) -> str:
-    """Store an uploaded calibration ``.npz`` under ENGINESCOPE_HOME/uploads (content-addressed) and
-    return its server path.
+def save_npz(upload: Any, kind: str = "calibration") -> tuple[str, dict[str, tuple[list[int], str]]]:
+    """Store an uploaded ``.npz`` (``kind``: ``calibration`` or ``inputs``) under ENGINESCOPE_HOME/uploads
+    (content-addressed, ``<kind>-<sha256[:16]>.npz``).
+
+    Returns:
+        ``(server path, {key: (shape, dtype name)})``.
 
     Raises:
-        InputError: not a readable .npz archive of arrays (names the file).
+        InputError: not a readable .npz archive of arrays, or empty (names the file).
     """
     raw = upload.getvalue()
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-            names = list(npz.files)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"calibration file {upload.name!r} is not a readable .npz: {exc}") from None
-    if not names:
-        raise InputError(f"calibration file {upload.name!r} holds no arrays")
+            meta = {k: (list(npz[k].shape), str(npz[k].dtype)) for k in npz.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{kind} file {upload.name!r} is not a readable .npz: {exc}") from None
+    if not meta:
+        raise InputError(f"{kind} file {upload.name!r} holds no arrays")
     digest = hashlib.sha256(raw).hexdigest()
-    path = home() / "uploads" / f"calibration-{digest[:16]}.npz"
+    path = home() / "uploads" / f"{kind}-{digest[:16]}.npz"
     if not path.exists():
         path.write_bytes(raw)
-    return str(path)
+    return str(path), meta
+
+
+def save_calibration(upload: Any) -> str:
+    """Store an uploaded calibration ``.npz`` (:func:`save_npz`) and return its server path."""
+    return save_npz(upload, "calibration")[0]
+
+
+def check_inputs_npz(fname: str, meta: dict[str, tuple[list[int], str]],
+                     model_inputs: list[dict[str, Any]]) -> tuple[list[str], dict[str, int], int | None]:
+    """Quick check of an inputs ``.npz`` against the model's inputs (the worker validates it fully).
+
+    Args:
+        fname: file name for messages.
+        meta: ``{key: (shape, dtype)}`` from :func:`save_npz`.
+        model_inputs: the model row's ``inputs`` (``[{"name", "dtype", "shape"}]``).
+
+    Returns:
+        ``(errors naming the key, {symbolic dim name: size fixed by the file}, N samples or None)``.
+    """
+    errors: list[str] = []
+    dims: dict[str, int] = {}
+    names = [i["name"] for i in model_inputs]
+    for key in meta:
+        if key not in names:
+            errors.append(f"inputs_npz {fname}: key {key!r} is not an input of the model (inputs: {names})")
+    samples: int | None = None
+    for inp in model_inputs:
+        if inp["name"] not in meta:
+            errors.append(f"inputs_npz {fname}: key {inp['name']!r} (a model input) is missing")
+            continue
+        shape, dtype = meta[inp["name"]]
+        mshape = list(inp.get("shape") or [])
+        if inp.get("dtype") and dtype != inp["dtype"]:
+            errors.append(f"inputs_npz {fname}: key {inp['name']!r} has dtype {dtype}, the model input is {inp['dtype']}")
+        if len(shape) != len(mshape):
+            errors.append(f"inputs_npz {fname}: key {inp['name']!r} has shape {shape} (rank {len(shape)}), "
+                          f"while the model input is {mshape} (rank {len(mshape)})")
+            continue
+        for axis, d in enumerate(mshape):
+            if axis and isinstance(d, str) and d:
+                dims.setdefault(d, int(shape[axis]))
+        if mshape and not (isinstance(mshape[0], int) and mshape[0] > 0) and samples is None:
+            samples = int(shape[0])
+    return errors, dims, samples
 
 
 url = ui.db_url()
@@ -138,6 +190,34 @@ timeout_s = t7.number_input("Job timeout (s)", 10.0, 7 * 86_400.0, 3600.0, key="
 profile_layers = t8.checkbox("Per-layer profile", True, key="newbench_profile_layers",
                              help="A separate profiled pass records per-layer times; the headline latency is not profiled.")
 
+st.subheader("Inputs", anchor=False)
+inputs_upload = st.file_uploader(
+    "Inputs (.npz, one array per input name, first axis = samples)", type=["npz"], key="newbench_inputs",
+    help="Optional real inputs: N samples, a multiple of every batch size, split into batches of the run's batch "
+         "size. The first batch is timed; accuracy against fp32 covers all N samples. Without a file, seeded "
+         "generated inputs are used (token ids in [0, 100) for integer inputs, N(0, 1) floats).")
+inputs_path: str | None = None
+inputs_errors: list[str] = []
+if inputs_upload is not None:
+    try:
+        inputs_path, inputs_meta = save_npz(inputs_upload, "inputs")
+    except InputError as exc:
+        inputs_errors.append(str(exc))
+        st.error(str(exc))
+    else:
+        inputs_errors, file_dims, n_samples = check_inputs_npz(inputs_upload.name, inputs_meta, inputs)
+        for msg in inputs_errors:
+            st.error(msg)
+        for name, size in file_dims.items():
+            if dim_values.get(name) != size:
+                st.info(f"`{name}` = {size}, taken from the inputs file (the form said {dim_values.get(name, 'nothing')}).")
+            dim_values[name] = size
+        dim_errors = [e for e in dim_errors if not any(f"dim_values.{n}:" in e for n in file_dims)]
+        st.caption(f"Stored at `{inputs_path}`: " + (f"{n_samples} samples; " if n_samples is not None else "")
+                   + "; ".join(f"`{k}` {ui.fmt_shape(v[0])} {v[1]}" for k, v in inputs_meta.items()))
+else:
+    st.caption("Without a file, the runner generates seeded inputs (said so in each run's config).")
+
 calib_path: str | None = None
 if "int8-qdq" in precisions:
     st.subheader("Calibration (int8-qdq)", anchor=False)
@@ -146,7 +226,7 @@ if "int8-qdq" in precisions:
     calib_samples = st.number_input("Calibration samples", 1, 10_000, 8, key="newbench_calib_samples")
     if calib is not None:
         try:
-            calib_path = save_calibration(calib)
+            calib_path = save_npz(calib, "calibration")[0]
             st.caption(f"Stored at `{calib_path}`")
         except InputError as exc:
             st.error(str(exc))
@@ -161,13 +241,14 @@ spec_data: dict[str, Any] = {
     "min_duration_s": float(min_duration_s), "max_duration_s": float(max_duration_s),
     "calibration_npz": calib_path, "calibration_samples": int(calib_samples), "profile_layers": bool(profile_layers),
     "intra_op_threads": int(threads) or None, "tensorrt": tensorrt_options, "timeout_s": float(timeout_s),
+    "inputs_npz": inputs_path,
 }
 
 if st.button("Start benchmark", type="primary", key="newbench_submit", icon=":material/play_arrow:"):
     try:
         spec_data["batch_sizes"] = parse_batch_sizes(batch_text)
-        if dim_errors:
-            raise InputError("invalid spec: " + "; ".join(dim_errors))
+        if dim_errors or inputs_errors:
+            raise InputError("invalid spec: " + "; ".join(dim_errors + inputs_errors))
         if trt_blocked:
             raise InputError("engine: TensorRT is not available on this machine (see the message above)")
         spec = validate_spec(BenchSpec, spec_data)

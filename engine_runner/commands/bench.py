@@ -9,10 +9,13 @@ with ``--json`` exactly one JSON document::
     {"job_id": int, "status": str, "runs": [{"run_id", "engine", "precision", "batch_size", "status",
       "error", "latency_ms": {"mean", "std", "min", "p50", "p90", "p95", "p99", "max"}, "samples",
       "throughput_per_s", "layers", "accuracy": {"max_abs_err", "max_rel_err", "cosine", "nan_count",
-      "inf_count"} | null, "items_per_s", "median_ci_ms": [low, high], "numerically_valid", "shapes"}]}
+      "inf_count"} | null, "items_per_s", "median_ci_ms": [low, high], "numerically_valid", "shapes",
+      "inputs": {"source": "npz" | "generated", "samples", "batches", ...}}]}
 
 ``layers`` is the number of per-layer rows stored; ``accuracy`` is the aggregate (``"*"``) row against
-fp32 (null for fp32 itself and for failed runs). Exit status: 0 when every run succeeded, 1 when a run or
+fp32 (null for fp32 itself and for failed runs), computed over every batch of ``--inputs FILE.npz`` when
+given (``inputs.samples`` samples; the first batch is the timed one; format in ``engine_runner.inputs``).
+Exit status: 0 when every run succeeded, 1 when a run or
 the job failed, 2 for bad input.
 """
 
@@ -115,6 +118,7 @@ def collect_results(job_id: int, url: str | None = None) -> dict[str, Any]:
                              "nan_count": acc.nan_count, "inf_count": acc.inf_count} if acc else None,
                 "numerically_valid": r.numerically_valid,
                 "shapes": r.shapes,
+                "inputs": (r.config or {}).get("inputs"),
             })
     return out
 
@@ -127,7 +131,13 @@ def format_table(doc: dict[str, Any]) -> str:
     """A readable fixed-width table of :func:`collect_results`'s document."""
     head = (f"{'run':>4}  {'precision':<12} {'batch':>5}  {'status':<9} {'p50 ms':>9} {'p99 ms':>9} {'mean ms':>9} "
             f"{'n':>6} {'thr/s':>10} {'items/s':>10} {'layers':>6} {'max_abs_err':>11} {'cosine':>9}")
-    lines = [f"job {doc['job_id']}: {doc['status']}", head, "-" * len(head)]
+    lines = [f"job {doc['job_id']}: {doc['status']}"]
+    src = next((r["inputs"] for r in doc["runs"] if r.get("inputs")), None)
+    if src:
+        lines.append(f"inputs: {src.get('file', src['source'])}, {src.get('samples')} sample(s) "
+                     f"(timing: first batch; accuracy: all samples)" if src["source"] == "npz"
+                     else f"inputs: generated (seed {src.get('seed')})")
+    lines += [head, "-" * len(head)]
     for r in doc["runs"]:
         lat = r["latency_ms"] or {}
         acc = r["accuracy"] or {}
@@ -177,6 +187,9 @@ def register(app: typer.Typer) -> None:
         max_duration: float = typer.Option(300.0, "--max-duration", help="cap on each run's timing loop, seconds"),
         calibration: Path = typer.Option(None, "--calibration", help=".npz of calibration inputs for int8-qdq (keys = input names)"),
         calibration_samples: int = typer.Option(8, "--calibration-samples", help="generated calibration feeds when no --calibration"),
+        inputs: Path = typer.Option(None, "--inputs", help=".npz of benchmark inputs: keys = input names, first axis = N samples "
+                                    "(a multiple of every --batch), split into batches; the first batch is timed, accuracy "
+                                    "uses all; symbolic dims not set by --dim/--shape come from the file"),
         threads: int = typer.Option(None, "--threads", help="intra-op threads (default: the engine's)"),
         no_layers: bool = typer.Option(False, "--no-layers", help="skip the per-layer profiling session"),
         seed: int = typer.Option(0, "--seed", help="seed of the generated inputs"),
@@ -201,6 +214,8 @@ def register(app: typer.Typer) -> None:
             dims = dict(_parse_dim(d) for d in (dim or []))
             if calibration is not None and not calibration.is_file():
                 raise InputError(f"--calibration {calibration}: file not found")
+            if inputs is not None and not inputs.is_file():
+                raise InputError(f"--inputs {inputs}: file not found")
             model_id = resolve_model(model, url)
             data: dict[str, Any] = {
                 "model_id": model_id, "engine": engine, "precisions": list(precision or ["fp32"]),
@@ -209,6 +224,7 @@ def register(app: typer.Typer) -> None:
                 "iterations": iterations, "min_duration_s": min_duration, "max_duration_s": max_duration,
                 "calibration_npz": str(calibration.resolve()) if calibration else None,
                 "calibration_samples": calibration_samples, "profile_layers": not no_layers, "seed": seed,
+                "inputs_npz": str(inputs.resolve()) if inputs else None,
             }
             if threads is not None:
                 data["intra_op_threads"] = threads

@@ -10,12 +10,16 @@ Flow of :func:`run`:
    or reuses it (artifact ``onnx_variant``); the engine prepares it (:meth:`BenchEngine.prepare`:
    session, engine build...). A precision that fails to convert or prepare becomes one failed Run per
    batch size; the others go on.
-3. Per batch size: a Run row (status ``running``), seeded inputs (identical for every precision),
+3. Per batch size: a Run row (status ``running``), the inputs (identical for every precision): the
+   batches of the user's ``inputs_npz`` (``--inputs``; the first batch is timed, every batch is run
+   once more through :meth:`BenchEngine.infer` for accuracy) or one seeded generated batch;
    :meth:`BenchEngine.measure` under a telemetry sampler, then in short transactions: raw samples
    (``latency_samples``), the ``latency_ms`` summary (``profiles.stats``, bootstrap CI of the median),
    ``throughput_per_s`` = iterations / sum(latency) and ``items_per_s`` = throughput x batch
    (``run_metrics``), per-layer rows, artifacts, telemetry, and accuracy against the fp32 outputs of the
-   same inputs (``accuracy_results``, ``runs.numerically_valid``).
+   same inputs (``accuracy_results``, ``runs.numerically_valid``), computed once over the outputs of
+   every batch concatenated along the first axis (so over all N samples). ``runs.config["inputs"]``
+   says where the inputs came from; accuracy rows' ``details`` carry ``samples`` and ``batches``.
 
 Engines plug in through :class:`BenchEngine` and :func:`get_engine_impl` (``engine_runner.engines``);
 this loop has no engine-specific code.
@@ -39,16 +43,21 @@ from db.models import AccuracyResult, Artifact, LatencySample, LayerTiming, Mode
 from db.session import session_scope
 from engine_runner.inputs import (
     InputSpec,
+    InputsNpz,
     describe_shapes,
     fixed_batch,
     generate_inputs,
     load_calibration_npz,
+    load_inputs_npz,
+    npz_dim_values,
     read_input_specs,
+    read_npz,
     resolve_shapes,
+    sample_axis_inputs,
 )
 from engine_runner.jobctx import JobContext
 from engine_runner.precision import Calibration, Variant, ensure_variant
-from profiles.accuracy import AGGREGATE, AccuracyRecord, compare_outputs, output_health
+from profiles.accuracy import AGGREGATE, AccuracyRecord, compare_output, compare_outputs, output_health
 from profiles.errors import EngineError, EngineScopeError, InputError, JobCancelled, ModelError
 from profiles.specs import BenchSpec, validate_spec
 from profiles.stats import summarize_ns
@@ -222,6 +231,7 @@ class BenchPlan:
         shapes_by_batch: ``{batch_size: {input: [dims]}}``.
         precisions: requested precisions, fp32 first when present.
         calibration: calibration feeds when an ``int8-qdq`` variant is needed.
+        inputs: the user's validated inputs (``spec.inputs_npz``), or None for generated inputs.
     """
 
     spec: BenchSpec
@@ -233,6 +243,7 @@ class BenchPlan:
     shapes_by_batch: dict[int, dict[str, list[int]]]
     precisions: list[str]
     calibration: Calibration | None
+    inputs: InputsNpz | None = None
 
 
 def _generated_calibration(spec: BenchSpec, specs: list[InputSpec]) -> Calibration:
@@ -259,8 +270,12 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
 
     Raises:
         InputError: invalid spec field, unknown model id, model file missing or not ONNX, bad
-            ``--shape``/``--dim``/batch for this model, bad calibration file, precision the engine does
-            not support (each message names the field, flag, input or file).
+            ``--shape``/``--dim``/batch for this model, bad calibration or inputs file, precision the
+            engine does not support (each message names the field, flag, input or file).
+
+    With ``spec.inputs_npz``, named symbolic dims that ``shapes``/``dim_values`` leave open take their
+    size from the file (``engine_runner.inputs.npz_dim_values``); the returned plan's ``spec`` carries
+    them in ``dim_values``.
     """
     spec = spec_data if isinstance(spec_data, BenchSpec) else validate_spec(BenchSpec, spec_data)
     from db.store import model_file
@@ -273,7 +288,14 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
     if not path.is_file():
         raise ModelError(f"model id {spec.model_id} ({mname}): its file {path} is missing")
     specs = read_input_specs(path)
+    inputs_data = read_npz(spec.inputs_npz, "--inputs") if spec.inputs_npz else None
+    if inputs_data is not None:
+        extra = npz_dim_values(inputs_data, specs, spec.shapes, spec.dim_values)
+        if extra:
+            spec = spec.model_copy(update={"dim_values": {**spec.dim_values, **extra}})
     shapes_by_batch = {b: resolve_shapes(specs, b, spec.shapes, spec.dim_values) for b in spec.batch_sizes}
+    inputs = load_inputs_npz(spec.inputs_npz, specs, shapes_by_batch, data=inputs_data) \
+        if spec.inputs_npz and inputs_data is not None else None
     eng = engine or get_engine_impl(spec.engine)
     wanted = {p: eng.onnx_variant_for(p) for p in spec.precisions}
     calibration = None
@@ -284,7 +306,8 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
         raise InputError(f"--calibration {spec.calibration_npz}: only int8-qdq uses calibration data; "
                          f"add --precision int8-qdq or drop --calibration")
     precisions = sorted(spec.precisions, key=lambda p: p != "fp32")
-    return BenchPlan(spec, spec.model_id, mhash, mname, path, specs, shapes_by_batch, precisions, calibration)
+    return BenchPlan(spec, spec.model_id, mhash, mname, path, specs, shapes_by_batch, precisions, calibration,
+                     inputs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -382,13 +405,16 @@ def _store_measurement(ctx: JobContext, run_id: int, batch: int, m: EngineMeasur
 
 
 def _store_accuracy(ctx: JobContext, run_id: int, reference_run_id: int | None, records: list[AccuracyRecord],
-                    reference_note: str) -> None:
+                    reference_note: str, extra: dict[str, dict[str, Any]] | None = None) -> None:
+    """Store the records; ``extra[output_name]`` (``"*"`` included) is merged into that row's details."""
+    extra = extra or {}
     with ctx.session() as s:
         for r in records:
             s.add(AccuracyResult(run_id=run_id, reference_run_id=reference_run_id, output_name=r.output_name,
                                  max_abs_err=r.max_abs_err, max_rel_err=r.max_rel_err, cosine=r.cosine,
                                  nan_count=r.nan_count, inf_count=r.inf_count, all_zero=r.all_zero,
-                                 valid=r.valid, details={**r.details, "reference": reference_note}))
+                                 valid=r.valid, details={**r.details, **extra.get(r.output_name, {}),
+                                                         "reference": reference_note}))
 
 
 def _ort_reference_outputs(model_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -457,7 +483,8 @@ def run(ctx: JobContext) -> None:
                           "requested": {"warmup_iterations": spec.warmup_iterations, "warmup_s": spec.warmup_s,
                                         "iterations": spec.iterations, "min_duration_s": spec.min_duration_s,
                                         "max_duration_s": spec.max_duration_s, "seed": spec.seed,
-                                        "profile_layers": spec.profile_layers}}
+                                        "profile_layers": spec.profile_layers},
+                          "inputs": _inputs_config(p, batch)}
                 run_id = _create_run(ctx, p, precision, batch, spec.engine, engine_version, environment, config)
                 step += 1
                 if setup_error is not None or prepared is None:
@@ -478,6 +505,33 @@ def run(ctx: JobContext) -> None:
     ctx.progress(1.0, "all runs done")
 
 
+def _inputs_config(p: BenchPlan, batch: int) -> dict[str, Any]:
+    """``runs.config["inputs"]``: where the run's inputs came from and how many samples accuracy uses."""
+    if p.inputs is not None:
+        return {**p.inputs.describe(), "batches": p.inputs.samples // batch if sample_axis_inputs(p.input_specs)
+                else 1, "timed_batch": 0, "accuracy": "every batch, aggregated"}
+    return {"source": "generated", "seed": p.spec.seed, "rules": "engine_runner.inputs.generate_inputs",
+            "samples": batch if sample_axis_inputs(p.input_specs) else 1, "batches": 1, "timed_batch": 0}
+
+
+def _batches(p: BenchPlan, batch: int) -> list[dict[str, np.ndarray]]:
+    """The run's input feeds: the user's batches, or one seeded generated batch."""
+    if p.inputs is not None:
+        return p.inputs.batches(p.input_specs, batch)
+    return [generate_inputs(p.input_specs, p.shapes_by_batch[batch], seed=p.spec.seed)]
+
+
+def _concat_outputs(outputs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Outputs of several batches joined along the first axis (stacked when an output is a scalar)."""
+    if len(outputs) == 1:
+        return outputs[0]
+    joined = {}
+    for name in outputs[0]:
+        parts = [np.asarray(o[name]) for o in outputs]
+        joined[name] = np.concatenate(parts, axis=0) if parts[0].ndim else np.stack(parts)
+    return joined
+
+
 def _measure_one(ctx: JobContext, eng: BenchEngine, p: BenchPlan, prepared: PreparedVariant, precision: str,
                  batch: int, run_id: int, config: dict[str, Any],
                  references: dict[int, tuple[int | None, dict[str, np.ndarray], str]],
@@ -485,7 +539,8 @@ def _measure_one(ctx: JobContext, eng: BenchEngine, p: BenchPlan, prepared: Prep
     spec = p.spec
     label = f"{precision} b{batch}"
     workdir.mkdir(parents=True, exist_ok=True)
-    inputs = generate_inputs(p.input_specs, p.shapes_by_batch[batch], seed=spec.seed)
+    feeds = _batches(p, batch)
+    inputs = feeds[0]
 
     def progress(message: str, fraction: float) -> None:
         f = _STEP_MEASURE_START + (_STEP_MEASURE_END - _STEP_MEASURE_START) * min(max(fraction, 0.0), 1.0)
@@ -499,8 +554,12 @@ def _measure_one(ctx: JobContext, eng: BenchEngine, p: BenchPlan, prepared: Prep
     _store_artifacts(ctx, run_id, p.model_id, m.artifacts)
     telemetry = _store_telemetry(ctx, run_id, sampler)
 
-    ctx.event("stage", f"{label}: accuracy", progress=frac0 + width * 0.95, run_id=run_id)
-    valid = _accuracy(ctx, p, precision, batch, run_id, inputs, m.outputs, references)
+    ctx.event("stage", f"{label}: accuracy on {len(feeds)} batch(es)", progress=frac0 + width * 0.92, run_id=run_id)
+    outputs = [m.outputs]
+    for feed in feeds[1:]:
+        ctx.check_cancelled()
+        outputs.append(eng.infer(prepared, feed))
+    valid = _accuracy(ctx, p, precision, batch, run_id, feeds, outputs, references)
     with ctx.session() as s:
         s.execute(update(Run).where(Run.id == run_id).values(
             status="succeeded", finished_at=utcnow(), timing_window=m.timing_window, numerically_valid=valid,
@@ -508,8 +567,24 @@ def _measure_one(ctx: JobContext, eng: BenchEngine, p: BenchPlan, prepared: Prep
     ctx.progress(frac0 + width, f"{label}: done", run_id=run_id)
 
 
-def _accuracy(ctx: JobContext, p: BenchPlan, precision: str, batch: int, run_id: int, inputs: dict[str, np.ndarray],
-              outputs: dict[str, np.ndarray], references: dict[int, tuple[int | None, dict[str, np.ndarray], str]]) -> bool:
+def _per_sample_cosine_min(ref: np.ndarray, cand: np.ndarray, samples: int) -> float | None:
+    """Worst per-sample cosine (``profiles.accuracy.compare_output`` on each row of the first axis) when the
+    output's first axis is the sample axis; None otherwise."""
+    if samples < 2 or ref.ndim == 0 or ref.shape[0] != samples or cand.shape != ref.shape:
+        return None
+    cosines = [compare_output("sample", ref[i], cand[i]).cosine for i in range(samples)]
+    present = [c for c in cosines if c is not None]
+    return min(present) if present else None
+
+
+def _accuracy(ctx: JobContext, p: BenchPlan, precision: str, batch: int, run_id: int,
+              feeds: list[dict[str, np.ndarray]], outputs_by_batch: list[dict[str, np.ndarray]],
+              references: dict[int, tuple[int | None, dict[str, np.ndarray], str]]) -> bool:
+    """Accuracy over every batch: the outputs of all batches are joined along the first axis and compared
+    once with the fp32 outputs of the same batches (``profiles.accuracy.compare_outputs``). Row details
+    get ``samples`` (N compared), ``batches``, ``inputs`` (``npz``/``generated``) and, for an output whose
+    first axis is the sample axis, ``cosine_min_over_samples``."""
+    outputs = _concat_outputs(outputs_by_batch)
     if precision == "fp32":
         health = output_health(outputs)
         references[batch] = (run_id, outputs, f"fp32 run {run_id}")
@@ -519,14 +594,22 @@ def _accuracy(ctx: JobContext, p: BenchPlan, precision: str, batch: int, run_id:
         return health.valid
     if batch not in references:
         try:
-            ref = _ort_reference_outputs(p.model_path, inputs)
+            ref = _concat_outputs([_ort_reference_outputs(p.model_path, f) for f in feeds])
         except EngineScopeError as exc:
             ctx.event("warning", f"{precision} b{batch}: no fp32 reference for accuracy ({exc})")
             return output_health(outputs).valid
         references[batch] = (None, ref, "onnxruntime CPU fp32 on the original model (no fp32 run of this batch in the job)")
     ref_run, ref_outputs, note = references[batch]
     records = compare_outputs(ref_outputs, outputs)
-    _store_accuracy(ctx, run_id, ref_run, records, note)
+    samples = int(_inputs_config(p, batch)["samples"]) if p.inputs is None else p.inputs.samples
+    common = {"samples": samples, "batches": len(feeds), "inputs": "npz" if p.inputs is not None else "generated"}
+    extra: dict[str, dict[str, Any]] = {AGGREGATE: dict(common)}
+    for name, ref_arr in ref_outputs.items():
+        extra[name] = dict(common)
+        worst = _per_sample_cosine_min(np.asarray(ref_arr), np.asarray(outputs[name]), samples)
+        if worst is not None:
+            extra[name]["cosine_min_over_samples"] = worst
+    _store_accuracy(ctx, run_id, ref_run, records, note, extra)
     agg = next(r for r in records if r.output_name == AGGREGATE)
     if not agg.valid:
         ctx.event("warning", f"{precision} b{batch}: outputs are not numerically valid "

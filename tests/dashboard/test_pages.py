@@ -144,6 +144,46 @@ def test_new_benchmark_shows_field_errors(seeded: Seeded) -> None:
         assert s.execute(select(Job).where(Job.status == "queued")).first() is None
 
 
+def test_new_benchmark_inputs_npz_upload(seeded: Seeded, tmp_path: Path) -> None:
+    """An inputs .npz upload is stored under uploads/ and its server path goes into the spec; a file whose
+    key is not a model input is refused naming the key, and no job is queued."""
+    import io
+    from pathlib import Path as P
+
+    import numpy as np
+
+    from db.models import Job
+    from db.session import session_scope
+
+    def npz_bytes(**arrays: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    at = page("new_benchmark").run()
+    at.file_uploader(key="newbench_inputs").set_value(
+        ("bad.npz", npz_bytes(images=np.zeros((4, 16), np.float32)), "application/octet-stream")).run()
+    assert not at.exception, at.exception
+    assert any("key 'images' is not an input" in e.value for e in at.error), [e.value for e in at.error]
+    at.button(key="newbench_submit").click().run()
+    with session_scope(seeded.url) as s:
+        assert s.execute(select(Job).where(Job.status == "queued")).first() is None
+    x = np.random.default_rng(0).standard_normal((6, 16)).astype(np.float32)
+    at.file_uploader(key="newbench_inputs").set_value(("real.npz", npz_bytes(x=x), "application/octet-stream"))
+    at.text_input(key="newbench_batches").input("1, 2")
+    at.run()
+    assert "6 samples" in _texts(at)
+    at.button(key="newbench_submit").click().run()
+    assert not at.exception, at.exception
+    assert any("Queued job" in s.value for s in at.success), [e.value for e in at.error]
+    with session_scope(seeded.url) as s:
+        job = s.execute(select(Job).where(Job.status == "queued")).scalar_one()
+    stored = P(job.spec["inputs_npz"])
+    assert stored.parent.name == "uploads" and stored.name.startswith("inputs-")
+    with np.load(stored) as z:
+        assert np.array_equal(z["x"], x)
+
+
 def test_new_benchmark_tensorrt_explains_missing(seeded: Seeded, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     monkeypatch.delenv("ENGINESCOPE_TRTEXEC", raising=False)

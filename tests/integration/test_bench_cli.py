@@ -103,3 +103,29 @@ def test_shared_model_with_batch_and_calibration(tmp_path: Path, shared: Path) -
     doc = json.loads(res.stdout)
     assert [r["batch_size"] for r in doc["runs"]] == [2, 2]
     assert doc["runs"][1]["accuracy"]["cosine"] > 0.5
+
+
+def test_inputs_npz_flag(tmp_path: Path) -> None:
+    """--inputs: 4 samples at --batch 2 -> timing on the first batch, accuracy over both; a sample count
+    that is not a multiple of the batch exits 2 naming the key, before any job runs."""
+    import numpy as np
+
+    model = build_cnn(tmp_path / "cnn.onnx")
+    good = tmp_path / "inputs.npz"
+    np.savez(good, x=np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32))
+    res = enginescope(tmp_path / "home", "bench", str(model), "--precision", "fp32", "--precision", "int8-dynamic",
+                      "--batch", "2", "--inputs", str(good), "--json", "--no-layers", *FAST)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    for r in doc["runs"]:
+        assert r["shapes"] == {"x": [2, 3, 8, 8]}
+        assert r["inputs"]["source"] == "npz" and r["inputs"]["samples"] == 4 and r["inputs"]["batches"] == 2
+    assert 0.9 < doc["runs"][1]["accuracy"]["cosine"] <= 1.0
+    assert "accuracy on 2 batch(es)" in res.stderr
+    three = tmp_path / "three.npz"
+    np.savez(three, x=np.zeros((3, 3, 8, 8), np.float32))
+    bad = enginescope(tmp_path / "home", "bench", str(model), "--batch", "2", "--inputs", str(three), "--json")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "--inputs three.npz: key 'x' holds 3 samples" in bad.stderr
+    missing = enginescope(tmp_path / "home", "bench", str(model), "--inputs", str(tmp_path / "nope.npz"))
+    assert missing.returncode == 2 and "nope.npz" in missing.stderr

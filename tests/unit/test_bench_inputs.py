@@ -108,3 +108,84 @@ def test_read_input_specs_skips_initializer_inputs(tmp_path: Path) -> None:
     bogus.write_text("hello")
     with pytest.raises(ModelError, match="bogus.onnx"):
         read_input_specs(bogus)
+
+
+# ------------------------------------------------------------------------- --inputs .npz (validate_npz)
+
+def _bert_npz(path: Path, n: int = 6, seq: int = 8, **override: np.ndarray) -> Path:
+    arrays = {"input_ids": np.arange(n * seq, dtype=np.int64).reshape(n, seq),
+              "attention_mask": np.ones((n, seq), np.int64), "token_type_ids": np.zeros((n, seq), np.int64)}
+    arrays.update(override)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_inputs_npz_split_into_batches_in_order(tmp_path: Path) -> None:
+    from engine_runner.inputs import load_inputs_npz
+
+    path = _bert_npz(tmp_path / "in.npz")
+    shapes = {b: resolve_shapes(BERT, b, dim_values={"sequence": 8}) for b in (1, 2, 3)}
+    got = load_inputs_npz(path, BERT, shapes)
+    assert got.samples == 6 and len(got.sha256) == 64 and got.describe()["file"] == "in.npz"
+    batches = got.batches(BERT, 2)
+    assert len(batches) == 3 and all(b["input_ids"].shape == (2, 8) for b in batches)
+    assert np.array_equal(np.concatenate([b["input_ids"] for b in batches]), got.data["input_ids"])
+    assert batches[1]["input_ids"][0, 0] == 16  # sample 2 opens batch 1
+    assert len(got.batches(BERT, 3)) == 2 and len(got.batches(BERT, 1)) == 6
+
+
+def test_inputs_npz_errors_name_the_key(tmp_path: Path) -> None:
+    from engine_runner.inputs import load_inputs_npz
+
+    shapes = {b: resolve_shapes(BERT, b, dim_values={"sequence": 8}) for b in (1, 4)}
+    # wrong key
+    np.savez(tmp_path / "key.npz", ids=np.zeros((4, 8), np.int64), attention_mask=np.ones((4, 8), np.int64),
+             token_type_ids=np.zeros((4, 8), np.int64))
+    with pytest.raises(InputError, match=r"--inputs key\.npz: key 'ids' is not an input of the model"):
+        load_inputs_npz(tmp_path / "key.npz", BERT, shapes)
+    np.savez(tmp_path / "missing.npz", input_ids=np.zeros((4, 8), np.int64), attention_mask=np.ones((4, 8), np.int64))
+    with pytest.raises(InputError, match=r"key 'token_type_ids' \(a model input\) is missing"):
+        load_inputs_npz(tmp_path / "missing.npz", BERT, shapes)
+    # wrong dtype
+    bad = _bert_npz(tmp_path / "dtype.npz", n=4, attention_mask=np.ones((4, 8), np.int32))
+    with pytest.raises(InputError, match=r"--inputs dtype\.npz: key 'attention_mask' has dtype int32, the model input is int64"):
+        load_inputs_npz(bad, BERT, shapes)
+    # wrong shape: rank, then a sample that is not the resolved shape (sequence 8 vs 16)
+    bad = _bert_npz(tmp_path / "rank.npz", n=4, token_type_ids=np.zeros((4, 8, 1), np.int64))
+    with pytest.raises(InputError, match=r"key 'token_type_ids' has shape \[4, 8, 1\] \(rank 3\)"):
+        load_inputs_npz(bad, BERT, shapes)
+    seq16 = {b: resolve_shapes(BERT, b, dim_values={"sequence": 16}) for b in (1, 4)}
+    with pytest.raises(InputError, match=r"key 'input_ids': one sample's shape is \[8\], the run resolves input "
+                                         r"'input_ids' to \[16\].*'sequence'"):
+        load_inputs_npz(_bert_npz(tmp_path / "seq.npz", n=4), BERT, seq16)
+    # N not a multiple of a batch size
+    with pytest.raises(InputError, match=r"--inputs six\.npz: key 'input_ids' holds 6 samples along its first axis, "
+                                         r"not a multiple of the batch size 4"):
+        load_inputs_npz(_bert_npz(tmp_path / "six.npz", n=6), BERT, shapes)
+    # differing sample counts, and no samples
+    bad = _bert_npz(tmp_path / "counts.npz", n=4, attention_mask=np.ones((8, 8), np.int64))
+    with pytest.raises(InputError, match="different sample counts"):
+        load_inputs_npz(bad, BERT, shapes)
+    with pytest.raises(InputError, match=r"key 'input_ids' holds no samples"):
+        load_inputs_npz(_bert_npz(tmp_path / "empty.npz", n=0), BERT, shapes)
+    with pytest.raises(InputError, match=r"--inputs .*nope\.npz: file not found"):
+        load_inputs_npz(tmp_path / "nope.npz", BERT, shapes)
+
+
+def test_inputs_npz_fixed_batch_model_and_dims_from_file(tmp_path: Path) -> None:
+    from engine_runner.inputs import load_inputs_npz, npz_dim_values, read_npz, validate_npz
+
+    mnist = [InputSpec("Input3", "float32", (1, 1, 28, 28))]
+    np.savez(tmp_path / "m.npz", Input3=np.zeros((5, 1, 28, 28), np.float32))
+    got = load_inputs_npz(tmp_path / "m.npz", mnist, {1: resolve_shapes(mnist, 1)})
+    assert got.samples == 5 and [b["Input3"].shape for b in got.batches(mnist, 1)] == [(1, 1, 28, 28)] * 5
+    np.savez(tmp_path / "m2.npz", Input3=np.zeros((5, 1, 27, 28), np.float32))
+    with pytest.raises(InputError, match="key 'Input3' dim 2 is 27, fixed at 28"):
+        load_inputs_npz(tmp_path / "m2.npz", mnist, {1: resolve_shapes(mnist, 1)})
+    # the sequence length comes from the file unless --dim/--shape set it
+    data = read_npz(_bert_npz(tmp_path / "b.npz", n=2, seq=12), "--inputs")
+    assert npz_dim_values(data, BERT) == {"sequence": 12}
+    assert npz_dim_values(data, BERT, dim_values={"sequence": 5}) == {}
+    # one validation for both flags: calibration accepts any sequence length, batch-1 feeds
+    assert validate_npz(data, BERT, flag="--calibration", fname="b.npz") == 2
+    assert len(load_calibration_npz(tmp_path / "b.npz", BERT)) == 2
