@@ -83,6 +83,10 @@ class ServeBenchSpec(BaseModel):
     load_format: str | None = Field(None, max_length=64, description="e.g. dummy: random weights, no download")
     vllm_args: list[str] = Field(default_factory=list, max_length=64)
     trust_remote_code: bool = False
+    peer_clients: list[Literal["vllm-bench"]] = Field(
+        default_factory=list,
+        description="after each level, run this peer client with the same load on the same server "
+                    "and store its numbers beside ours (vllm-bench: vLLM's own benchmark client)")
     startup_timeout_s: float = Field(900.0, ge=10, le=7200)
     timeout_s: float = Field(7200.0, gt=0, le=7 * 86_400)
 

@@ -17,17 +17,19 @@ The server is always stopped in ``finally``.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from db.models import Artifact, LlmRequest, LoadPoint, Run, RunMetric, ServerMetricSample, Summary, utcnow
 from engine_runner.jobctx import JobContext
 from profiles import kv_cache
-from profiles.errors import EngineError, InputError
+from profiles.errors import EngineError, EngineScopeError, InputError
 from profiles.llm_spec import ServeBenchSpec
 from profiles.prometheus import VLLM_SERVING_METRICS, PromSample, kv_cache_usage, parse_prometheus_text, sum_by_name
 from profiles.specs import validate_spec
@@ -98,6 +100,8 @@ def run(ctx: JobContext) -> None:
                                                          lambda t: count_tokens(tokenizer, t, special=False))
             point_max, completed, failures = _store_point(ctx, run_id, idx, mode, value, res, scrapes, bounds, spec)
             max_running = max(max_running, point_max)
+            if spec.peer_clients and completed:
+                _run_peers(ctx, spec, run_id, idx, mode, value, base_url, api_key, model_name)
             if completed == 0:
                 empty_levels.append(f"{label}: no request succeeded ({failures or 'none sent'})")
                 ctx.event("warning", f"level {label}: no request succeeded", failures=failures)
@@ -119,6 +123,38 @@ def run(ctx: JobContext) -> None:
                 s.add(Artifact(run_id=run_id, job_id=ctx.job_id, kind="log", path=str(server.log_path),
                                size_bytes=server.log_path.stat().st_size if server.log_path.exists() else None,
                                meta={"what": "vLLM server stdout/stderr"}))
+
+
+# ---------------------------------------------------------------------------------------------------
+# peer clients
+
+
+def _run_peers(ctx: JobContext, spec: ServeBenchSpec, run_id: int, idx: int, mode: str, value: float,
+               base_url: str, api_key: str | None, model_name: str) -> None:
+    """Run each peer client of ``spec.peer_clients`` with this level's load on the same server and store
+    its normalised numbers in ``load_points.report["peers"][name]`` (a failure is stored as
+    ``{"error": ...}``, never raised: the peer is a cross-check, not the measurement)."""
+    from engine_runner.peers import vllm_bench
+
+    peers: dict[str, Any] = {}
+    for name in spec.peer_clients:
+        ctx.check_cancelled()
+        ctx.event("stage", f"level {idx + 1}: running peer client {name} with the same load")
+        level = vllm_bench.VllmBenchLevel(
+            base_url=base_url, model=model_name, tokenizer=spec.tokenizer or spec.model, api=spec.api,
+            input_len=spec.input_len, output_len=spec.output_len, num_prompts=spec.num_prompts,
+            concurrency=int(value) if mode == "concurrency" else None,
+            request_rate=math.inf if mode == "concurrency" else value, api_key=api_key, seed=spec.seed + idx)
+        python = os.environ.get("ENGINESCOPE_VLLM_PYTHON") or sys.executable
+        try:
+            peers[name] = vllm_bench.run(python, level, ctx.home / "artifacts" / f"job-{ctx.job_id}" / "peers",
+                                         name=f"run{run_id}_level{idx}", timeout_s=spec.max_level_duration_s * 3)
+        except EngineScopeError as exc:
+            peers[name] = {"tool": name, "error": str(exc)}
+            ctx.event("warning", f"peer client {name} failed at level {idx + 1}: {str(exc).splitlines()[0]}")
+    with ctx.session() as s:
+        lp = s.execute(select(LoadPoint).where(LoadPoint.run_id == run_id, LoadPoint.idx == idx)).scalar_one()
+        lp.report = {**(lp.report or {}), "peers": peers}
 
 
 # ---------------------------------------------------------------------------------------------------
