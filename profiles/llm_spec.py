@@ -45,8 +45,9 @@ class ServeBenchSpec(BaseModel):
     Load: exactly one of ``concurrency`` (closed loop) or ``request_rate`` (open loop; ``inf`` allowed).
     Prompts: ``dataset`` (ShareGPT-style JSON/JSONL on the server) or synthetic prompts of exactly
     ``input_len`` tokens; ``output_len`` tokens each (``ignore_eos``).
-    ``num_prompts`` measured requests per level, after ``warmup`` warm-up requests; a level also stops
-    sending after ``max_level_duration_s``.
+    ``num_prompts`` measured requests per level (at a concurrency level, at least
+    ``prompts_per_concurrency`` x concurrency when that is set, so every level reaches a steady state),
+    after ``warmup`` warm-up requests; a level also stops sending after ``max_level_duration_s``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -64,6 +65,8 @@ class ServeBenchSpec(BaseModel):
     output_len: int = Field(128, ge=1, le=1_000_000)
     dataset: str | None = Field(None, max_length=4096)
     num_prompts: int = Field(64, ge=1, le=1_000_000)
+    prompts_per_concurrency: int | None = Field(
+        None, ge=1, le=10_000, description="a concurrency-C level sends max(num_prompts, this x C) requests")
     warmup: int = Field(2, ge=0, le=10_000)
     max_level_duration_s: float = Field(600.0, gt=0, le=86_400)
     request_timeout_s: float = Field(600.0, gt=0, le=86_400)
@@ -135,6 +138,13 @@ class ServeBenchSpec(BaseModel):
         elif self.endpoint:
             raise ValueError("endpoint is only used with engine 'endpoint'")
         return self
+
+    def requests_for(self, mode: str, value: float) -> int:
+        """Measured requests of the level ``(mode, value)``: ``num_prompts``, raised to
+        ``prompts_per_concurrency * value`` at a concurrency level when that is set."""
+        if mode == "concurrency" and self.prompts_per_concurrency:
+            return max(self.num_prompts, int(self.prompts_per_concurrency * value))
+        return self.num_prompts
 
     @property
     def levels(self) -> list[tuple[Literal["concurrency", "request_rate"], float]]:

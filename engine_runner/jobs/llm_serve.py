@@ -93,7 +93,7 @@ def run(ctx: JobContext) -> None:
             _check_cancelled_now(ctx)
             label = f"{mode.replace('_', ' ')} {_fmt_level(value)}"
             ctx.progress(idx / len(levels), f"level {idx + 1}/{len(levels)}: {label}", level_idx=idx)
-            level = LoadLevel(mode=mode, value=value, num_requests=spec.num_prompts,
+            level = LoadLevel(mode=mode, value=value, num_requests=spec.requests_for(mode, value),
                               duration_s=spec.max_level_duration_s, warmup_requests=spec.warmup,
                               seed=spec.seed + idx)
             res, scrapes, bounds = _run_level_with_scrape(ctx, endpoint, prompts, level, idx, len(levels),
@@ -142,7 +142,7 @@ def _run_peers(ctx: JobContext, spec: ServeBenchSpec, run_id: int, idx: int, mod
         ctx.event("stage", f"level {idx + 1}: running peer client {name} with the same load")
         level = vllm_bench.VllmBenchLevel(
             base_url=base_url, model=model_name, tokenizer=spec.tokenizer or spec.model, api=spec.api,
-            input_len=spec.input_len, output_len=spec.output_len, num_prompts=spec.num_prompts,
+            input_len=spec.input_len, output_len=spec.output_len, num_prompts=spec.requests_for(mode, value),
             concurrency=int(value) if mode == "concurrency" else None,
             request_rate=math.inf if mode == "concurrency" else value, api_key=api_key, seed=spec.seed + idx)
         python = os.environ.get("ENGINESCOPE_VLLM_PYTHON") or sys.executable
@@ -282,7 +282,7 @@ def _load_tokenizer(spec: ServeBenchSpec) -> Any:
 def _prompts(spec: ServeBenchSpec, tokenizer: Any) -> list[Any]:
     from engine_runner.loadgen import load_dataset_file, synthetic_prompts
 
-    n = spec.num_prompts + spec.warmup
+    n = max(spec.requests_for(m, v) for m, v in spec.levels) + spec.warmup
     if spec.dataset:
         return load_dataset_file(spec.dataset, tokenizer, n, spec.seed, spec.output_len)
     return synthetic_prompts(tokenizer, n, spec.input_len, spec.output_len, spec.seed)

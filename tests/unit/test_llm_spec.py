@@ -62,3 +62,13 @@ def test_cli_parsers() -> None:
         parse_slo_flags(["latency=5"])
     with pytest.raises(InputError, match="not a number"):
         parse_slo_flags(["ttft_ms=abc"])
+
+
+def test_prompts_per_concurrency_scales_concurrency_levels_only() -> None:
+    from profiles.llm_spec import ServeBenchSpec
+
+    s = ServeBenchSpec(model="m", concurrency=[1, 16, 256], num_prompts=32, prompts_per_concurrency=4)
+    assert [s.requests_for(m, v) for m, v in s.levels] == [32, 64, 1024]
+    r = ServeBenchSpec(model="m", request_rate=[2.0], num_prompts=10, prompts_per_concurrency=4)
+    assert [r.requests_for(m, v) for m, v in r.levels] == [10]
+    assert ServeBenchSpec(model="m", concurrency=[8], num_prompts=5).requests_for("concurrency", 8) == 5
