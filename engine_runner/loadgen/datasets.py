@@ -90,8 +90,15 @@ def synthetic_prompts(tokenizer: Any, n: int, input_len: int, output_len: int | 
         raise InputError("the tokenizer has no non-special tokens")
     outs = _output_lengths(output_len, n, rng)
     prompts = []
+    stable: np.ndarray | None = None
     for i in range(n):
-        text = _exact_text(tok, rng, vocab, body_len, input_len)
+        text = _exact_text(tok, rng, vocab if stable is None else stable, body_len, input_len)
+        if text is None and stable is None:
+            # Byte-level vocabularies hold tokens that are not valid UTF-8 alone (a tiny tokenizer is
+            # mostly such tokens): random draws of them decode to replacement characters that re-encode
+            # to other lengths. Retry with the tokens that survive decode -> encode on their own.
+            stable = _round_trip_vocab(tok, vocab)
+            text = _exact_text(tok, rng, stable, body_len, input_len) if stable.size else None
         if text is None:
             raise InputError(
                 f"could not build a prompt of exactly input_len={input_len} tokens with this tokenizer "
@@ -99,6 +106,12 @@ def synthetic_prompts(tokenizer: Any, n: int, input_len: int, output_len: int | 
             )
         prompts.append(Prompt(text=text, input_tokens=input_len, output_tokens=outs[i]))
     return prompts
+
+
+def _round_trip_vocab(tok: Any, vocab: np.ndarray) -> np.ndarray:
+    """The ids of ``vocab`` whose decoded text re-encodes to exactly that one id."""
+    keep = [int(i) for i in vocab if tok(tok.decode([int(i)]), add_special_tokens=False)["input_ids"] == [int(i)]]
+    return np.array(keep, dtype=np.int64)
 
 
 def _exact_text(tok: Any, rng: np.random.Generator, vocab: np.ndarray, body_len: int, input_len: int) -> str | None:

@@ -106,3 +106,16 @@ def test_dataset_errors_name_file_and_line(tok, tmp_path: Path) -> None:  # noqa
     useless.write_text(json.dumps([{"foo": 1}]))
     with pytest.raises(ParseError, match="no usable entry"):
         load_dataset_file(useless, tok, 1, 0)
+
+
+def test_exact_length_with_a_byte_level_vocab_of_raw_byte_tokens(shared) -> None:  # type: ignore[no-untyped-def]
+    """The 327-token tokenizer of the H200 recipe's model is mostly raw-byte tokens that are not valid
+    UTF-8 alone; prompts must still come out at exactly input_len tokens."""
+    from transformers import AutoTokenizer
+
+    from engine_runner.loadgen import synthetic_prompts
+    from engine_runner.loadgen.datasets import count_tokens
+
+    tok = AutoTokenizer.from_pretrained(str(shared / "tools/vllm-on-h200/model"))
+    prompts = synthetic_prompts(tok, 20, 128, 16, seed=3)
+    assert {count_tokens(tok, p.text) for p in prompts} == {128}
