@@ -113,6 +113,31 @@ def _environment(url: str, run_id: int) -> dict[str, Any]:
         return dict(run.environment or {}) if run is not None else {}
 
 
+def _variant_notes(url: str, runs: list[dict[str, Any]]) -> list[str]:
+    """One line per int8-qdq variant: calibration method and the nodes left float32
+    (``runs.config["variant"]["quantization_exclusions"]``, from ``engine_runner.precision``)."""
+    from db.models import Run
+    from db.session import session_scope
+
+    lines = []
+    with session_scope(url) as s:
+        for r in runs:
+            if r["precision"] != "int8-qdq" or r["batch_size"] != runs[0]["batch_size"]:
+                continue
+            run = s.get(Run, r["run_id"])
+            variant = ((run.config or {}).get("variant") or {}) if run is not None else {}
+            ex = variant.get("quantization_exclusions")
+            if not ex:
+                continue
+            flagged = ex.get("flagged_tensors") or {}
+            mins = sorted({str(v.get("min")) for v in flagged.values()})
+            lines.append(f"- int8-qdq variant (artifact {variant.get('artifact_id')}): calibration "
+                         f"{variant.get('calibrate_method', '?')} over the 32 calibration sentences; {ex.get('summary')}"
+                         + (f" (calibrated minima {', '.join(mins)}: the additive attention mask)" if flagged else "")
+                         + f". Rule: {ex.get('rule')}.")
+    return lines
+
+
 def render(result: dict[str, Any]) -> str:
     """The markdown section (between the markers)."""
     doc, url, spec = result["doc"], result["url"], result["spec"]
@@ -143,6 +168,7 @@ def render(result: dict[str, Any]) -> str:
              "in a separate session afterwards.",
              "- Accuracy: `sentence_embedding` of each variant against fp32 on the same held-out sentences: max abs "
              "error and cosine over all of them (flattened), and the worst single sentence's cosine.",
+             *_variant_notes(url, runs),
              "",
              "| precision | batch | p50 ms [95% CI] | p90 ms | p99 ms | mean ms | n | inferences/s | sequences/s | "
              "emb. max abs err | emb. cosine | worst sentence cosine | sentences | status |",
