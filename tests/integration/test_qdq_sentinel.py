@@ -173,3 +173,21 @@ def test_bench_job_records_exclusions_in_run_config(es_env: str, tmp_path: Path)
     assert cfg["variant"]["quantization_exclusions"]["excluded_nodes"] == art_meta["quantization_exclusions"]["excluded_nodes"]
     assert art_meta["quantization_exclusions"]["flagged_tensors"]["masked"]["min"] == pytest.approx(FLOAT_MIN, rel=1e-6)
     assert acc_cos > 0.99
+
+
+def test_percentile_calibration_skips_the_sentinel_tensors(tmp_path: Path) -> None:
+    """A histogram calibrator cannot bin a range as wide as float32 (its width overflows to inf):
+    Percentile runs on all but the flagged tensors, and the method and its options are in the meta."""
+    from engine_runner.precision import Calibration, QdqOptions, convert
+
+    src = build_masked_attention(tmp_path / "attn.onnx", FLOAT_MIN)
+    calib = padded_inputs(8, seed=7)
+    feeds = [{k: v[i:i + 1] for k, v in calib.items()} for i in range(8)]
+    meta = convert(src, tmp_path / "p.onnx", "int8-qdq", Calibration("generated", "t", feeds, {}),
+                   QdqOptions(calibrate_method="Percentile"))
+    assert meta["calibrate_method"] == "Percentile" and meta["calibrate_options"]["percentile"] == 99.999
+    ex = meta["quantization_exclusions"]
+    assert ex["flagged_tensors"]["masked"]["min"] == pytest.approx(FLOAT_MIN, rel=1e-6)
+    assert [e["node"] for e in ex["excluded_nodes"]] == ["mask/Mul", "attn/Add", "attn/Softmax"]
+    held = padded_inputs(8, seed=8)
+    assert cosine(run(tmp_path / "p.onnx", held), run(src, held)) > 0.98
