@@ -86,6 +86,9 @@ class ServeBenchSpec(BaseModel):
     load_format: str | None = Field(None, max_length=64, description="e.g. dummy: random weights, no download")
     vllm_args: list[str] = Field(default_factory=list, max_length=64)
     trust_remote_code: bool = False
+    continuous_usage_stats: bool = Field(
+        True, description="ask for usage on every chunk (vLLM's stream_options.continuous_usage_stats) for "
+                          "exact per-chunk token counts; off: one token per content delta, usage at the end")
     peer_clients: list[Literal["vllm-bench"]] = Field(
         default_factory=list,
         description="after each level, run this peer client with the same load on the same server "

@@ -61,7 +61,7 @@ def results_json(job_id: int, url: str | None = None) -> dict[str, Any]:
                     "total_token_throughput_per_s": rep.get("total_token_throughput_per_s"),
                     "goodput_per_s": rep.get("goodput_per_s"),
                     **{m: _stat(rep.get(m)) for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")},
-                    "server": rep.get("server"),
+                    "server": rep.get("server"), "client_cpu_s_per_s": rep.get("client_cpu_s_per_s"),
                     **({"peers": rep["peers"]} if rep.get("peers") else {}),
                 })
             cfg = r.config or {}
@@ -132,6 +132,7 @@ def register(app: typer.Typer) -> None:
         vllm_arg: list[str] = typer.Option(None, "--vllm-arg", help="Extra vLLM flag (repeat), e.g. --vllm-arg=--enforce-eager."),
         slo: list[str] = typer.Option(None, "--slo", help="SLO NAME=MS for goodput (repeat): ttft_ms, tpot_ms, e2e_ms."),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Let the model repository run its code."),
+        continuous_usage: bool = typer.Option(True, "--continuous-usage/--no-continuous-usage", help="Ask for usage on every chunk (exact per-chunk token counts; costs server CPU)."),
         peer: list[str] = typer.Option(None, "--peer", help="Also run this client with each level's load on the same server, stored beside ours: vllm-bench."),
         startup_timeout_s: float = typer.Option(900.0, "--startup-timeout-s", help="Give up waiting for vLLM after this long."),
         max_level_duration_s: float = typer.Option(600.0, "--max-level-duration-s", help="Stop sending new requests in a level after this long."),
@@ -167,6 +168,7 @@ def register(app: typer.Typer) -> None:
                 "vllm_args": list(vllm_arg or []), "slos": parse_slo_flags(list(slo or [])),
                 "trust_remote_code": trust_remote_code, "startup_timeout_s": startup_timeout_s,
                 "max_level_duration_s": max_level_duration_s, "seed": seed, "peer_clients": list(peer or []),
+                "continuous_usage_stats": continuous_usage,
             }
             if data["concurrency"] is None and data["request_rate"] is None:
                 data["concurrency"] = [1]

@@ -85,7 +85,7 @@ def run(ctx: JobContext) -> None:
         from engine_runner.loadgen.datasets import count_tokens
 
         endpoint = EndpointConfig(base_url=base_url, model=model_name, api=spec.api, api_key=api_key,
-                                  timeout_s=spec.request_timeout_s)
+                                  timeout_s=spec.request_timeout_s, continuous_usage=spec.continuous_usage_stats)
         levels = spec.levels
         max_running = 0.0
         empty_levels: list[str] = []
@@ -479,19 +479,29 @@ def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], l
         first = _scrape_once(client, url)
         watcher = _Watcher(ctx, client, url)
         watcher.start()
+        cpu0 = _process_cpu_s()
         try:
             res = run_level_blocking(endpoint, prompts, level, on_progress=on_progress,
                                      should_stop=watcher.cancel.is_set, count_tokens=count_tokens)
         finally:
             watcher.done.set()
             watcher.join(30)
+        client_cpu_s = _process_cpu_s() - cpu0
         final = _scrape_once(client, url)
     scrapes = list(watcher.samples)
     if final is not None:
         scrapes.append(final)
     bounds = {"before": sum_by_name(first[1]) if first else None,
-              "after": sum_by_name(final[1]) if final else None}
+              "after": sum_by_name(final[1]) if final else None, "client_cpu_s": client_cpu_s}
     return res, scrapes, bounds
+
+
+def _process_cpu_s() -> float:
+    """User + system CPU seconds of this process (all threads: load generator, scraper, DB writes)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _server_block(scrapes: list[tuple[int, list[PromSample]]], bounds: dict[str, Any]) -> dict[str, Any]:
@@ -532,6 +542,11 @@ def _store_point(ctx: JobContext, run_id: int, idx: int, mode: str, value: float
     measured_ok = [r for r in res.records if not r.warmup and r.error_reason is None]
     report = point_report(res.records, res.duration_s, slos)
     report["server"] = _server_block(scrapes, bounds)
+    # the client's own CPU over the level (warm-up included): a value near 1.0 s/s means the load
+    # generator's single event loop was saturated and may have delayed sends and chunk stamps
+    cpu = bounds.get("client_cpu_s")
+    report["client_cpu_s"] = cpu
+    report["client_cpu_s_per_s"] = cpu / res.duration_s if cpu is not None and res.duration_s else None
     report["warmup_requests"] = sum(1 for r in res.records if r.warmup)
     report["warmup_output_tokens"] = sum(r.output_tokens or 0 for r in res.records if r.warmup)
     with ctx.session() as s:
