@@ -21,6 +21,11 @@ es_setup_main_env() {
     "$ROOT/.venv/bin/python" -m pip install -q --upgrade pip
     # torch==2.13.0 is pinned: on these machines pip takes the CPU build from local disk.
     "$ROOT/.venv/bin/python" -m pip install -q -e "$ROOT${extras:+[$extras]}"
+    if [[ "$extras" == *test* ]]; then
+      # Type stubs of the TensorRT Python API, to type-check the TensorRT engine where TensorRT cannot be
+      # installed. --no-deps: the package requires `tensorrt` itself, whose wheels come from NVIDIA's index.
+      "$ROOT/.venv/bin/python" -m pip install -q --no-deps "tensorrt-stubs==10.13.0.35.1"
+    fi
     echo "$want" > "$ROOT/.venv/.es-stamp"
   fi
 }

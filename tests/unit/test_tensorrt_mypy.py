@@ -54,7 +54,7 @@ def _fix_line(line: str) -> str:
 def stub_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dirs = _site_stub_dirs()
     if not all((d / "__init__.pyi").is_file() for d in dirs) or not dirs:
-        pytest.skip("tensorrt-stubs is not installed (pip install 'enginescope[test]')")
+        pytest.skip("tensorrt-stubs is not installed (./run_tests.sh installs it: pip install --no-deps tensorrt-stubs)")
     dst = tmp_path_factory.mktemp("trt_stubs")
     for d in dirs:
         shutil.copytree(d, dst / d.name)
