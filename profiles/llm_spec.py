@@ -87,8 +87,11 @@ class ServeBenchSpec(BaseModel):
     vllm_args: list[str] = Field(default_factory=list, max_length=64)
     trust_remote_code: bool = False
     continuous_usage_stats: bool = Field(
-        True, description="ask for usage on every chunk (vLLM's stream_options.continuous_usage_stats) for "
-                          "exact per-chunk token counts; off: one token per content delta, usage at the end")
+        False, description="ask for usage on every chunk (vLLM's stream_options.continuous_usage_stats) for "
+                           "exact per-chunk token counts. Off by default: on the H200 it cost vLLM 0.25.1 29% "
+                           "of its output throughput at concurrency 256 (benchmarks/RESULTS.md), so it "
+                           "perturbs what is measured; off, each content delta counts one token and the "
+                           "end-of-stream usage still gives exact totals (a mismatch is flagged)")
     peer_clients: list[Literal["vllm-bench"]] = Field(
         default_factory=list,
         description="after each level, run this peer client with the same load on the same server "
