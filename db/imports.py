@@ -20,7 +20,6 @@ grouped by their common stem (``resnet.onnx.engine.{graph,profile,timing}.json``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -32,6 +31,7 @@ from typing import Any
 from db.config import home as data_home
 from db.models import Artifact, LatencySample, LayerTiming, Run, RunMetric, Summary, utcnow
 from db.session import session_scope
+from profiles.files import sha256_file
 from profiles.errors import InputError, ParseError
 from profiles.stats import summarize
 from profiles.trtexec import (
@@ -316,12 +316,6 @@ def layer_rows(pg: ParsedGroup) -> list[dict[str, Any]]:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def import_group(pg: ParsedGroup, *, url: str | None = None, home: Path | None = None) -> dict[str, Any]:
@@ -383,7 +377,7 @@ def import_group(pg: ParsedGroup, *, url: str | None = None, home: Path | None =
             target = dest / path.name
             shutil.copyfile(path, target)
             s.add(Artifact(run_id=run_id, kind=ARTIFACT_KIND[kind], path=str(target.relative_to(home)),
-                           content_hash=_sha256(target), size_bytes=target.stat().st_size,
+                           content_hash=sha256_file(target), size_bytes=target.stat().st_size,
                            meta={"original_path": str(path), "import_kind": kind}))
     lat = next((r for r in sums if r["metric"] == "latency_ms"), None)
     return {

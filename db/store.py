@@ -39,6 +39,7 @@ from db.config import home
 from db.models import Artifact, Model
 from db.session import session_scope
 from profiles.errors import ModelError
+from profiles.files import sha256_file
 from profiles.onnx_inspect import ModelInspection, inspect_onnx, referenced_locations
 
 STORED_ONNX_NAME = "model.onnx"
@@ -375,15 +376,8 @@ def _stage_from_files(onnx_src: Path, others: list[Path], dest: Path) -> list[st
 
 
 def _content_hash(folder: Path, inspection: ModelInspection) -> str:
-    def sha(p: Path) -> str:
-        h = hashlib.sha256()
-        with p.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                h.update(chunk)
-        return h.hexdigest()
-
     data = {ref["location"]: "" for ref in inspection.external_data}
-    return _manifest_hash(sha(folder / STORED_ONNX_NAME), {loc: sha(folder / loc) for loc in data})
+    return _manifest_hash(sha256_file(folder / STORED_ONNX_NAME), {loc: sha256_file(folder / loc) for loc in data})
 
 
 def _safe_unzip(archive: Path, dest: Path) -> Path:

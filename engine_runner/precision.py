@@ -42,6 +42,7 @@ from sqlalchemy import select
 from db.config import home
 from db.models import Artifact
 from db.session import session_scope
+from profiles.files import sha256_file
 from profiles.errors import EngineError, InputError
 
 #: Precisions that are produced as ONNX variants by this module.
@@ -523,12 +524,6 @@ def convert(src: Path, dst: Path, precision: str, calibration: Calibration | Non
     return meta
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def ensure_variant(model_path: Path, model_hash: str, precision: str, *, model_id: int | None = None,
@@ -584,7 +579,7 @@ def ensure_variant(model_path: Path, model_hash: str, precision: str, *, model_i
     with session_scope(db_url) as s:
         # owned by the model (deleted with it), not by the job that happened to make it first
         meta["made_by_job"] = job_id
-        art = Artifact(kind=ARTIFACT_KIND, path=str(final.relative_to(base)), content_hash=_file_sha256(final),
+        art = Artifact(kind=ARTIFACT_KIND, path=str(final.relative_to(base)), content_hash=sha256_file(final),
                        size_bytes=size, cache_key=key, meta=meta, model_id=model_id, job_id=None)
         s.add(art)
         s.flush()

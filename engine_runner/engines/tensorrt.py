@@ -43,6 +43,7 @@ from engine_runner.trt_build import (
     timing_cache_path,
     trtexec_commands,
 )
+from profiles.files import sha256_file
 from profiles.errors import EngineError, EngineUnavailableError, InputError
 from profiles.trt_spec import ShapeRange, TensorRTAvailability, TensorRTOptions, detect_tensorrt, parse_tensorrt_options
 from profiles.trtexec import TrtVersion, diagnose, merge_layers, parse_layer_info, parse_profile, parse_times, parse_trtexec_log
@@ -69,12 +70,6 @@ def _timing_window(no_copies: bool, cuda_graph: bool, route: str) -> str:
     return f"{how}: {what}" + (", CUDA graph" if cuda_graph else "")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _dynamic_inputs(model_path: Path) -> dict[str, list[int | str | None]]:
@@ -233,7 +228,7 @@ class Engine:
 
         avail, version = self.availability(), self.trt_version()
         plan = precision_plan(precision, version)
-        key = engine_cache_key(_sha256(model_path), precision, options, self.gpu_name(), version)
+        key = engine_cache_key(sha256_file(model_path), precision, options, self.gpu_name(), version)
         engines = home() / "artifacts" / "trt_engines"
         engines.mkdir(parents=True, exist_ok=True)
         engine_path = engines / f"{key}.plan"
