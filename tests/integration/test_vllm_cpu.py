@@ -57,7 +57,10 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     r = _cli(["serve-bench", "--model", str(root / "tiny"), "--concurrency", "1,4", "--input-len", str(INPUT_LEN),
               "--output-len", str(OUTPUT_LEN), "--num-prompts", str(PROMPTS), "--warmup", str(WARMUP),
               "--max-model-len", "512", "--kv-cache-memory-bytes", str(256 * 2**20), "--dtype", "float32",
-              "--startup-timeout-s", "900", "--slo", "e2e_ms=60000", "--json"], env, 1500)
+              "--startup-timeout-s", "900", "--slo", "e2e_ms=60000",
+              # per-chunk usage (off by default: it slows vLLM at high concurrency) so the exact per-chunk
+              # token accounting below is what is tested against the real server
+              "--continuous-usage", "--json"], env, 1500)
     return {"rc": r.returncode, "doc": json.loads(r.stdout) if r.stdout.strip() else None, "stderr": r.stderr,
             "url": env["ENGINESCOPE_DB_URL"], "wall_s": time.monotonic() - t0, "model": str(root / "tiny")}
 
@@ -92,6 +95,7 @@ def test_token_counts_equal_server_usage_and_counters(sweep: dict[str, Any]) -> 
     with session_scope(sweep["url"]) as s:
         points = s.execute(select(LoadPoint).order_by(LoadPoint.idx)).scalars().all()
         assert len(points) == 2
+        seen_running: list[float] = []
         for p in points:
             reqs = s.execute(select(LlmRequest).where(LlmRequest.point_id == p.id)).scalars().all()
             assert len(reqs) == PROMPTS + WARMUP
@@ -107,8 +111,12 @@ def test_token_counts_equal_server_usage_and_counters(sweep: dict[str, Any]) -> 
             # vLLM's own counters moved by exactly the tokens the client accounted for (warm-up included)
             assert srv["generation_tokens_delta"] == sum(r.output_tokens for r in reqs)
             assert srv["prompt_tokens_delta"] == sum(r.input_tokens for r in reqs)
-            assert 1 <= srv["max_num_requests_running"] <= p.level
+            # a 0.5 s scrape can miss a short level's requests entirely (seen at concurrency 1 on a loaded
+            # 2-core machine), so only the cap is per level; the sweep as a whole must have seen one
+            assert 0 <= srv["max_num_requests_running"] <= p.level
+            seen_running.append(srv["max_num_requests_running"])
             assert srv["scrapes"] >= 2
+        assert max(seen_running) >= 1
 
 
 def test_engine_report_and_kv_cache(sweep: dict[str, Any]) -> None:
