@@ -295,13 +295,25 @@ def make_app(cfg: MockConfig) -> Any:
 
 async def start(cfg: MockConfig, host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:
     """Start the server on the running loop; return ``(runner, base_url)``. ``port=0`` picks a free port.
-    Stop it with ``await runner.cleanup()``."""
+    Stop it with ``await runner.cleanup()``.
+
+    Raises:
+        InputError: ``port`` on ``host`` is already in use (EADDRINUSE), or ``host`` cannot be bound.
+    """
+    import errno
+
     from aiohttp import web
 
     runner = web.AppRunner(make_app(cfg), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        if exc.errno == errno.EADDRINUSE:
+            raise InputError(f"port {port} on {host} is in use") from exc
+        raise InputError(f"cannot listen on {host}:{port} (--host/--port): {exc.strerror or exc}") from exc
     addr = runner.addresses[0]
     return runner, f"http://{addr[0]}:{addr[1]}"
 

@@ -25,11 +25,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve a scripted OpenAI-compatible streaming API (/v1/completions, /v1/chat/completions,
         /v1/models, /health, /metrics) with known TTFT and inter-token gaps, for calibration and tests."""
+        from engine_runner.cli import fail
         from engine_runner.mock_server import MockConfig, serve_forever
+        from profiles.errors import EngineScopeError
 
         cfg = MockConfig(
             ttft_ms=ttft_ms, itl_ms=itl_ms, tokens_per_chunk=tokens_per_chunk, reasoning_tokens=reasoning_tokens,
             fail_rate=fail_rate, seed=seed, model=model, default_max_tokens=default_max_tokens,
             record_timeline=record_timeline,
         )
-        serve_forever(cfg, host, port, use_uvloop=uvloop)
+        try:
+            serve_forever(cfg, host, port, use_uvloop=uvloop)
+        except EngineScopeError as exc:  # e.g. the port is in use: one line, exit 2
+            fail(exc)

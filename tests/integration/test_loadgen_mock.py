@@ -143,3 +143,17 @@ def test_mock_server_cli_serves_models_health_and_metrics() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_mock_server_cli_port_in_use_is_one_line_and_exit_2() -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        res = subprocess.run([sys.executable, "-m", "engine_runner.cli", "mock-server", "--port", str(port)],
+                             cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert f"error: port {port} on 127.0.0.1 is in use" in res.stderr
+    assert "Traceback" not in res.stderr
