@@ -36,9 +36,9 @@ from typing import IO, Any
 from sqlalchemy import delete, select, update
 
 from db.config import home
-from db.models import Artifact, Model
+from db.models import Artifact, Job, Model
 from db.session import session_scope
-from profiles.errors import ModelError
+from profiles.errors import InputError, ModelError
 from profiles.files import sha256_file
 from profiles.onnx_inspect import ModelInspection, inspect_onnx, referenced_locations
 
@@ -182,8 +182,11 @@ def list_models(*, url: str | None = None) -> list[Model]:
         return list(s.scalars(select(Model).order_by(Model.created_at.desc(), Model.id.desc())))
 
 
-def delete_model(model_id: int, *, url: str | None = None) -> None:
+def delete_model(model_id: int, *, url: str | None = None, force: bool = False) -> None:
     """Delete a model's row and its stored folder, keeping every other stored result.
+
+    A model that a queued or running job uses (``jobs.model_id``, or ``model_id`` in the job's spec)
+    is not deleted unless ``force`` is True: the job would fail when it opens the model's file.
 
     Runs and jobs of the model keep their data with ``model_id`` NULL (foreign keys ``ON DELETE SET
     NULL``). Artifacts that also belong to a run or a job are kept and detached from the model;
@@ -192,12 +195,26 @@ def delete_model(model_id: int, *, url: str | None = None) -> None:
 
     Raises:
         ModelError: no such model (names the id).
+        InputError: a queued or running job uses the model and ``force`` is False (names the job ids).
     """
     root = home()
     with session_scope(url) as s:
         m = s.get(Model, model_id)
         if m is None:
             raise ModelError(f"model id {model_id}: no such model")
+        if not force:
+            active = s.execute(
+                select(Job.id, Job.model_id, Job.spec).where(Job.status.in_(("queued", "running"))).order_by(Job.id)
+            ).all()
+            users = [
+                jid for jid, jmodel, spec in active
+                if jmodel == model_id or (isinstance(spec, dict) and spec.get("model_id") == model_id)
+            ]
+            if users:
+                raise InputError(
+                    f"model id {model_id} is used by queued/running job(s) {', '.join(map(str, users))}; "
+                    "cancel them first or delete with --force"
+                )
         content_hash = m.content_hash
         s.execute(
             update(Artifact)

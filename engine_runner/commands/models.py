@@ -111,12 +111,18 @@ def show_cmd(
 
 
 @models_app.command("rm")
-def rm_cmd(model_id: int = typer.Argument(..., help="model id")) -> None:
-    """Delete a model's row and stored files (runs keep their results, with no model)."""
+def rm_cmd(
+    model_id: int = typer.Argument(..., help="model id"),
+    force: bool = typer.Option(False, "--force", help="delete even when a queued or running job uses the model"),
+) -> None:
+    """Delete a model's row and stored files (runs keep their results, with no model).
+
+    Refused (exit 2, naming the job ids) while a queued or running job uses the model, unless --force.
+    """
     from db.store import delete_model
 
     try:
-        delete_model(model_id, url=_db_url())
+        delete_model(model_id, url=_db_url(), force=force)
     except EngineScopeError as exc:
         _fail(exc)
         return

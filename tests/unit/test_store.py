@@ -317,3 +317,31 @@ def test_cli_models_commands(es_env: str, tmp_path: Path) -> None:
     r = runner.invoke(app, ["models", "rm", str(row["id"])])
     assert r.exit_code == 0
     assert list_models() == []
+
+
+def test_rm_refused_while_a_queued_or_running_job_uses_the_model(es_env: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from db.models import Job
+    from engine_runner.cli import app
+    from profiles.errors import InputError
+
+    m = add_model(save_plain(linear_model(seed=11), tmp_path / "used.onnx"))
+    with session_scope() as s:
+        by_column = Job(kind="model_bench", status="queued", model_id=m.id, spec={})
+        by_spec = Job(kind="model_bench", status="running", spec={"model_id": m.id})
+        done = Job(kind="model_bench", status="succeeded", model_id=m.id, spec={"model_id": m.id})
+        s.add_all([by_column, by_spec, done])
+        s.flush()
+        ids = (by_column.id, by_spec.id, done.id)
+    with pytest.raises(InputError, match=rf"model id {m.id} is used by queued/running job\(s\) {ids[0]}, {ids[1]};"):
+        delete_model(m.id)
+    runner = CliRunner()
+    r = runner.invoke(app, ["models", "rm", str(m.id)])
+    assert r.exit_code == 2 and f"job(s) {ids[0]}, {ids[1]}" in r.stderr and "--force" in r.stderr
+    assert model_file(m).exists() and [x.id for x in list_models()] == [m.id]
+    r = runner.invoke(app, ["models", "rm", str(m.id), "--force"])
+    assert r.exit_code == 0, r.output
+    assert list_models() == []
+    with session_scope() as s:
+        assert s.get(Job, ids[0]).model_id is None
