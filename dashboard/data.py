@@ -282,18 +282,20 @@ def runs_with_layers(url: str | None = None) -> list[dict[str, Any]]:
 
 def layer_rows(url: str | None, run_id: int) -> list[dict[str, Any]]:
     """Per-layer timings of one run in graph/profile order, as dicts with ``name``, ``op_type``,
-    ``precision``, ``time_ms`` (mean ms per inference: ``avg_ms``, else ``median_ms``, else
-    ``total_ms / count``), ``percentage``, ``fused``, ``tactic``, ``details``."""
+    ``precision``, ``time_ms`` (median ms per inference: ``median_ms``, else ``avg_ms``, else
+    ``total_ms / count``; the median, because a profiling session is short and one outlier moves a mean),
+    ``mean_ms``, ``median_ms``, ``count``, ``percentage``, ``fused``, ``tactic``, ``details``."""
     with session_scope(url) as s:
         rows = s.execute(select(LayerTiming).where(LayerTiming.run_id == run_id).order_by(LayerTiming.idx, LayerTiming.id)).scalars()
         out = []
         for lt in rows:
-            t = lt.avg_ms
+            t = lt.median_ms
             if t is None:
-                t = lt.median_ms
+                t = lt.avg_ms
             if t is None and lt.total_ms is not None and lt.count:
                 t = lt.total_ms / lt.count
             out.append({"name": lt.name, "op_type": lt.op_type, "precision": lt.precision, "time_ms": t,
+                        "mean_ms": lt.avg_ms, "median_ms": lt.median_ms, "count": lt.count,
                         "percentage": lt.percentage, "fused": lt.fused, "tactic": lt.tactic, "details": lt.details or {}})
         return out
 

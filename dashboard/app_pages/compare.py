@@ -80,6 +80,13 @@ if best is not None:
                 help=f"95% CI {ui.fmt_ms(best['ci_low_ms'])} - {ui.fmt_ms(best['ci_high_ms'])}, n={best['count']}")
     sp = speedups.get(int(best["run_id"]))
     c[2].metric("vs fp32 (same engine, batch)", f"{sp:.2f}x" if sp else "-")
+    st.caption("Runs are measured one after another: a difference smaller than the spread between repeated "
+               "runs of the same variant is noise, whatever the per-run CI says. Repeat a run to see that spread.")
+    if any(r.get("engine") == "onnxruntime" and r.get("precision") == "fp16" for r in ok_rows) and \
+            not any("CUDA" in (r["timing_window"] or "") for r in ok_rows):
+        st.warning("ONNX Runtime's CPU provider has few fp16 kernels: it runs most of an fp16 graph through "
+                   "inserted casts (layers named `InsertedPrecisionFreeCast_*`), so an fp16-vs-fp32 difference "
+                   "on the CPU is not an fp16 speed-up.")
 else:
     st.info("No numerically valid, succeeded run with a latency among the selection.")
 

@@ -54,6 +54,9 @@ c = st.columns(3)
 c[0].metric("Layers", len(rows))
 c[1].metric("Summed layer time", ui.fmt_ms(total))
 c[2].metric("Run p50 latency", ui.fmt_ms(run["p50_ms"]))
+st.caption("Layer times are medians per inference (a mean where the tool gave no median) from a profiling "
+           "session separate from the timed run; their sum can exceed the run's latency (profiler overhead, "
+           "parallel kernels).")
 top_n = st.slider("Top N", 5, 50, 15, key="layers_top_n")
 t1, t2 = st.columns(2)
 t1.plotly_chart(charts.top_layers_figure(rows, top_n), key="layers_top_chart")
@@ -61,7 +64,8 @@ t2.plotly_chart(charts.op_type_figure([{"run": labels[run_id], "op_type": k, "ti
                                        for k, v in data.op_type_totals(rows).items()]), key="layers_op_chart")
 with st.expander("All layers of this run"):
     st.dataframe(pd.DataFrame([{
-        "layer": r["name"], "op type": r["op_type"], "precision": r["precision"], "ms": r["time_ms"],
+        "layer": r["name"], "op type": r["op_type"], "precision": r["precision"], "median ms": r["median_ms"],
+        "mean ms": r["mean_ms"], "n": r["count"],
         "%": r["percentage"], "fused": r["fused"], "tactic": r["tactic"],
     } for r in rows]), hide_index=True, key="layers_all")
 
