@@ -12,9 +12,16 @@ import importlib
 import pkgutil
 import sys
 
+import os
+import shutil
+
 import typer
 
 from profiles.errors import EngineScopeError, exit_code_for
+
+HELP_WIDTH = 120
+"""Help texts are laid out at least this many columns wide (more on a wider terminal), so long option
+names such as ``--gpu-memory-utilization`` are not cut; ``$TERMINAL_WIDTH`` overrides it."""
 
 app = typer.Typer(
     name="enginescope",
@@ -22,7 +29,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"max_content_width": HELP_WIDTH},
 )
+
+if not os.environ.get("TERMINAL_WIDTH"):
+    try:  # Typer's rich help ignores max_content_width and uses its own width (80 when not a terminal)
+        import typer.rich_utils as _rich_utils
+
+        _rich_utils.MAX_WIDTH = max(HELP_WIDTH, shutil.get_terminal_size((HELP_WIDTH, 24)).columns)
+    except ImportError:  # rich not installed: click's formatter honours max_content_width
+        pass
 
 
 @app.callback()

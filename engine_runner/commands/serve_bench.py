@@ -7,7 +7,9 @@ Exit codes: 0 every run succeeded, 1 a run failed (or the job was cancelled), 2 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 import sys
 from typing import Any
 
@@ -25,6 +27,92 @@ def _device(spec: Any) -> str:
 
     snaps = gpu.snapshot(gpu.visible_indices())
     return f"cuda:{snaps[0].index}" if snaps else "cpu"
+
+
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _path_like(value: str) -> bool:
+    """True when ``value`` reads as a filesystem path rather than a Hugging Face hub id: it starts with
+    ``/``, ``.`` or ``~``, or contains ``os.sep`` where that is not ``/`` (on POSIX a hub id such as
+    ``Qwen/Qwen3-0.6B`` contains ``/``, so ``/`` inside a name does not make it a path)."""
+    import os
+
+    return value.startswith(("/", ".", "~")) or (os.sep != "/" and os.sep in value)
+
+
+def _hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the Hugging Face hub (``$HF_ENDPOINT``, default huggingface.co:443)
+    opens within ``timeout_s``. With an HTTP(S) proxy configured the probe cannot tell, so it answers True
+    (the hub client then behaves as before)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    u = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((u.hostname or "huggingface.co", u.port or (80 if u.scheme == "http" else 443)),
+                                 timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
+def _hub_cached(repo_id: str) -> bool:
+    """Whether the local Hugging Face cache already holds ``repo_id``'s tokenizer files."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return any(isinstance(try_to_load_from_cache(repo_id, f), str)
+                   for f in ("tokenizer.json", "tokenizer_config.json"))
+    except (ImportError, ValueError):  # not a valid repo id: the loader reports it
+        return False
+
+
+def preflight(spec: Any) -> None:
+    """Check the local inputs of a ``serve-bench`` spec before any job row is written.
+
+    - ``--tokenizer`` (and ``--model`` when vLLM is launched here, or when it doubles as the tokenizer)
+      that looks like a path (``/``, ``.``, ``~`` prefix) but does not exist;
+    - ``--dataset`` missing or not valid JSON/JSONL (names the file, and the line for JSONL);
+    - no local tokenizer (neither ``--tokenizer`` nor a local ``--model`` folder), ``HF_HUB_OFFLINE``
+      unset, not in the local hub cache, and the hub does not answer a TCP connect within
+      ``HUB_PROBE_TIMEOUT_S`` (else transformers retries for ~50 s and then prints a confusing message).
+      Users with network access are unaffected: the probe succeeds and the hub id is used as before.
+
+    Raises:
+        InputError: naming the flag and the path.
+    """
+    import os
+    from pathlib import Path
+
+    from engine_runner.loadgen.datasets import read_dataset_entries
+    from profiles.errors import InputError
+
+    checks = [("--tokenizer", spec.tokenizer)]
+    if spec.engine != "endpoint" or not spec.tokenizer:
+        checks.append(("--model", spec.model))
+    for flag, value in checks:
+        if value and _path_like(value) and not Path(value).expanduser().exists():
+            extra = " (it is also the client tokenizer; pass --tokenizer DIR)" if flag == "--model" and spec.engine == "endpoint" else ""
+            raise InputError(f"{flag} {value}: no such file or folder{extra}")
+    if spec.dataset:
+        try:
+            read_dataset_entries(Path(spec.dataset).expanduser())
+        except InputError as exc:
+            raise type(exc)(f"--dataset: {exc}") from exc
+    name = spec.tokenizer or spec.model
+    if (Path(name).expanduser().is_dir() or _path_like(name)
+            or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+            or _hub_cached(name)):
+        return
+    if not _hub_reachable():
+        flag = "--tokenizer" if spec.tokenizer else "--model"
+        raise InputError(f"{flag} {name}: not a local folder, and the Hugging Face hub did not answer within "
+                         f"{HUB_PROBE_TIMEOUT_S:g} s; pass --tokenizer DIR (no network access to the Hugging Face "
+                         "hub from here?)")
 
 
 def _stat(d: dict[str, Any] | None) -> dict[str, Any]:
@@ -85,6 +173,8 @@ def _print_table(doc: dict[str, Any]) -> None:
                        f"concurrency at {kv['tokens_per_request']} tokens/request: {pred:.1f}; vLLM says "
                        f"{kv.get('vllm_max_concurrency')}x at {kv.get('vllm_max_concurrency_tokens')} tokens; "
                        f"measured max running: {kv.get('measured_max_running')}")
+        if not r["points"]:
+            continue
         typer.echo(f"  {'level':>10} {'ok':>5} {'fail':>5} {'req/s':>8} {'out tok/s':>10} {'TTFT p50/p99 ms':>18} "
                    f"{'TPOT p50/p99 ms':>18} {'E2E p50 ms':>11}")
         for p in r["points"]:
@@ -173,6 +263,7 @@ def register(app: typer.Typer) -> None:
             if data["concurrency"] is None and data["request_rate"] is None:
                 data["concurrency"] = [1]
             spec = validate_spec(ServeBenchSpec, data)
+            preflight(spec)
             spec_json = spec.model_dump(mode="json")
             # JSON has no infinity: keep "inf" rates as strings pydantic parses back
             if spec.request_rate:
@@ -184,15 +275,24 @@ def register(app: typer.Typer) -> None:
         out = sys.stderr if as_json else sys.stdout
 
         def hook(kind: str, message: str, progress: float | None, data: dict[str, Any]) -> None:
+            if kind == "stage" and re.match(r"job (succeeded|failed|cancelled)\b", message):
+                return  # the outcome (and its error) is printed once, below
             pct = f"{progress:4.0%} " if progress is not None else "     "
             print(f"[job {job_id}] {pct}{kind}: {message}", file=out, flush=True)
 
-        ctx = JobContext(job_id=job_id, kind="llm_serve", spec=spec_json, hooks=[hook])
+        # the job logger has no handler in the CLI: without one, Python's last-resort handler would print
+        # "job failed: ..." on stderr a third time
+        log = logging.getLogger("enginescope.job.serve_bench")
+        if not log.handlers:
+            log.addHandler(logging.NullHandler())
+        ctx = JobContext(job_id=job_id, kind="llm_serve", spec=spec_json, hooks=[hook], log=log)
         status = execute(ctx)
         doc = results_json(job_id)
         if as_json:
             typer.echo(json.dumps(doc, indent=2, default=str))
         else:
             _print_table(doc)
+        if status != "succeeded" and doc["error"] and not any(r["error"] for r in doc["runs"]):
+            typer.echo(f"error: job {status}: {doc['error'].splitlines()[0]}", err=True)
         if status != "succeeded" or any(r["status"] != "succeeded" for r in doc["runs"]):
             raise typer.Exit(1)

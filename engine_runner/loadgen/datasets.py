@@ -193,6 +193,15 @@ def _read_entries(path: Path) -> list[Any]:
     return entries
 
 
+def read_dataset_entries(path: str | Path) -> list[Any]:
+    """The raw entries of a JSON-array or JSONL dataset file (no tokenizer needed), for up-front checks.
+
+    Raises:
+        InputError: missing/unreadable file; ParseError: invalid JSON (names the file, and the line for JSONL).
+    """
+    return _read_entries(Path(path))
+
+
 def load_dataset_file(path: str | Path, tokenizer: Any, n: int, seed: int, output_len: int | None = None) -> list[Any]:
     """``n`` prompts from a ShareGPT-style JSON array or a JSONL file, sampled with a seeded shuffle.
 

@@ -166,3 +166,47 @@ def test_cli_serve_bench_json_and_exit_codes(es_env: str, tiny: Path) -> None:
                                      "--num-prompts", "4", "--warmup", "0"])
     assert failed.exit_code == 1, failed.output
     assert "concurrency 2: no request succeeded ({'http_5xx': 4})" in failed.output
+
+
+def test_cli_serve_bench_input_errors_exit_2_before_any_job_row(es_env: str, tiny: Path, tmp_path: Path,
+                                                                 monkeypatch) -> None:  # noqa: ANN001
+    from sqlalchemy import func, select
+    from typer.testing import CliRunner
+
+    import engine_runner.commands.serve_bench as sb
+    from db.models import Job
+    from db.session import session_scope
+    from engine_runner.cli import app
+
+    runner = CliRunner()
+    base = ["serve-bench", "--endpoint", "http://127.0.0.1:1", "--model", "m", "--concurrency", "1"]
+    bad_jsonl = tmp_path / "bad.jsonl"
+    bad_jsonl.write_text('{"prompt": "a", "output_tokens": 2}\nnot json\n')
+    cases = [
+        (["--tokenizer", str(tmp_path / "no-tok")], f"--tokenizer {tmp_path / 'no-tok'}"),
+        (["--tokenizer", str(tiny), "--dataset", str(tmp_path / "none.json")], "none.json"),
+        (["--tokenizer", str(tiny), "--dataset", str(bad_jsonl)], "bad.jsonl line 2"),
+    ]
+    for extra, needle in cases:
+        res = runner.invoke(app, base + extra)
+        assert res.exit_code == 2, res.output
+        assert needle in res.output and "Repo id" not in res.output
+    # no local tokenizer and the hub unreachable: fail fast with advice (the probe is replaced, not timed)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(sb, "_hub_reachable", lambda timeout_s=sb.HUB_PROBE_TIMEOUT_S: False)
+    res = runner.invoke(app, ["serve-bench", "--model", "no-such-org/no-such-model-xyz"])
+    assert res.exit_code == 2 and "pass --tokenizer DIR" in res.output, res.output
+    with session_scope(es_env) as s:
+        assert s.execute(select(func.count()).select_from(Job)).scalar() == 0
+
+
+def test_cli_serve_bench_failure_printed_once_without_empty_table(es_env: str, tiny: Path) -> None:
+    from typer.testing import CliRunner
+
+    from engine_runner.cli import app
+
+    res = CliRunner().invoke(app, ["serve-bench", "--endpoint", "http://127.0.0.1:1", "--model", "m",
+                                   "--tokenizer", str(tiny), "--concurrency", "1", "--num-prompts", "1"])
+    assert res.exit_code == 1, res.output
+    assert res.output.count("cannot reach /v1/models") == 1, res.output
+    assert "TTFT p50/p99" not in res.output
