@@ -106,7 +106,8 @@ def resolve_shapes(specs: Sequence[InputSpec], batch_size: int, shapes: Mapping[
 
     Raises:
         InputError: a ``--shape`` names no input, has the wrong rank or contradicts a fixed dim (names the
-            input and dim); a ``--dim`` names the batch dim; the batch size differs from a model's
+            input and dim); a ``--dim`` names no symbolic dim of the model (lists them) or names the batch
+            dim; the batch size differs from a model's
             fixed batch; a ``--dim`` value < 1.
     """
     shapes = dict(shapes or {})
@@ -118,6 +119,11 @@ def resolve_shapes(specs: Sequence[InputSpec], batch_size: int, shapes: Mapping[
     for param, v in dim_values.items():
         if v < 1:
             raise InputError(f"--dim {param}={v}: a dim value must be >= 1")
+    symbolic = sorted({d for s in specs for d in s.shape if isinstance(d, str)})
+    for param, v in dim_values.items():
+        if param not in symbolic:
+            raise InputError(f"--dim {param}={v}: {param!r} is not a symbolic dim of the model "
+                             f"(its symbolic dims: {', '.join(symbolic) if symbolic else 'none'})")
     fb = fixed_batch(specs)
     if fb is not None and batch_size != fb:
         first = next(s for s in specs if s.shape)
@@ -200,13 +206,25 @@ def read_npz(path: str | Path, flag: str) -> dict[str, np.ndarray]:
     Raises:
         InputError: file missing or not a readable .npz (names ``flag`` and the file).
     """
+    import zipfile
+
     p = Path(path)
+    not_npz = f"{flag} {p}: {p} is not a .npz archive of arrays (numpy.savez)"
+    if not p.exists():
+        raise InputError(f"{flag} {p}: file not found")
+    # np.load reads any non-zip, non-.npy file as a pickle and then blames allow_pickle: check the format first
+    if p.is_file() and not zipfile.is_zipfile(p):
+        raise InputError(not_npz)
     try:
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise InputError(f"{flag} {p}: file not found") from None
-    except (OSError, ValueError, EOFError) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():  # an object array inside the archive
+            raise InputError(f"{not_npz}; it holds object arrays, save plain numeric arrays") from None
+        raise InputError(f"{flag} {p}: not a readable .npz ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"{flag} {p}: not a readable .npz ({exc})") from None
 
 

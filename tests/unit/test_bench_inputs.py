@@ -88,7 +88,7 @@ def test_calibration_npz(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not found"):
         load_calibration_npz(tmp_path / "nope.npz", IMG)
     (tmp_path / "junk.npz").write_text("junk")
-    with pytest.raises(InputError, match="not a readable .npz"):
+    with pytest.raises(InputError, match=r"junk\.npz is not a \.npz archive of arrays \(numpy\.savez\)"):
         load_calibration_npz(tmp_path / "junk.npz", IMG)
 
 
@@ -189,3 +189,29 @@ def test_inputs_npz_fixed_batch_model_and_dims_from_file(tmp_path: Path) -> None
     # one validation for both flags: calibration accepts any sequence length, batch-1 feeds
     assert validate_npz(data, BERT, flag="--calibration", fname="b.npz") == 2
     assert len(load_calibration_npz(tmp_path / "b.npz", BERT)) == 2
+
+
+def test_dim_naming_no_symbolic_dim_is_refused_with_the_models_dims() -> None:
+    with pytest.raises(InputError, match=r"--dim seq=8: 'seq' is not a symbolic dim of the model "
+                                         r"\(its symbolic dims: batch, sequence\)"):
+        resolve_shapes(BERT, 1, dim_values={"seq": 8})
+    fixed = [InputSpec("x", "float32", (1, 3))]
+    with pytest.raises(InputError, match=r"--dim n=2: 'n' is not a symbolic dim of the model \(its symbolic dims: none\)"):
+        resolve_shapes(fixed, 1, dim_values={"n": 2})
+
+
+def test_non_npz_files_are_named_without_mentioning_pickle(tmp_path: Path) -> None:
+    from engine_runner.inputs import read_npz
+
+    text = tmp_path / "inputs.json"
+    text.write_text('{"x": [1, 2]}')
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.zeros(3, np.float32))
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, x=np.array([{"a": 1}], dtype=object))
+    for path, flag in [(text, "--inputs"), (npy, "--calibration"), (obj, "--inputs")]:
+        with pytest.raises(InputError) as info:
+            read_npz(path, flag)
+        msg = str(info.value)
+        assert msg.startswith(f"{flag} {path}") and "is not a .npz archive of arrays (numpy.savez)" in msg
+        assert "allow_pickle" not in msg
