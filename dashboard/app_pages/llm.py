@@ -205,7 +205,17 @@ if not runs:
     st.stop()
 
 labels = {r["run_id"]: r["label"] for r in runs}
-default = [r["run_id"] for r in runs if job_id is not None and r["job_id"] == job_id] or [runs[0]["run_id"]]
+
+
+def newest_run_with_results(runs: list[dict[str, Any]], points: list[dict[str, Any]]) -> int:
+    """The id of the newest run (``runs`` is newest first) with at least one succeeded load point, so the
+    page does not open on a failed run's empty charts; the newest run when none has one."""
+    ok = {p["run_id"] for p in points if p.get("status") == "succeeded"}
+    return next((r["run_id"] for r in runs if r["run_id"] in ok), runs[0]["run_id"])
+
+
+default = [r["run_id"] for r in runs if job_id is not None and r["job_id"] == job_id] or [
+    newest_run_with_results(runs, llm_data.point_rows(url, [r["run_id"] for r in runs]))]
 chosen = st.multiselect("Runs to overlay", [r["run_id"] for r in runs], default=default,
                         format_func=lambda i: labels[i], key="llm_runs")
 if not chosen:
