@@ -387,6 +387,7 @@ def import_group(pg: ParsedGroup, *, url: str | None = None, home: Path | None =
         "latency_ms": {k: (lat.get(src) if lat else None) for k, src in
                        (("mean", "mean"), ("p50", "p50"), ("p90", "p90"), ("p95", "p95"), ("p99", "p99"), ("min", "min"), ("max", "max"))},
         "throughput_per_s": throughput,
+        "timing_window": window,
         "layers": len(layers),
         "error": diag.headline if failed and diag else None,
     }

@@ -78,6 +78,7 @@ class TimingResult:
             the loop's own overhead between calls, unlike ``samples_ns.sum()``.
         stop_reason: ``"minimums_reached"`` or ``"max_duration"``.
         warmup_stop_reason: ``"minimums_reached"`` or ``"max_duration"``.
+        policy: the policy the loop ran under (for :meth:`capped_note`), None when unknown.
     """
 
     samples_ns: np.ndarray
@@ -86,10 +87,29 @@ class TimingResult:
     timed_wall_ns: int
     stop_reason: str
     warmup_stop_reason: str
+    policy: TimingPolicy | None = None
+
+    def capped_note(self) -> str | None:
+        """A user-facing sentence when ``max_duration_s`` stopped the timed loop before the requested
+        ``iterations`` / ``min_duration_s`` were reached (``stop_reason == "max_duration"``); else None."""
+        if self.stop_reason != "max_duration":
+            return None
+        summed_s = float(self.samples_ns.sum()) / NS_PER_S
+        if self.policy is None:
+            return f"timed loop stopped at max_duration_s after {self.samples_ns.size} iterations ({summed_s:.3g} s)"
+        p = self.policy
+        return (f"timed loop capped by max_duration_s={p.max_duration_s:g}: {self.samples_ns.size} of "
+                f"{p.iterations} requested iterations, {summed_s:.3g} s of min_duration_s={p.min_duration_s:g} s")
 
     def as_config(self) -> dict[str, Any]:
-        """JSON-safe description for ``runs.config`` (counts and seconds actually used)."""
+        """JSON-safe description for ``runs.config`` (counts and seconds actually used).
+
+        ``timing_stop_reason`` repeats ``stop_reason``; ``timing_stop_note`` (:meth:`capped_note`) is present
+        only when the loop was capped by ``max_duration_s``."""
+        note = self.capped_note()
         return {
+            "timing_stop_reason": self.stop_reason,
+            **({"timing_stop_note": note} if note else {}),
             "warmup_iterations_done": self.warmup_iterations,
             "warmup_s_done": self.warmup_ns / NS_PER_S,
             "iterations_done": int(self.samples_ns.size),
@@ -182,4 +202,5 @@ def time_calls(
         timed_wall_ns=int(end - t_start),
         stop_reason=reason,
         warmup_stop_reason=warm_reason,
+        policy=policy,
     )

@@ -10,7 +10,13 @@ with ``--json`` exactly one JSON document::
       "error", "latency_ms": {"mean", "std", "min", "p50", "p90", "p95", "p99", "max"}, "samples",
       "throughput_per_s", "layers", "accuracy": {"max_abs_err", "max_rel_err", "cosine", "nan_count",
       "inf_count"} | null, "items_per_s", "median_ci_ms": [low, high], "numerically_valid", "shapes",
-      "inputs": {"source": "npz" | "generated", "samples", "batches", ...}}]}
+      "inputs": {"source": "npz" | "generated", "samples", "batches", ...}, "timing_window": str | null,
+      "warnings": [str]}]}
+
+``timing_window`` is ``runs.timing_window`` (what one latency sample includes; null when unknown).
+``warnings`` lists what the run's ``runs.config`` records as degraded: the timed loop capped by
+``--max-duration`` (``timing_stop_note``), a failed per-layer profile (``layer_profile_error``), a failed
+accuracy check (``accuracy_error``), outputs accuracy skipped (``accuracy_skipped``).
 
 ``layers`` is the number of per-layer rows stored; ``accuracy`` is the aggregate (``"*"``) row against
 fp32 (null for fp32 itself and for failed runs), computed over every batch of ``--inputs FILE.npz`` when
@@ -119,7 +125,24 @@ def collect_results(job_id: int, url: str | None = None) -> dict[str, Any]:
                 "numerically_valid": r.numerically_valid,
                 "shapes": r.shapes,
                 "inputs": (r.config or {}).get("inputs"),
+                "timing_window": r.timing_window,
+                "warnings": run_warnings(r.config),
             })
+    return out
+
+
+def run_warnings(config: dict[str, Any] | None) -> list[str]:
+    """User-facing warnings recorded in a run's ``runs.config`` (keys listed in the module doc)."""
+    cfg = config or {}
+    out = []
+    if cfg.get("timing_stop_reason") == "max_duration":
+        out.append(cfg.get("timing_stop_note") or "timed loop capped by max_duration_s")
+    if cfg.get("layer_profile_error"):
+        out.append(f"no per-layer rows: {cfg['layer_profile_error']}")
+    if cfg.get("accuracy_error"):
+        out.append(f"accuracy not checked: {cfg['accuracy_error']}")
+    for name, reason in (cfg.get("accuracy_skipped") or {}).items():
+        out.append(f"accuracy skipped output {name!r}: {reason}")
     return out
 
 
@@ -146,6 +169,10 @@ def format_table(doc: dict[str, Any]) -> str:
             f"{_fmt(lat.get('p99')):>9} {_fmt(lat.get('mean')):>9} {r['samples']:>6} {_fmt(r['throughput_per_s'], '.1f'):>10} "
             f"{_fmt(r['items_per_s'], '.1f'):>10} {r['layers']:>6} {_fmt(acc.get('max_abs_err'), '.3g'):>11} "
             f"{_fmt(acc.get('cosine'), '.6f'):>9}")
+        if r.get("timing_window"):
+            lines.append(f"{'':>6}timing window: {r['timing_window']}")
+        for w in r.get("warnings") or []:
+            lines.append(f"{'':>6}warning: {w}")
         if r["numerically_valid"] is False:
             lines.append(f"{'':>6}outputs NOT numerically valid (NaN/Inf/all zero): not a usable speed-up")
         if r["error"]:

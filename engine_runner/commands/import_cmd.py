@@ -30,6 +30,8 @@ def register(app: typer.Typer) -> None:
         except EngineScopeError as exc:
             fail(exc)
             return
+        for r in runs:
+            r.setdefault("timing_window", None)  # what one latency sample includes; null when unknown
         if as_json:
             typer.echo(json.dumps({"runs": runs}, indent=2))
             return
@@ -38,3 +40,4 @@ def register(app: typer.Typer) -> None:
             head = f"p50 {lat['p50']:.4g} ms" if lat["p50"] is not None else "no latency summary"
             typer.echo(f"run {r['run_id']}: {r['label']} [{r['status']}] TensorRT {r['engine_version'] or '?'} "
                        f"{r['precision'] or '?'}: {head}, {r['layers']} layers" + (f"; error: {r['error']}" if r["error"] else ""))
+            typer.echo(f"  timing window: {r['timing_window'] or 'unknown'}")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from engine_runner.jobs.model_bench import EngineMeasurement, LayerRow, MeasureHooks, PreparedVariant
+from engine_runner.jobs.model_bench import EngineMeasurement, LayerRow, MeasureHooks, PreparedVariant, guard_layer_profile
 from engine_runner.precision import ONNX_VARIANT_PRECISIONS
 from engine_runner.timing import TimingPolicy, time_calls
 from profiles.errors import EngineError, EngineScopeError, EngineUnavailableError, InputError, JobCancelled
@@ -197,9 +197,14 @@ class Engine:
         if spec.profile_layers:
             hooks.stage("profiling layers (separate session)")
             hooks.progress("profiling", 0.9)
-            layers, trace, prof_cfg = self._profile(variant, inputs, spec, workdir, hooks)
-            artifacts.append(("ort_profile", trace, {"format": "onnxruntime chrome trace JSON", **prof_cfg}))
-            config["layer_profile"] = prof_cfg
+            profiled, prof_error = guard_layer_profile(
+                lambda: self._profile(variant, inputs, spec, workdir, hooks), what)
+            if prof_error is not None:
+                config["layer_profile_error"] = prof_error
+            else:
+                layers, trace, prof_cfg = profiled
+                artifacts.append(("ort_profile", trace, {"format": "onnxruntime chrome trace JSON", **prof_cfg}))
+                config["layer_profile"] = prof_cfg
         hooks.progress("measured", 1.0)
         return EngineMeasurement(samples_ns=result.samples_ns, outputs=outputs, timing_window=TIMING_WINDOW,
                                  layers=layers, artifacts=artifacts, config=config)

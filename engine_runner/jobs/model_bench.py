@@ -205,6 +205,24 @@ class BenchEngine(Protocol):
         ...
 
 
+def guard_layer_profile(profile: Callable[[], Any], what: str) -> tuple[Any, str | None]:
+    """Run an engine's per-layer profiling step so that its failure cannot discard the timed samples.
+
+    Returns ``(profile(), None)``, or ``(None, reason)`` when it raised (``reason`` names ``what`` and the
+    exception); the engine then returns no layers and puts ``reason`` in
+    ``EngineMeasurement.config["layer_profile_error"]`` (the job loop turns it into a warning event).
+
+    Raises:
+        JobCancelled: passed through (cancellation is never swallowed).
+    """
+    try:
+        return profile(), None
+    except JobCancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any profiler failure (ours or the engine's) keeps the timings
+        return None, f"per-layer profiling of {what} failed: {type(exc).__name__}: {exc}"
+
+
 def get_engine_impl(name: str) -> BenchEngine:
     """A new engine instance for ``name`` (imports ``engine_runner.engines.<name>`` lazily).
 
@@ -550,20 +568,37 @@ def _measure_one(ctx: JobContext, eng: BenchEngine, p: BenchPlan, prepared: Prep
                          stage=lambda msg: ctx.event("stage", f"{label}: {msg}", run_id=run_id))
     with _telemetry() as sampler:
         m = eng.measure(prepared, inputs, spec, hooks, workdir)
+    if m.config.get("layer_profile_error"):
+        m.layers = []
+        ctx.event("warning", f"{label}: {m.config['layer_profile_error']}; timings kept, no per-layer rows",
+                  run_id=run_id)
+    if m.config.get("timing_stop_reason") == "max_duration":
+        ctx.event("warning", f"{label}: {m.config.get('timing_stop_note') or 'timed loop capped by max_duration_s'}",
+                  run_id=run_id)
     _store_measurement(ctx, run_id, batch, m)
     _store_artifacts(ctx, run_id, p.model_id, m.artifacts)
     telemetry = _store_telemetry(ctx, run_id, sampler)
 
     ctx.event("stage", f"{label}: accuracy on {len(feeds)} batch(es)", progress=frac0 + width * 0.92, run_id=run_id)
-    outputs = [m.outputs]
-    for feed in feeds[1:]:
-        ctx.check_cancelled()
-        outputs.append(eng.infer(prepared, feed))
-    valid = _accuracy(ctx, p, precision, batch, run_id, feeds, outputs, references)
+    extra_cfg: dict[str, Any] = {}
+    valid: bool | None
+    try:
+        outputs = [m.outputs]
+        for feed in feeds[1:]:
+            ctx.check_cancelled()
+            outputs.append(eng.infer(prepared, feed))
+        valid = _accuracy(ctx, p, precision, batch, run_id, feeds, outputs, references, extra_cfg)
+    except JobCancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failed accuracy check must not discard valid timings
+        valid = None
+        extra_cfg["accuracy_error"] = f"{type(exc).__name__}: {exc}"
+        ctx.event("warning", f"{label}: accuracy check failed ({extra_cfg['accuracy_error']}); timings kept",
+                  run_id=run_id)
     with ctx.session() as s:
         s.execute(update(Run).where(Run.id == run_id).values(
             status="succeeded", finished_at=utcnow(), timing_window=m.timing_window, numerically_valid=valid,
-            config={**config, **m.config, "telemetry": telemetry}))
+            config={**config, **m.config, **extra_cfg, "telemetry": telemetry}))
     ctx.progress(frac0 + width, f"{label}: done", run_id=run_id)
 
 
@@ -577,14 +612,46 @@ def _per_sample_cosine_min(ref: np.ndarray, cand: np.ndarray, samples: int) -> f
     return min(present) if present else None
 
 
+def _non_numeric_outputs(outputs: dict[str, Any]) -> dict[str, str]:
+    """``{output name: reason}`` for outputs that are not numeric tensors (e.g. an ONNX-ML ZipMap's
+    ``seq(map(int64, float))``, strings): accuracy cannot compare them and skips them."""
+    skipped = {}
+    for name, value in outputs.items():
+        try:
+            kind = np.asarray(value).dtype.kind
+        except (ValueError, TypeError) as exc:  # ragged sequences
+            skipped[name] = f"not a numeric tensor ({type(exc).__name__}: {exc})"
+            continue
+        if kind not in "biuf":
+            skipped[name] = (f"not a numeric tensor (Python {type(value).__name__}, numpy dtype "
+                             f"{np.asarray(value).dtype}); accuracy compares numeric tensors only")
+    return skipped
+
+
 def _accuracy(ctx: JobContext, p: BenchPlan, precision: str, batch: int, run_id: int,
               feeds: list[dict[str, np.ndarray]], outputs_by_batch: list[dict[str, np.ndarray]],
-              references: dict[int, tuple[int | None, dict[str, np.ndarray], str]]) -> bool:
+              references: dict[int, tuple[int | None, dict[str, np.ndarray], str]],
+              config_out: dict[str, Any] | None = None) -> bool | None:
     """Accuracy over every batch: the outputs of all batches are joined along the first axis and compared
     once with the fp32 outputs of the same batches (``profiles.accuracy.compare_outputs``). Row details
     get ``samples`` (N compared), ``batches``, ``inputs`` (``npz``/``generated``) and, for an output whose
-    first axis is the sample axis, ``cosine_min_over_samples``."""
-    outputs = _concat_outputs(outputs_by_batch)
+    first axis is the sample axis, ``cosine_min_over_samples``.
+
+    Outputs that are not numeric tensors (:func:`_non_numeric_outputs`) are skipped: their names and
+    reasons go to ``config_out["accuracy_skipped"]`` (``runs.config``) and to the aggregate row's
+    ``details["skipped_outputs"]``. Returns None when no output is numeric (nothing was checked)."""
+    raw = _concat_outputs(outputs_by_batch)
+    skipped = _non_numeric_outputs(raw)
+    outputs = {k: v for k, v in raw.items() if k not in skipped}
+    if skipped:
+        if config_out is not None:
+            config_out["accuracy_skipped"] = skipped
+        ctx.event("info", f"{precision} b{batch}: accuracy skips non-numeric output(s) {sorted(skipped)}",
+                  run_id=run_id)
+    if not outputs:
+        if precision == "fp32":
+            references[batch] = (run_id, {}, f"fp32 run {run_id}")
+        return None
     if precision == "fp32":
         health = output_health(outputs)
         references[batch] = (run_id, outputs, f"fp32 run {run_id}")
@@ -600,10 +667,11 @@ def _accuracy(ctx: JobContext, p: BenchPlan, precision: str, batch: int, run_id:
             return output_health(outputs).valid
         references[batch] = (None, ref, "onnxruntime CPU fp32 on the original model (no fp32 run of this batch in the job)")
     ref_run, ref_outputs, note = references[batch]
+    ref_outputs = {k: v for k, v in ref_outputs.items() if k not in skipped and k not in _non_numeric_outputs({k: v})}
     records = compare_outputs(ref_outputs, outputs)
     samples = int(_inputs_config(p, batch)["samples"]) if p.inputs is None else p.inputs.samples
     common = {"samples": samples, "batches": len(feeds), "inputs": "npz" if p.inputs is not None else "generated"}
-    extra: dict[str, dict[str, Any]] = {AGGREGATE: dict(common)}
+    extra: dict[str, dict[str, Any]] = {AGGREGATE: {**common, **({"skipped_outputs": skipped} if skipped else {})}}
     for name, ref_arr in ref_outputs.items():
         extra[name] = dict(common)
         worst = _per_sample_cosine_min(np.asarray(ref_arr), np.asarray(outputs[name]), samples)

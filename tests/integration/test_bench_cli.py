@@ -48,6 +48,7 @@ def test_json_document(tmp_path: Path) -> None:
         lat = r["latency_ms"]
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
         assert r["samples"] >= 20 and r["layers"] > 0 and r["throughput_per_s"] > 0
+        assert isinstance(r["timing_window"], str) and r["timing_window"] and r["warnings"] == []
         if r["precision"] == "fp32":
             assert r["accuracy"] is None
         else:
@@ -129,3 +130,21 @@ def test_inputs_npz_flag(tmp_path: Path) -> None:
     assert "--inputs three.npz: key 'x' holds 3 samples" in bad.stderr
     missing = enginescope(tmp_path / "home", "bench", str(model), "--inputs", str(tmp_path / "nope.npz"))
     assert missing.returncode == 2 and "nope.npz" in missing.stderr
+
+
+def test_capped_timing_loop_warns_and_table_shows_timing_window(tmp_path: Path) -> None:
+    model = build_cnn(tmp_path / "cnn.onnx")
+    res = enginescope(tmp_path / "home", "bench", str(model), "--no-layers", "--warmup", "0", "--warmup-s", "0",
+                      "--iterations", "10000000", "--min-duration", "0", "--max-duration", "0.2")
+    assert res.returncode == 0, res.stderr
+    assert "timing window: " in res.stdout
+    assert "warning: timed loop capped by max_duration_s=0.2: " in res.stdout
+    assert "of 10000000 requested iterations" in res.stdout
+    assert "warning: " in res.stderr and "capped by max_duration_s" in res.stderr  # the job's warning event
+
+
+def test_unknown_dim_exits_2_listing_the_models_dims(tmp_path: Path) -> None:
+    model = build_cnn(tmp_path / "cnn.onnx")
+    res = enginescope(tmp_path / "home", "bench", str(model), "--dim", "sequence=8", "--json")
+    assert res.returncode == 2 and res.stdout == ""
+    assert "--dim sequence=8: 'sequence' is not a symbolic dim of the model (its symbolic dims: N)" in res.stderr

@@ -420,3 +420,85 @@ def test_minilm_real_sentences_vs_generated_inputs(es_env: str, minilm_onnx: Pat
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def _build_numeric_and_string(path: Path) -> Path:
+    """X float32 [N, 4] -> Relu -> Y (numeric) and Cast(X, to=STRING) -> S (not numeric)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["X"], ["Y"]), helper.make_node("Cast", ["X"], ["S"], to=TensorProto.STRING)],
+        "num_and_str", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", 4]),
+         helper.make_tensor_value_info("S", TensorProto.STRING, ["N", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def test_profile_and_accuracy_failures_keep_the_timings(es_env: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from db.models import LayerTiming
+    from db.session import session_scope
+    from engine_runner.engines import onnxruntime as ort_engine
+    from engine_runner.jobs import model_bench
+    from profiles.errors import EngineError
+
+    def broken_profile(self, *a, **k):  # type: ignore[no-untyped-def]
+        raise EngineError("profiler trace unreadable")
+
+    def broken_health(outputs):  # type: ignore[no-untyped-def]
+        raise ValueError("health check exploded")
+
+    monkeypatch.setattr(ort_engine.Engine, "_profile", broken_profile)
+    monkeypatch.setattr(model_bench, "output_health", broken_health)
+    model_id = register(build_cnn(tmp_path / "cnn.onnx"))
+    events: list[tuple[str, str]] = []
+    job_id, status = run_job(es_env, {"model_id": model_id, "precisions": ["fp32"], "batch_sizes": [1], **FAST},
+                             hooks=[lambda k, m, p, d: events.append((k, m))])
+    assert status == "succeeded"
+    (run,) = runs_of(es_env, job_id)
+    assert run.status == "succeeded" and run.timing_window
+    assert "profiler trace unreadable" in run.config["layer_profile_error"]
+    assert run.config["accuracy_error"] == "ValueError: health check exploded"
+    assert run.numerically_valid is None
+    with session_scope(es_env) as s:
+        assert s.execute(select(func.count()).select_from(LayerTiming).where(LayerTiming.run_id == run.id)).scalar_one() == 0
+    assert run.config["iterations_done"] >= 20
+    assert any(k == "warning" and "per-layer profiling" in m and "timings kept" in m for k, m in events)
+    assert any(k == "warning" and "accuracy check failed" in m for k, m in events)
+
+
+def test_non_numeric_outputs_are_skipped_by_accuracy(es_env: str, tmp_path: Path) -> None:
+    from db.models import AccuracyResult
+    from db.session import session_scope
+
+    model_id = register(_build_numeric_and_string(tmp_path / "str.onnx"))
+    job_id, status = run_job(es_env, {"model_id": model_id, "precisions": ["fp32", "int8-dynamic"],
+                                      "batch_sizes": [2], **FAST, "profile_layers": False})
+    assert status == "succeeded"
+    fp32, int8 = runs_of(es_env, job_id)
+    for r in (fp32, int8):
+        assert r.status == "succeeded", r.error
+        assert "not a numeric tensor" in r.config["accuracy_skipped"]["S"]
+        assert r.numerically_valid is True
+    with session_scope(es_env) as s:
+        rows = {a.output_name: a for a in s.execute(select(AccuracyResult).where(AccuracyResult.run_id == int8.id)).scalars()}
+    assert set(rows) == {"Y", "*"}
+    assert "S" in rows["*"].details["skipped_outputs"] and rows["Y"].max_abs_err == 0.0
+
+
+def test_zipmap_model_from_shared(es_env: str, shared: Path) -> None:
+    path = shared / "models" / "onnx" / "logreg_iris_ai.onnx.ml.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    model_id = register(path)
+    job_id, status = run_job(es_env, {"model_id": model_id, "precisions": ["fp32"], "batch_sizes": [3], **FAST})
+    assert status == "succeeded"
+    (run,) = runs_of(es_env, job_id)
+    assert run.status == "succeeded", run.error
+    assert "probabilities" in run.config["accuracy_skipped"]
+    assert run.numerically_valid is True  # the numeric 'label' output is still checked

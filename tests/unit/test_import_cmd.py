@@ -58,6 +58,8 @@ def test_every_fixture_imports(es_env, shared):
     assert len(runs) == 16
     for r in runs.values():
         assert set(r["latency_ms"]) == {"mean", "p50", "p90", "p95", "p99", "min", "max"}
+        assert "timing_window" in r and (r["timing_window"] is None or isinstance(r["timing_window"], str))
+    assert any(r["timing_window"] for r in runs.values())  # a log with timings says what a sample includes
     v86 = runs["hackathon_trt8.6.0_loadengine_shapes_verbose"]
     assert v86["engine_version"] == "8.6.0" and v86["precision"] == "fp32" and v86["throughput_per_s"] == 21009.2
     assert v86["latency_ms"] == {"mean": 0.0533242, "p50": 0.0517578, "p90": 0.0532227, "p95": 0.053772, "p99": 0.0630798,

@@ -110,3 +110,18 @@ def test_policy_bounds_are_checked() -> None:
         TimingPolicy(iterations=0)
     with pytest.raises(InputError, match="max_duration_s"):
         TimingPolicy(max_duration_s=0)
+
+
+def test_capped_loop_is_reported_in_config() -> None:
+    clk = ScriptedClock([NS_PER_S])  # 1 s per call
+    res = time_calls(clk.fn, TimingPolicy(warmup_iterations=0, warmup_s=0, iterations=1000,
+                                          min_duration_s=0, max_duration_s=3), clock=clk)
+    cfg = res.as_config()
+    assert cfg["timing_stop_reason"] == "max_duration"
+    assert cfg["timing_stop_note"] == ("timed loop capped by max_duration_s=3: 3 of 1000 requested iterations, "
+                                       "3 s of min_duration_s=0 s")
+    clk2 = ScriptedClock([1_000_000])
+    done = time_calls(clk2.fn, TimingPolicy(warmup_iterations=0, warmup_s=0, iterations=5, min_duration_s=0),
+                      clock=clk2)
+    assert done.capped_note() is None
+    assert done.as_config()["timing_stop_reason"] == "minimums_reached" and "timing_stop_note" not in done.as_config()
