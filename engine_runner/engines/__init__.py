@@ -1,4 +1,4 @@
-"""Engines the ``model_bench`` job can drive (see ``engine_runner.jobs.model_bench.BenchEngine``).
+"""Engines the ``model_bench`` job can drive (the contract: :mod:`engine_runner.engines.base`).
 
 Each engine lives in ``engine_runner/engines/<name>.py`` and exposes a class named ``Engine``
 implementing the protocol; the module is imported only when that engine is asked for, so a machine
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from profiles.errors import InputError
 
 if TYPE_CHECKING:
-    from engine_runner.jobs.model_bench import BenchEngine
+    from engine_runner.engines.base import BenchEngine
 
 #: Engine name (``BenchSpec.engine``) -> module under ``engine_runner.engines``.
 ENGINE_MODULES: dict[str, str] = {

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from engine_runner.jobs.model_bench import EngineMeasurement, LayerRow, MeasureHooks, PreparedVariant, guard_layer_profile
+from engine_runner.engines.base import EngineMeasurement, LayerRow, MeasureHooks, PreparedVariant, guard_layer_profile
 from engine_runner.precision import ONNX_VARIANT_PRECISIONS
 from engine_runner.timing import TimingPolicy, time_calls
 from profiles.errors import EngineError, EngineScopeError, EngineUnavailableError, InputError, JobCancelled

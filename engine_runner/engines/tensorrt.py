@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from db.config import home
+from engine_runner.engines.base import EngineMeasurement, LayerRow, MeasureHooks, PreparedVariant
 from engine_runner.trt_build import (
     check_shapes_in_profile,
     engine_cache_key,
@@ -52,7 +53,6 @@ from profiles.trtexec.log import BANNER_RE, ProfileRow
 if TYPE_CHECKING:
     import tensorrt as trt
 
-    from engine_runner.jobs.model_bench import EngineMeasurement, LayerRow, MeasureHooks, PreparedVariant
     from profiles.specs import BenchSpec
 
 #: Seconds a trtexec build may take before it is killed.
@@ -224,7 +224,6 @@ class Engine:
 
     def _prepare_impl(self, model_path: Path, precision: str, profile: dict[str, ShapeRange],
                       options: TensorRTOptions, workdir: Path) -> PreparedVariant:
-        from engine_runner.jobs.model_bench import PreparedVariant
 
         avail, version = self.availability(), self.trt_version()
         plan = precision_plan(precision, version)
@@ -332,7 +331,6 @@ class Engine:
 
     def _measure_trtexec(self, variant: PreparedVariant, inputs: dict[str, np.ndarray], spec: BenchSpec,
                          hooks: MeasureHooks, workdir: Path) -> EngineMeasurement:
-        from engine_runner.jobs.model_bench import EngineMeasurement
 
         h = variant.handle
         opts: TensorRTOptions = h["options"]
@@ -475,7 +473,6 @@ class Engine:
         import tensorrt as trt
         import torch
 
-        from engine_runner.jobs.model_bench import EngineMeasurement
 
         opts: TensorRTOptions = variant.handle["options"]
         outputs = self._infer_python(variant, inputs)
@@ -547,7 +544,6 @@ class Engine:
 
 def _layer_rows(profile: list[ProfileRow], count: int | None, info: Any) -> list[LayerRow]:
     """``LayerRow`` s from profile rows joined with layer info (fused/Myelin layers kept as they are)."""
-    from engine_runner.jobs.model_bench import LayerRow
 
     rows = []
     for m in merge_layers(profile, info):
