@@ -143,9 +143,14 @@ class Engine:
         """An ``InferenceSession`` on the variant (dynamic shapes need nothing more on ONNX Runtime).
 
         Raises:
+            EngineUnavailableError: ``spec.device`` is not ``cpu`` (no CUDA provider in this engine yet).
             EngineError: the session cannot be created (e.g. no CPU kernel for an op at this precision:
                 the message is ONNX Runtime's, naming the node).
         """
+        if spec.device != "cpu":  # never a silent CPU run for a CUDA request
+            raise EngineUnavailableError(f"--device {spec.device}: this ONNX Runtime engine runs the "
+                                         f"CPUExecutionProvider only (CUDAExecutionProvider support is not built yet); "
+                                         f"use --device cpu")
         so, config = _session_options(spec)
         t0 = time.perf_counter_ns()
         session = _new_session(model_path, so, f"the {precision} variant")
