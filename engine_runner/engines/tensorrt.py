@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from db.config import home
+from engine_runner.engines.base import EngineMeasurement, LayerRow, MeasureHooks, PreparedVariant
+from engine_runner.precision import ONNX_VARIANT_PRECISIONS
 from engine_runner.trt_build import (
     check_shapes_in_profile,
     engine_cache_key,
@@ -43,6 +45,7 @@ from engine_runner.trt_build import (
     timing_cache_path,
     trtexec_commands,
 )
+from profiles.catalog import resolve_precision
 from profiles.files import sha256_file
 from profiles.errors import EngineError, EngineUnavailableError, InputError
 from profiles.trt_spec import ShapeRange, TensorRTAvailability, TensorRTOptions, detect_tensorrt, parse_tensorrt_options
@@ -52,7 +55,6 @@ from profiles.trtexec.log import BANNER_RE, ProfileRow
 if TYPE_CHECKING:
     import tensorrt as trt
 
-    from engine_runner.jobs.model_bench import EngineMeasurement, LayerRow, MeasureHooks, PreparedVariant
     from profiles.specs import BenchSpec
 
 #: Seconds a trtexec build may take before it is killed.
@@ -60,7 +62,8 @@ BUILD_TIMEOUT_S = 3600
 #: Profiling iterations of the separate layer-profile run (Python route).
 PROFILE_RUNS = 50
 
-ONNX_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8-qdq")
+#: The ONNX variants engine_runner.precision makes (one definition: ``ONNX_VARIANT_PRECISIONS``).
+ONNX_VARIANTS = ONNX_VARIANT_PRECISIONS
 
 
 def _timing_window(no_copies: bool, cuda_graph: bool, route: str) -> str:
@@ -195,8 +198,10 @@ class Engine:
         fp32 + builder flags, int8 from the Q/DQ variant). Without TensorRT here, the TensorRT 10 rules apply.
 
         Raises:
-            InputError: the precision is not available on this TensorRT version or has no ONNX variant maker.
+            InputError: not a TensorRT precision (``profiles.catalog``), not available on this TensorRT version,
+                or no ONNX variant maker for it.
         """
+        resolve_precision(self.name, precision)  # not a TensorRT precision (profiles.catalog): --precision error
         try:
             version = self.trt_version()
         except EngineUnavailableError:
@@ -224,7 +229,6 @@ class Engine:
 
     def _prepare_impl(self, model_path: Path, precision: str, profile: dict[str, ShapeRange],
                       options: TensorRTOptions, workdir: Path) -> PreparedVariant:
-        from engine_runner.jobs.model_bench import PreparedVariant
 
         avail, version = self.availability(), self.trt_version()
         plan = precision_plan(precision, version)
@@ -332,7 +336,6 @@ class Engine:
 
     def _measure_trtexec(self, variant: PreparedVariant, inputs: dict[str, np.ndarray], spec: BenchSpec,
                          hooks: MeasureHooks, workdir: Path) -> EngineMeasurement:
-        from engine_runner.jobs.model_bench import EngineMeasurement
 
         h = variant.handle
         opts: TensorRTOptions = h["options"]
@@ -475,7 +478,6 @@ class Engine:
         import tensorrt as trt
         import torch
 
-        from engine_runner.jobs.model_bench import EngineMeasurement
 
         opts: TensorRTOptions = variant.handle["options"]
         outputs = self._infer_python(variant, inputs)
@@ -547,7 +549,6 @@ class Engine:
 
 def _layer_rows(profile: list[ProfileRow], count: int | None, info: Any) -> list[LayerRow]:
     """``LayerRow`` s from profile rows joined with layer info (fused/Myelin layers kept as they are)."""
-    from engine_runner.jobs.model_bench import LayerRow
 
     rows = []
     for m in merge_layers(profile, info):

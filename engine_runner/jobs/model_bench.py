@@ -21,19 +21,18 @@ Flow of :func:`run`:
    every batch concatenated along the first axis (so over all N samples). ``runs.config["inputs"]``
    says where the inputs came from; accuracy rows' ``details`` carry ``samples`` and ``batches``.
 
-Engines plug in through :class:`BenchEngine` and :func:`get_engine_impl` (``engine_runner.engines``);
-this loop has no engine-specific code.
+Engines plug in through the contract in :mod:`engine_runner.engines.base` (:class:`BenchEngine` and its
+record types) and :func:`engine_runner.engines.get_engine_impl`; this loop has no engine-specific code.
 """
 
 from __future__ import annotations
 
 import contextlib
 import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 from sqlalchemy import insert, update
@@ -41,6 +40,8 @@ from sqlalchemy import insert, update
 from db.config import home
 from db.models import AccuracyResult, Artifact, LatencySample, LayerTiming, Model, Run, RunMetric, Summary, utcnow
 from db.session import session_scope
+from engine_runner.engines import get_engine_impl
+from engine_runner.engines.base import BenchEngine, EngineMeasurement, MeasureHooks, PreparedVariant
 from engine_runner.inputs import (
     InputSpec,
     InputsNpz,
@@ -67,171 +68,6 @@ SAMPLE_INSERT_CHUNK = 50_000
 
 # Progress within one (precision, batch) step.
 _STEP_MEASURE_START, _STEP_MEASURE_END = 0.05, 0.9
-
-
-# --------------------------------------------------------------------------------------------------
-# The engine interface
-
-
-@dataclass
-class LayerRow:
-    """One per-layer timing to store in ``layer_timings`` (see ``db.models.LayerTiming``).
-
-    Times are ms per inference (``avg_ms`` mean, ``median_ms``), ``total_ms`` over ``count``
-    invocations, ``percentage`` of the run's summed layer time. ``details``: JSON (provider,
-    ``input_shapes``/``output_shapes`` as ``[[dims]]``, ``inputs``/``outputs`` as
-    ``[{"dtype", "shape"}]``, tool-specific fields).
-    """
-
-    name: str
-    op_type: str | None
-    avg_ms: float | None
-    median_ms: float | None = None
-    total_ms: float | None = None
-    count: int | None = None
-    percentage: float | None = None
-    precision: str | None = None
-    tactic: str | None = None
-    fused: bool = False
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class PreparedVariant:
-    """What :meth:`BenchEngine.prepare` returns: an engine-owned handle ready to run.
-
-    Attributes:
-        precision: the requested precision.
-        model_path: the ONNX file the handle was made from.
-        handle: engine-specific (an ``onnxruntime.InferenceSession``, a TensorRT engine...).
-        config: JSON-safe settings actually used (providers, threads, builder flags...); merged into
-            ``runs.config``.
-        artifacts: ``(kind, absolute path, meta)`` files made while preparing (e.g. a TensorRT engine).
-    """
-
-    precision: str
-    model_path: Path
-    handle: Any
-    config: dict[str, Any] = field(default_factory=dict)
-    artifacts: list[tuple[str, Path, dict[str, Any]]] = field(default_factory=list)
-
-
-@dataclass
-class EngineMeasurement:
-    """What :meth:`BenchEngine.measure` returns for one (precision, batch size).
-
-    Attributes:
-        samples_ns: int64 array ``[n]``: per-iteration latency, ns, after warm-up.
-        outputs: ``{output_name: array}`` of one inference on the given inputs (for accuracy).
-        timing_window: what a sample includes (call, copies, synchronisation, CUDA graphs...).
-        layers: per-layer rows (empty when profiling was off or unsupported).
-        artifacts: ``(kind, absolute path, meta)`` (profiler traces, logs).
-        config: JSON-safe facts of this measurement (warm-up/iterations used...), into ``runs.config``.
-        metrics: extra ``run_metrics``: ``name -> (value, unit)``.
-        extra_samples_ns: other per-iteration series (``h2d`` -> samples), summarised as ``<name>_ms``.
-    """
-
-    samples_ns: np.ndarray
-    outputs: dict[str, np.ndarray]
-    timing_window: str
-    layers: list[LayerRow] = field(default_factory=list)
-    artifacts: list[tuple[str, Path, dict[str, Any]]] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, tuple[float, str]] = field(default_factory=dict)
-    extra_samples_ns: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-@dataclass
-class MeasureHooks:
-    """Callbacks an engine calls while measuring.
-
-    Attributes:
-        check_cancelled: call between iterations; raises ``JobCancelled`` (cheap: it reads the DB at
-            most every 0.5 s).
-        progress: ``progress(message, fraction)``, fraction in [0, 1] of this measurement.
-        stage: ``stage(message)`` marks a new stage (``warm-up``, ``timing``, ``profiling``).
-    """
-
-    check_cancelled: Callable[[], None]
-    progress: Callable[[str, float], None]
-    stage: Callable[[str], None]
-
-
-@runtime_checkable
-class BenchEngine(Protocol):
-    """An inference engine the ``model_bench`` loop can drive (a context manager, Polygraphy-style).
-
-    Construction must be cheap and must not import the engine's package (do that in :meth:`version`
-    / :meth:`prepare`), so that :func:`plan` can ask :meth:`onnx_variant_for` on any machine.
-
-    Errors: bad input -> ``InputError``; the engine's package missing -> ``EngineUnavailableError``;
-    a failed build/session/run -> ``EngineError`` whose message names the precision and the model.
-    """
-
-    name: str
-
-    def __enter__(self) -> BenchEngine: ...
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None: ...
-
-    def version(self) -> str:
-        """The engine's version string (stored as ``runs.engine_version``)."""
-        ...
-
-    def onnx_variant_for(self, precision: str) -> str:
-        """Which ONNX variant (``fp32``/``fp16``/``int8-dynamic``/``int8-qdq``) to feed
-        :meth:`prepare` for ``precision`` (e.g. TensorRT 10 may take ``fp32`` and build with
-        ``--fp16``). Raises ``InputError`` when the engine does not support ``precision``."""
-        ...
-
-    def prepare(self, model_path: Path, precision: str, shapes_by_batch: dict[int, dict[str, list[int]]],
-                spec: BenchSpec, workdir: Path) -> PreparedVariant:
-        """Make the variant runnable for every shape in ``shapes_by_batch`` (batch -> input shapes)."""
-        ...
-
-    def infer(self, variant: PreparedVariant, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One inference; outputs by name (host arrays)."""
-        ...
-
-    def measure(self, variant: PreparedVariant, inputs: dict[str, np.ndarray], spec: BenchSpec,
-                hooks: MeasureHooks, workdir: Path) -> EngineMeasurement:
-        """Warm up, time (``engine_runner.timing``), profile layers (separately from the timed loop when
-        the profiler would distort it) and return everything measured."""
-        ...
-
-    def release(self, variant: PreparedVariant) -> None:
-        """Free what :meth:`prepare` holds."""
-        ...
-
-
-def guard_layer_profile(profile: Callable[[], Any], what: str) -> tuple[Any, str | None]:
-    """Run an engine's per-layer profiling step so that its failure cannot discard the timed samples.
-
-    Returns ``(profile(), None)``, or ``(None, reason)`` when it raised (``reason`` names ``what`` and the
-    exception); the engine then returns no layers and puts ``reason`` in
-    ``EngineMeasurement.config["layer_profile_error"]`` (the job loop turns it into a warning event).
-
-    Raises:
-        JobCancelled: passed through (cancellation is never swallowed).
-    """
-    try:
-        return profile(), None
-    except JobCancelled:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any profiler failure (ours or the engine's) keeps the timings
-        return None, f"per-layer profiling of {what} failed: {type(exc).__name__}: {exc}"
-
-
-def get_engine_impl(name: str) -> BenchEngine:
-    """A new engine instance for ``name`` (imports ``engine_runner.engines.<name>`` lazily).
-
-    Raises:
-        InputError: unknown engine name.
-    """
-    from engine_runner.engines import get_engine_impl as _get
-
-    return _get(name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -457,8 +293,10 @@ def run(ctx: JobContext) -> None:
     p = plan(spec0, ctx.db_url, engine=eng)
     spec = p.spec
     steps = len(p.precisions) * len(spec.batch_sizes)
-    ctx.event("stage", f"plan: {p.model_name}, {spec.engine}, precisions {p.precisions}, batches {spec.batch_sizes}",
-              progress=0.0, shapes={str(b): s for b, s in p.shapes_by_batch.items()})
+    ctx.event("stage", f"plan: {p.model_name}, {spec.engine} on {spec.device}, precisions {p.precisions}, "
+                       f"batches {spec.batch_sizes}", progress=0.0, shapes={str(b): s for b, s in p.shapes_by_batch.items()})
+    for note in spec.precision_notes:
+        ctx.event("info", note)
     environment = _environment()
     job_dir = home() / "artifacts" / "jobs" / str(ctx.job_id)
     # fp32 outputs per batch size: (run id, outputs)
@@ -497,7 +335,7 @@ def run(ctx: JobContext) -> None:
             for batch in spec.batch_sizes:
                 ctx.check_cancelled()
                 frac0 = step / steps
-                config = {"engine": spec.engine, **(prepared.config if prepared else {}), **variant_cfg,
+                config = {"engine": spec.engine, "device": spec.device, **(prepared.config if prepared else {}), **variant_cfg,
                           "requested": {"warmup_iterations": spec.warmup_iterations, "warmup_s": spec.warmup_s,
                                         "iterations": spec.iterations, "min_duration_s": spec.min_duration_s,
                                         "max_duration_s": spec.max_duration_s, "seed": spec.seed,

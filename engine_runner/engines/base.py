@@ -1,0 +1,178 @@
+"""The engine contract of ``model_bench``: what an engine implements and the records it returns.
+
+Engines (``engine_runner/engines/<name>.py``) import this module; the job
+(``engine_runner.jobs.model_bench``) imports the engines through :func:`engine_runner.engines.get_engine_impl`.
+Nothing under ``engine_runner.engines`` imports ``engine_runner.jobs`` (tests/unit/test_engine_contract.py
+checks it), so there is no import cycle.
+
+- :class:`BenchEngine`: the protocol the job loop drives (context manager; ``version``,
+  ``onnx_variant_for``, ``prepare``, ``infer``, ``measure``, ``release``).
+- :class:`PreparedVariant`, :class:`EngineMeasurement`, :class:`LayerRow`: what an engine returns.
+- :class:`MeasureHooks`: callbacks the job gives an engine while it measures.
+- :func:`guard_layer_profile`: keeps timed samples when per-layer profiling fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from profiles.errors import JobCancelled
+
+if TYPE_CHECKING:
+    from profiles.specs import BenchSpec
+
+
+@dataclass
+class LayerRow:
+    """One per-layer timing to store in ``layer_timings`` (see ``db.models.LayerTiming``).
+
+    Times are ms per inference (``avg_ms`` mean, ``median_ms``), ``total_ms`` over ``count``
+    invocations, ``percentage`` of the run's summed layer time. ``details``: JSON (provider,
+    ``input_shapes``/``output_shapes`` as ``[[dims]]``, ``inputs``/``outputs`` as
+    ``[{"dtype", "shape"}]``, tool-specific fields).
+    """
+
+    name: str
+    op_type: str | None
+    avg_ms: float | None
+    median_ms: float | None = None
+    total_ms: float | None = None
+    count: int | None = None
+    percentage: float | None = None
+    precision: str | None = None
+    tactic: str | None = None
+    fused: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PreparedVariant:
+    """What :meth:`BenchEngine.prepare` returns: an engine-owned handle ready to run.
+
+    Attributes:
+        precision: the requested precision.
+        model_path: the ONNX file the handle was made from.
+        handle: engine-specific (an ``onnxruntime.InferenceSession``, a TensorRT engine...).
+        config: JSON-safe settings actually used (providers, threads, builder flags...); merged into
+            ``runs.config``.
+        artifacts: ``(kind, absolute path, meta)`` files made while preparing (e.g. a TensorRT engine).
+    """
+
+    precision: str
+    model_path: Path
+    handle: Any
+    config: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[tuple[str, Path, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass
+class EngineMeasurement:
+    """What :meth:`BenchEngine.measure` returns for one (precision, batch size).
+
+    Attributes:
+        samples_ns: int64 array ``[n]``: per-iteration latency, ns, after warm-up.
+        outputs: ``{output_name: array}`` of one inference on the given inputs (for accuracy).
+        timing_window: what a sample includes (call, copies, synchronisation, CUDA graphs...).
+        layers: per-layer rows (empty when profiling was off or unsupported).
+        artifacts: ``(kind, absolute path, meta)`` (profiler traces, logs).
+        config: JSON-safe facts of this measurement (warm-up/iterations used...), into ``runs.config``.
+        metrics: extra ``run_metrics``: ``name -> (value, unit)``.
+        extra_samples_ns: other per-iteration series (``h2d`` -> samples), summarised as ``<name>_ms``.
+    """
+
+    samples_ns: np.ndarray
+    outputs: dict[str, np.ndarray]
+    timing_window: str
+    layers: list[LayerRow] = field(default_factory=list)
+    artifacts: list[tuple[str, Path, dict[str, Any]]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, tuple[float, str]] = field(default_factory=dict)
+    extra_samples_ns: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class MeasureHooks:
+    """Callbacks an engine calls while measuring.
+
+    Attributes:
+        check_cancelled: call between iterations; raises ``JobCancelled`` (cheap: it reads the DB at
+            most every 0.5 s).
+        progress: ``progress(message, fraction)``, fraction in [0, 1] of this measurement.
+        stage: ``stage(message)`` marks a new stage (``warm-up``, ``timing``, ``profiling``).
+    """
+
+    check_cancelled: Callable[[], None]
+    progress: Callable[[str, float], None]
+    stage: Callable[[str], None]
+
+
+@runtime_checkable
+class BenchEngine(Protocol):
+    """An inference engine the ``model_bench`` loop can drive (a context manager, Polygraphy-style).
+
+    Construction must be cheap and must not import the engine's package (do that in :meth:`version`
+    / :meth:`prepare`), so that ``engine_runner.jobs.model_bench.plan`` can ask :meth:`onnx_variant_for` on any machine.
+
+    Errors: bad input -> ``InputError``; the engine's package missing -> ``EngineUnavailableError``;
+    a failed build/session/run -> ``EngineError`` whose message names the precision and the model.
+    """
+
+    name: str
+
+    def __enter__(self) -> BenchEngine: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+    def version(self) -> str:
+        """The engine's version string (stored as ``runs.engine_version``)."""
+        ...
+
+    def onnx_variant_for(self, precision: str) -> str:
+        """Which ONNX variant (``fp32``/``fp16``/``int8-dynamic``/``int8-qdq``) to feed
+        :meth:`prepare` for ``precision`` (e.g. TensorRT 10 may take ``fp32`` and build with
+        ``--fp16``). Raises ``InputError`` when the engine does not support ``precision``."""
+        ...
+
+    def prepare(self, model_path: Path, precision: str, shapes_by_batch: dict[int, dict[str, list[int]]],
+                spec: BenchSpec, workdir: Path) -> PreparedVariant:
+        """Make the variant runnable for every shape in ``shapes_by_batch`` (batch -> input shapes)."""
+        ...
+
+    def infer(self, variant: PreparedVariant, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One inference; outputs by name (host arrays)."""
+        ...
+
+    def measure(self, variant: PreparedVariant, inputs: dict[str, np.ndarray], spec: BenchSpec,
+                hooks: MeasureHooks, workdir: Path) -> EngineMeasurement:
+        """Warm up, time (``engine_runner.timing``), profile layers (separately from the timed loop when
+        the profiler would distort it) and return everything measured."""
+        ...
+
+    def release(self, variant: PreparedVariant) -> None:
+        """Free what :meth:`prepare` holds."""
+        ...
+
+
+def guard_layer_profile(profile: Callable[[], Any], what: str) -> tuple[Any, str | None]:
+    """Run an engine's per-layer profiling step so that its failure cannot discard the timed samples.
+
+    Returns ``(profile(), None)``, or ``(None, reason)`` when it raised (``reason`` names ``what`` and the
+    exception); the engine then returns no layers and puts ``reason`` in
+    ``EngineMeasurement.config["layer_profile_error"]`` (the job loop turns it into a warning event).
+
+    Raises:
+        JobCancelled: passed through (cancellation is never swallowed).
+    """
+    try:
+        return profile(), None
+    except JobCancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any profiler failure (ours or the engine's) keeps the timings
+        return None, f"per-layer profiling of {what} failed: {type(exc).__name__}: {exc}"
