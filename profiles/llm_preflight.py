@@ -185,7 +185,8 @@ def plan(spec_data: Mapping[str, Any] | ServeBenchSpec, labels: Mapping[str, str
 
     Args:
         spec_data: the spec (a dict as stored in ``jobs.spec``, or a ``ServeBenchSpec``).
-        labels: how to name fields in the error message (default: CLI flags; the page passes its labels).
+        labels: how to name fields in error messages (default: CLI flags for the pre-flight's fields, field
+            names for the spec's; the page passes its form labels).
 
     Returns:
         The validated :class:`ServeBenchSpec`.
@@ -194,7 +195,7 @@ def plan(spec_data: Mapping[str, Any] | ServeBenchSpec, labels: Mapping[str, str
         InputError: a spec field is invalid (names the field); PreflightError (an InputError): the
             pre-flight found problems (``.issues``; the message names each field).
     """
-    spec = spec_data if isinstance(spec_data, ServeBenchSpec) else validate_spec(ServeBenchSpec, dict(spec_data))
+    spec = spec_data if isinstance(spec_data, ServeBenchSpec) else validate_spec(ServeBenchSpec, dict(spec_data), labels)
     issues = preflight(spec)
     if issues:
         raise PreflightError(issues, labels)

@@ -90,6 +90,16 @@ class VllmServerConfig:
         return self.served_model_name or self.model
 
 
+def resolve_python() -> str:
+    """The path of :func:`profiles.vllm_env.find_vllm_python` (the one lookup; this name is kept for its
+    callers, e.g. tests/integration/test_vllm_agreement.py).
+
+    Raises:
+        EngineUnavailableError: as :func:`~profiles.vllm_env.find_vllm_python`.
+    """
+    return find_vllm_python().path
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """True when a TCP socket can bind ``host:port`` now (SO_REUSEADDR as uvicorn sets it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -211,13 +211,15 @@ def _environment(spec: ServeBenchSpec) -> dict[str, Any]:
         from engine_runner.environment import fingerprint
     except ImportError:
         return {}
+    chosen: dict[str, Any] = {}
     try:
         if spec.engine == "vllm":
-            chosen = find_vllm_python()
-            return {**fingerprint(python=chosen.path), "vllm_python": chosen.as_dict()}
+            found = find_vllm_python()
+            chosen = {"vllm_python": found.as_dict()}
+            return {**fingerprint(python=found.path), **chosen}
         return fingerprint()
     except Exception as exc:  # noqa: BLE001 - a missing fingerprint must not fail a benchmark
-        return {"error": f"fingerprint failed: {exc}"}
+        return {"error": f"fingerprint failed: {exc}", **chosen}
 
 
 def _start_telemetry(server: Any) -> Any:

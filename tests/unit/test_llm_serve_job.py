@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -326,3 +327,45 @@ def test_the_job_runs_the_same_preflight_before_a_run_row(es_env: str, tmp_path:
     assert f"--model {tmp_path / 'gone'}: no such file or folder" in get_job(job_id, url=es_env).error
     with session_scope(es_env) as s:
         assert s.execute(select(func.count()).select_from(Run)).scalar_one() == 0
+
+
+def test_a_vllm_job_on_cpu_sizes_the_kv_cache_and_records_the_interpreter(es_env: str, tmp_path: Path,
+                                                                         monkeypatch) -> None:  # noqa: ANN001
+    """engine "vllm" against the fake `python -m vllm...` of test_vllm_server (it serves /health and
+    /v1/models only, so every request fails and the run fails): what matters here is what was launched and
+    recorded before the load."""
+    import json
+
+    from db.models import Run
+    from db.session import session_scope
+    from tests.unit.test_vllm_server import FAKE
+
+    script = tmp_path / "fake_vllm.py"
+    script.write_text(FAKE)
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f"#!/bin/sh\nshift 2\nexec {sys.executable} {script} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("ENGINESCOPE_VLLM_PYTHON", str(wrapper))
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    from engine_runner import gpu
+
+    monkeypatch.setattr(gpu, "snapshot", lambda indices=None, nvml=None: [])  # a CPU-only machine, also on a GPU host
+    model = tiny_tokenizer(tmp_path)
+    _tiny_config(model)
+    events: list = []
+    job_id, status = run_llm_job(es_env, {"engine": "vllm", "model": str(model), "concurrency": [1, 4],
+                                          "input_len": 16, "output_len": 8, "num_prompts": 2, "warmup": 0,
+                                          "dtype": "float32", "startup_timeout_s": 30}, events)
+    assert status == "failed"  # the fake has no /v1/completions
+    with session_scope(es_env) as s:
+        run = s.execute(select(Run).where(Run.job_id == job_id)).scalar_one()
+        cfg, env = run.config, run.environment
+    sizing = cfg["kv_cache_sizing"]
+    assert sizing["source"] == "sized for the sweep (CPU)" and sizing["max_running"] == 4
+    assert sizing["kv_cache_memory_bytes"] == 64 * 2**20  # 2,048-token context x 4,096 B = 8 MiB < the floor
+    cmd = cfg["command"]
+    assert cmd[cmd.index("--kv-cache-memory-bytes") + 1] == str(64 * 2**20)
+    assert env["vllm_python"] == {"path": str(wrapper), "source": "ENGINESCOPE_VLLM_PYTHON", "skipped": []}
+    assert any(m.startswith("KV cache: sized for the sweep on CPU: max(4 requests") for _, m, _ in events)
+    assert any(m.startswith("launching vLLM on port") and str(wrapper) in m for _, m, _ in events)
+    assert json.dumps(cfg)  # JSON-serialisable as stored

