@@ -8,7 +8,6 @@ template's tokens on the server side; the server's ``usage.prompt_tokens`` is re
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
