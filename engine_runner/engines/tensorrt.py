@@ -44,6 +44,7 @@ from engine_runner.trt_build import (
     timing_cache_path,
     trtexec_commands,
 )
+from profiles.catalog import resolve_precision
 from profiles.files import sha256_file
 from profiles.errors import EngineError, EngineUnavailableError, InputError
 from profiles.trt_spec import ShapeRange, TensorRTAvailability, TensorRTOptions, detect_tensorrt, parse_tensorrt_options
@@ -195,8 +196,10 @@ class Engine:
         fp32 + builder flags, int8 from the Q/DQ variant). Without TensorRT here, the TensorRT 10 rules apply.
 
         Raises:
-            InputError: the precision is not available on this TensorRT version or has no ONNX variant maker.
+            InputError: not a TensorRT precision (``profiles.catalog``), not available on this TensorRT version,
+                or no ONNX variant maker for it.
         """
+        resolve_precision(self.name, precision)  # not a TensorRT precision (profiles.catalog): --precision error
         try:
             version = self.trt_version()
         except EngineUnavailableError:

@@ -83,3 +83,31 @@ def test_the_engines_satisfy_the_protocol() -> None:
 
     for name in ("onnxruntime", "tensorrt"):
         assert isinstance(get_engine_impl(name), BenchEngine)
+
+
+def test_engine_modules_cover_the_catalogue() -> None:
+    from engine_runner.engines import ENGINE_MODULES
+    from profiles import catalog
+
+    assert list(ENGINE_MODULES) == catalog.engines()
+    assert all(m == f"engine_runner.engines.{name}" for name, m in ENGINE_MODULES.items())
+
+
+def test_get_engine_impl_takes_aliases_and_refuses_unknown_names() -> None:
+    from engine_runner.engines import get_engine_impl
+    from profiles.errors import InputError
+
+    assert get_engine_impl("ORT").name == "onnxruntime"
+    assert get_engine_impl("trt").name == "tensorrt"
+    with pytest.raises(InputError, match=r"^--engine: 'jax' is not an engine \(choose onnxruntime, tensorrt, torch"):
+        get_engine_impl("jax")
+
+
+def test_a_catalogued_engine_without_its_module_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch (built by another change) or any engine whose module is missing: EngineUnavailableError naming it."""
+    from engine_runner import engines
+    from profiles.errors import EngineUnavailableError
+
+    monkeypatch.setitem(engines.ENGINE_MODULES, "torch", "engine_runner.engines.no_such_engine_module")
+    with pytest.raises(EngineUnavailableError, match=r"--engine torch: the torch engine is not implemented"):
+        engines.get_engine_impl("pytorch")
