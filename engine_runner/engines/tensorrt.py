@@ -37,6 +37,7 @@ import numpy as np
 
 from db.config import home
 from engine_runner.engines.base import EngineMeasurement, LayerRow, MeasureHooks, PreparedVariant
+from engine_runner.precision import ONNX_VARIANT_PRECISIONS
 from engine_runner.trt_build import (
     check_shapes_in_profile,
     engine_cache_key,
@@ -61,7 +62,8 @@ BUILD_TIMEOUT_S = 3600
 #: Profiling iterations of the separate layer-profile run (Python route).
 PROFILE_RUNS = 50
 
-ONNX_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8-qdq")
+#: The ONNX variants engine_runner.precision makes (one definition: ``ONNX_VARIANT_PRECISIONS``).
+ONNX_VARIANTS = ONNX_VARIANT_PRECISIONS
 
 
 def _timing_window(no_copies: bool, cuda_graph: bool, route: str) -> str:
