@@ -58,8 +58,8 @@ def bare_median_ns(model_path: Path, feeds: dict[str, np.ndarray], device: str, 
     from profiles.specs import BenchSpec
 
     target = target_for(device, cuda_graph)
-    spec = BenchSpec(model_id=1, device=device, cuda_graph=cuda_graph,
-                     **({"intra_op_threads": threads} if threads else {}))
+    spec = BenchSpec.model_validate({"model_id": 1, "device": device, "cuda_graph": cuda_graph,
+                                     "intra_op_threads": threads or None})
     so, _ = _session_options(spec, target=target)
     sess = ort.InferenceSession(str(model_path), sess_options=so, providers=target.providers())
     assert sess.get_providers()[0] == target.provider, sess.get_providers()

@@ -50,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
             summ = s.execute(select(Summary).where(Summary.run_id == r.id, Summary.metric == "latency_ms")).scalar_one()
             cfg = r.config or {}
             rel = (cfg.get("variant") or {}).get("path")
-            path = Path(rel) if rel and Path(rel).is_absolute() else home() / rel if rel else model_file(s.get(Model, r.model_id))
+            model = s.get(Model, r.model_id)
+            if rel:
+                path = Path(rel) if Path(rel).is_absolute() else home() / rel
+            elif model is not None:
+                path = model_file(model)
+            else:
+                raise SystemExit(f"run {r.id}: neither a variant path nor a model row")
             cases.append({"run_id": r.id, "job_id": r.job_id, "precision": r.precision, "batch": r.batch_size,
                           "shapes": r.shapes, "device": cfg.get("device", "cpu"), "cuda_graph": bool(cfg.get("cuda_graph")),
                           "warmup": int(cfg.get("warmup_iterations_done") or 10), "iterations": int(summ.count),

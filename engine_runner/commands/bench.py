@@ -167,7 +167,7 @@ GPU_METRICS = ("energy_per_inference_j", "energy_per_item_j", "avg_power_w", "en
                "sm_clock_min_mhz", "mem_clock_median_mhz", "gpu_temp_max_c", "gpu_util_mean_pct")
 
 
-def gpu_summary(config: dict[str, Any] | None, metrics: dict[str, float]) -> dict[str, Any] | None:
+def gpu_summary(config: dict[str, Any] | None, metrics: dict[str, float | None]) -> dict[str, Any] | None:
     """The JSON's ``gpu`` object (module doc) from ``runs.config["telemetry_window"]`` and the run's metrics;
     None when the run has no GPU telemetry window."""
     win = (config or {}).get("telemetry_window")
