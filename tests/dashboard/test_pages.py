@@ -403,3 +403,19 @@ def test_compare_page_shows_gpu_energy_clocks_and_warnings(seeded: Seeded) -> No
     assert any("sw_power_cap in 40% of samples" in w for w in warnings)
     assert any("did not run on CUDAExecutionProvider" in w for w in warnings)
     assert "over the measured window only" in _texts(at) and "energy_counter" in _texts(at)
+
+
+def test_new_benchmark_cuda_graph_option_reaches_the_spec(seeded: Seeded) -> None:
+    from db.models import Job
+    from db.session import session_scope
+
+    at = page("new_benchmark").run()
+    assert all(c.key != "newbench_cuda_graph" for c in at.checkbox)  # CPU: not offered
+    at.radio(key="newbench_device_onnxruntime").set_value("cuda").run()
+    at.checkbox(key="newbench_cuda_graph").check().run()
+    at.multiselect(key="newbench_precisions_onnxruntime_cuda").set_value(["fp16"]).run()
+    at.button(key="newbench_submit").click().run()
+    assert not at.exception, at.exception
+    with session_scope(seeded.url) as s:
+        job = s.execute(select(Job).where(Job.status == "queued")).scalar_one()
+    assert job.spec["device"] == "cuda:0" and job.spec["cuda_graph"] is True and job.spec["precisions"] == ["fp16"]
