@@ -265,22 +265,26 @@ class BoundIO:
     """A session's inputs and outputs bound on one device through ``io_binding``.
 
     Construction copies every input once to ``target``'s device (``OrtValue.ortvalue_from_numpy(array,
-    device_type, device_id)``), binds every output to that device, and makes one *discovery* run in which
-    ONNX Runtime allocates the outputs there; those output ``OrtValue`` s are then bound back explicitly, so
-    every later :meth:`run` writes into the same device buffers (fixed addresses, as CUDA graphs require)
-    and no call copies anything to or from the host.
+    device_type, device_id)``) and binds fixed output buffers there, so every :meth:`run` reads and writes the
+    same device buffers (fixed addresses, as CUDA graphs require) and no call copies anything to or from the
+    host. The output buffers are either pre-allocated from ``outputs_like`` (``ortvalue_from_shape_and_type``;
+    no run: what a CUDA-graph session needs, whose first runs capture the graph), or allocated by ONNX Runtime
+    in one *discovery* run with the outputs bound to the device and then bound back explicitly.
 
     Args:
         session: an ``InferenceSession`` on ``target``'s provider.
         inputs: ``{input name: array}`` (host numpy, the model's dtypes and shapes).
         target: where the values live (``cpu`` or ``cuda:N``).
+        outputs_like: ``{output name: host array}`` of a run of the same inputs (their shapes and dtypes are
+            used), or None for the discovery run.
 
     Raises:
         EngineError: an output is not a tensor (io_binding binds tensors only), or the discovery run fails
             (ONNX Runtime's message names the node).
     """
 
-    def __init__(self, session: Any, inputs: dict[str, np.ndarray], target: Target, what: str) -> None:
+    def __init__(self, session: Any, inputs: dict[str, np.ndarray], target: Target, what: str,
+                 outputs_like: dict[str, np.ndarray] | None = None) -> None:
         ort = _ort()
         self.session = session
         self.target = target
@@ -297,11 +301,19 @@ class BoundIO:
         for name, value in self.input_values.items():
             self.binding.bind_ortvalue_input(name, value)
         self.output_names = [o.name for o in session.get_outputs()]
-        for name in self.output_names:
-            self.binding.bind_output(name, target.device_type, target.device_id)
-        self.run()
-        self.output_values = list(self.binding.get_outputs())
-        self.binding.clear_binding_outputs()
+        if outputs_like is not None:
+            missing = [n for n in self.output_names if n not in outputs_like]
+            if missing:
+                raise EngineError(f"{what}: no shape/dtype for output(s) {missing} to pre-allocate on {target.device}")
+            self.output_values = [ort.OrtValue.ortvalue_from_shape_and_type(
+                list(np.shape(outputs_like[n])), np.asarray(outputs_like[n]).dtype.type, target.device_type,
+                target.device_id) for n in self.output_names]
+        else:
+            for name in self.output_names:
+                self.binding.bind_output(name, target.device_type, target.device_id)
+            self.run()
+            self.output_values = list(self.binding.get_outputs())
+            self.binding.clear_binding_outputs()
         for name, value in zip(self.output_names, self.output_values):
             self.binding.bind_ortvalue_output(name, value)
 
@@ -512,13 +524,16 @@ class Engine:
         graph_session = None
         if self._uses_binding(target):
             session = handle.session
+            like: dict[str, np.ndarray] | None = None
             if target.cuda_graph:
+                like = self.infer(variant, inputs)  # output shapes/dtypes (and proof the variant runs), plain session
                 hooks.stage("creating the CUDA graph session")
                 so, _ = _session_options(spec, target=target)
                 t0 = time.perf_counter_ns()
                 graph_session = session = _new_session(variant.model_path, so, f"{what} (CUDA graph session)", target)
                 config["cuda_graph_session_create_s"] = (time.perf_counter_ns() - t0) / 1e9
-            bound = BoundIO(session, inputs, target, what)  # also proves the variant runs before timing it
+            # without a graph the discovery run also proves the variant runs before timing it
+            bound = BoundIO(session, inputs, target, what, outputs_like=like)
             call = bound.call()
         else:
             outputs = self.infer(variant, inputs)  # also proves the variant runs before timing it
@@ -541,8 +556,8 @@ class Engine:
         if bound is not None:
             outputs = bound.outputs()  # the last timed call's outputs (the graph replay's, with --cuda-graph)
             config["output_shapes"] = bound.shapes()
-            if graph_session is not None:
-                check = _graph_matches_plain(outputs, self.infer(variant, inputs))
+            if graph_session is not None and like is not None:
+                check = _graph_matches_plain(outputs, like)
                 config["cuda_graph_check"] = check
                 if not check["match"]:
                     warnings.append(f"CUDA graph replay outputs differ from a plain run of the same inputs "

@@ -209,3 +209,17 @@ def test_graph_check_compares_replay_with_plain_run() -> None:
     a = {"Y": np.arange(10, dtype=np.float32)}
     assert ortx._graph_matches_plain(a, {"Y": a["Y"] + 1e-6})["match"] is True
     assert ortx._graph_matches_plain({"Y": np.zeros(10, np.float32)}, a)["match"] is False
+
+
+def test_bound_io_preallocated_outputs_need_no_run(tmp_path: Path) -> None:
+    """The CUDA-graph path: output buffers pre-allocated from a plain run's shapes/dtypes, no discovery run."""
+    path = _model(tmp_path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = _inputs(3)
+    like = {"Y": sess.run(None, x)[0]}
+    bound = ortx.BoundIO(sess, x, ortx.target_for("cpu"), "v", outputs_like=like)
+    assert bound.shapes() == {"Y": [3, 5]}
+    bound.run()
+    np.testing.assert_allclose(bound.outputs()["Y"], like["Y"], rtol=1e-6)
+    with pytest.raises(EngineError, match=r"no shape/dtype for output\(s\) \['Y'\]"):
+        ortx.BoundIO(sess, x, ortx.target_for("cpu"), "v", outputs_like={})
