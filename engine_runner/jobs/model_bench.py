@@ -13,7 +13,10 @@ Flow of :func:`run`:
 3. Per batch size: a Run row (status ``running``), the inputs (identical for every precision): the
    batches of the user's ``inputs_npz`` (``--inputs``; the first batch is timed, every batch is run
    once more through :meth:`BenchEngine.infer` for accuracy) or one seeded generated batch;
-   :meth:`BenchEngine.measure` under a telemetry sampler, then in short transactions: raw samples
+   :meth:`BenchEngine.measure` under a telemetry sampler (NVML at 20 Hz on ``cuda:N``, the engine marks its
+   timed window through ``MeasureHooks.mark_window``; energy per inference, average power and clocks of that
+   window become ``run_metrics`` (:func:`window_metrics`), throttling / another process on the GPU become
+   warnings in ``runs.config["telemetry_warnings"]``), then in short transactions: raw samples
    (``latency_samples``), the ``latency_ms`` summary (``profiles.stats``, bootstrap CI of the median),
    ``throughput_per_s`` = iterations / sum(latency) and ``items_per_s`` = throughput x batch
    (``run_metrics``), per-layer rows, artifacts, telemetry, and accuracy against the fp32 outputs of the
