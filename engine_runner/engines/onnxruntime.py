@@ -562,7 +562,7 @@ class Engine:
                 if not check["match"]:
                     warnings.append(f"CUDA graph replay outputs differ from a plain run of the same inputs "
                                     f"({check}); the graph may be replaying stale shapes or buffers")
-                del bound, graph_session  # free the graph session's device memory before profiling
+                del call, bound, graph_session  # free the graph session's device memory before profiling
 
         layers: list[LayerRow] = []
         artifacts: list[tuple[str, Path, dict[str, Any]]] = []
