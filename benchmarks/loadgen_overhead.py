@@ -53,7 +53,18 @@ ITL_MS = 20.0
 INPUT_LEN = 32
 SECTION = "## Load generator overhead"
 GUIDELLM_VENV = Path(os.environ.get("ENGINESCOPE_GUIDELLM_VENV", "/tmp/guidellm-venv"))
-VLLM_PY = os.environ.get("ENGINESCOPE_VLLM_PYTHON", str(REPO / ".venv-vllm" / "bin" / "python"))
+def _vllm_py() -> str:
+    """vLLM's interpreter by the project's one lookup (profiles.vllm_env), "" when there is none."""
+    from profiles.errors import EngineScopeError
+    from profiles.vllm_env import find_vllm_python
+
+    try:
+        return find_vllm_python().path
+    except EngineScopeError:
+        return ""
+
+
+VLLM_PY = _vllm_py()
 #: CPU sets (``--server-cpus`` / ``--client-cpus``): the mock server runs under ``taskset -c SERVER``; this
 #: process (our client) and the peer clients are pinned to CLIENT, so the server's own lateness cannot
 #: take the client's cores. Empty = no pinning.
@@ -184,7 +195,7 @@ def run_ours(mock: MockProc, prompts: list[Any], name: str, level: LoadLevel, ou
 def run_vllm_bench(mock: MockProc, tok_dir: Path, work: Path, name: str, *, num: int, out_tokens: int,
                    concurrency: int | None = None, rate: float | None = None) -> dict[str, Any]:
     """vLLM's benchmark client (``vllm.benchmarks.serve``) against the mock; its own reported numbers."""
-    if not Path(VLLM_PY).exists():
+    if not VLLM_PY or not Path(VLLM_PY).exists():
         return {"tool": "vllm-bench", "level": name, "skipped": f"{VLLM_PY} not found"}
     script = work / "vllm_bench.py"
     script.write_text(

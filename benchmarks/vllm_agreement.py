@@ -90,7 +90,9 @@ def main() -> int:
     ap.add_argument("--tokenizer")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vllm_cpu_agreement.json"))
     a = ap.parse_args()
-    vpy = os.environ.get("ENGINESCOPE_VLLM_PYTHON") or str(ROOT / ".venv-vllm" / "bin" / "python")
+    from profiles.vllm_env import find_vllm_python
+
+    vpy = find_vllm_python().path
     tmp = Path(tempfile.mkdtemp(prefix="es_agreement_"))
     server = None
     try:
