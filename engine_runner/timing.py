@@ -79,6 +79,9 @@ class TimingResult:
         stop_reason: ``"minimums_reached"`` or ``"max_duration"``.
         warmup_stop_reason: ``"minimums_reached"`` or ``"max_duration"``.
         policy: the policy the loop ran under (for :meth:`capped_note`), None when unknown.
+        timed_start_ns / timed_end_ns: the clock's readings at the start of the first timed call and at
+            the end of the last one (absolute values of ``clock``, e.g. ``time.perf_counter_ns()``): the
+            measured window a telemetry sampler on the same clock restricts energy and clocks to.
     """
 
     samples_ns: np.ndarray
@@ -88,6 +91,8 @@ class TimingResult:
     stop_reason: str
     warmup_stop_reason: str
     policy: TimingPolicy | None = None
+    timed_start_ns: int | None = None
+    timed_end_ns: int | None = None
 
     def capped_note(self) -> str | None:
         """A user-facing sentence when ``max_duration_s`` stopped the timed loop before the requested
@@ -177,6 +182,7 @@ def time_calls(
     t_start = clock()
     last_report = t_start
     end = t_start
+    first_begin: int | None = None
     reason = "minimums_reached"
     while len(samples) < policy.iterations or summed_ns < min_ns:
         if samples and end - t_start >= max_ns:
@@ -187,6 +193,8 @@ def time_calls(
         begin = clock()
         fn()
         end = clock()
+        if first_begin is None:
+            first_begin = begin
         dt_ns = end - begin
         samples.append(dt_ns)
         summed_ns += dt_ns
@@ -203,4 +211,6 @@ def time_calls(
         stop_reason=reason,
         warmup_stop_reason=warm_reason,
         policy=policy,
+        timed_start_ns=int(first_begin) if first_begin is not None else int(t_start),
+        timed_end_ns=int(end),
     )

@@ -21,7 +21,7 @@ BENCH_SPEC_FLAGS: dict[str, str] = {
     "warmup_s": "--warmup-s", "iterations": "--iterations", "min_duration_s": "--min-duration",
     "max_duration_s": "--max-duration", "calibration_npz": "--calibration",
     "calibration_samples": "--calibration-samples", "inputs_npz": "--inputs", "profile_layers": "--no-layers",
-    "intra_op_threads": "--threads", "seed": "--seed",
+    "intra_op_threads": "--threads", "seed": "--seed", "cuda_graph": "--cuda-graph",
 }
 
 
@@ -78,6 +78,9 @@ class BenchSpec(BaseModel):
                           "(a multiple of every batch size), split in order into batches; the first batch is "
                           "timed, accuracy covers every batch (engine_runner.inputs.validate_npz)")
     profile_layers: bool = True
+    cuda_graph: bool = Field(False, description="capture each batch size's inference in a CUDA graph and time its "
+                                                "replays (CUDA devices, fixed shapes only; ONNX Runtime: "
+                                                "enable_cuda_graph)")
     intra_op_threads: int | None = Field(None, ge=1, le=1024)
     seed: int = 0
     tensorrt: dict[str, Any] = Field(default_factory=dict, description="TensorRT build/run options")
@@ -144,6 +147,14 @@ class BenchSpec(BaseModel):
                 _catalog_value(catalog.check_precision_device, engine, canonical, info.data["device"])
             out.append(canonical)
         return list(dict.fromkeys(out))
+
+    @field_validator("cuda_graph")
+    @classmethod
+    def _cuda_graph(cls, v: bool, info: ValidationInfo) -> bool:
+        device = info.data.get("device")
+        if v and device is not None and catalog.device_kind(device) != "cuda":
+            raise ValueError(f"CUDA graphs need a CUDA device (got --device {device}; use --device cuda:N)")
+        return v
 
     @field_validator("shapes")
     @classmethod

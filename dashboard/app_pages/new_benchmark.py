@@ -36,7 +36,7 @@ LABELS: dict[str, str] = {
     "min_duration_s": "Min duration (s)", "max_duration_s": "Max duration per run (s)",
     "intra_op_threads": "Intra-op threads (0 = engine default)", "timeout_s": "Job timeout (s)",
     "profile_layers": "Per-layer profile", "inputs_npz": "Inputs (.npz)", "calibration_npz": "Calibration inputs",
-    "calibration_samples": "Calibration samples", "tensorrt": "TensorRT options",
+    "calibration_samples": "Calibration samples", "tensorrt": "TensorRT options", "cuda_graph": "CUDA graph",
 }
 #: Display names of the device kinds of ``profiles.catalog.DEVICE_KINDS``.
 DEVICE_KIND_LABELS: dict[str, str] = {"cpu": "CPU", "cuda": "CUDA GPU"}
@@ -163,6 +163,12 @@ if kind == "cuda":
     gpu = c1.number_input("GPU index (cuda:N)", 0, 63, 0, step=1, key="newbench_gpu",
                           help="The CUDA device the job occupies: one benchmark per device at a time.")
     device = catalog.parse_device(f"cuda:{int(gpu)}")
+cuda_graph = False
+if kind == "cuda" and engine == "onnxruntime":
+    cuda_graph = c1.checkbox(LABELS["cuda_graph"], False, key="newbench_cuda_graph",
+                             help="Capture each batch size's inference in a CUDA graph and time its replays "
+                                  "(ONNX Runtime enable_cuda_graph; fixed shapes only: a model with data-dependent "
+                                  "shapes is refused).")
 # the engine's default device kind keeps the plain key (newbench_precisions_onnxruntime, ..._tensorrt)
 prec_key = f"newbench_precisions_{engine}" + ("" if kind == kinds[0] else f"_{kind}")
 precisions = c2.multiselect(LABELS["precisions"], precision_choices(engine, device), default=["fp32"], key=prec_key,
@@ -272,7 +278,7 @@ spec_data: dict[str, Any] = {
     "min_duration_s": float(min_duration_s), "max_duration_s": float(max_duration_s),
     "calibration_npz": calib_path, "calibration_samples": int(calib_samples), "profile_layers": bool(profile_layers),
     "intra_op_threads": int(threads) or None, "tensorrt": tensorrt_options, "timeout_s": float(timeout_s),
-    "inputs_npz": inputs_path,
+    "inputs_npz": inputs_path, "cuda_graph": bool(cuda_graph),
 }
 
 if st.button("Start benchmark", type="primary", key="newbench_submit", icon=":material/play_arrow:"):

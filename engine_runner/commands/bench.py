@@ -11,7 +11,18 @@ with ``--json`` exactly one JSON document::
       "throughput_per_s", "layers", "accuracy": {"max_abs_err", "max_rel_err", "cosine", "nan_count",
       "inf_count"} | null, "items_per_s", "median_ci_ms": [low, high], "numerically_valid", "shapes",
       "inputs": {"source": "npz" | "generated", "samples", "batches", ...}, "timing_window": str | null,
+      "device": str, "cuda_graph": bool, "energy_per_inference_j": float | null, "avg_power_w": float | null,
+      "gpu": {"energy_per_inference_j", "energy_per_item_j", "avg_power_w", "energy_window_j",
+              "sm_clock_median_mhz", "sm_clock_min_mhz", "mem_clock_median_mhz", "gpu_temp_max_c",
+              "gpu_util_mean_pct", "energy_method", "window_s", "samples_in_window", "sample_rate_hz",
+              "throttle", "other_processes"} | null,
+      "placement": {"requested", "nodes_per_provider", "fallback_nodes", "copy_nodes"} | null,
       "warnings": [str]}]}
+
+GPU figures (``energy_per_inference_j``, ``avg_power_w``, ``gpu``) cover the measured window only (the timed
+loop, not warm-up or profiling), from the NVML sampler beside the run (``engine_runner.telemetry``,
+``profiles.telemetry_window``: energy counter difference, else trapezoidal integration of power, named in
+``gpu.energy_method``); null on the CPU. ``placement`` counts nodes per ONNX Runtime execution provider.
 
 ``notes`` are the spec's ``precision_notes`` (how an alias was resolved: ``--precision int8`` on ONNX
 Runtime says "int8 resolved to int8-qdq (static Q/DQ, calibrated)"); engine, precision and device names
@@ -20,7 +31,9 @@ come from ``profiles.catalog`` (any case, aliases).
 ``timing_window`` is ``runs.timing_window`` (what one latency sample includes; null when unknown).
 ``warnings`` lists what the run's ``runs.config`` records as degraded: the timed loop capped by
 ``--max-duration`` (``timing_stop_note``), a failed per-layer profile (``layer_profile_error``), a failed
-accuracy check (``accuracy_error``), outputs accuracy skipped (``accuracy_skipped``).
+accuracy check (``accuracy_error``), outputs accuracy skipped (``accuracy_skipped``), the engine's
+warnings (``engine_warnings``: nodes that fell back to the CPU on a CUDA run, a CUDA graph whose outputs differ)
+and the telemetry's (``telemetry_warnings``: throttled clocks, another process on the GPU, few samples).
 
 ``layers`` is the number of per-layer rows stored; ``accuracy`` is the aggregate (``"*"``) row against
 fp32 (null for fp32 itself and for failed runs), computed over every batch of ``--inputs FILE.npz`` when
@@ -138,8 +151,32 @@ def collect_results(job_id: int, url: str | None = None) -> dict[str, Any]:
                 "shapes": r.shapes,
                 "inputs": (r.config or {}).get("inputs"),
                 "timing_window": r.timing_window,
+                "device": (r.config or {}).get("device", "cpu"),
+                "cuda_graph": bool((r.config or {}).get("cuda_graph", False)),
+                "energy_per_inference_j": metrics.get("energy_per_inference_j"),
+                "avg_power_w": metrics.get("avg_power_w"),
+                "gpu": gpu_summary(r.config, metrics),
+                "placement": (r.config or {}).get("placement"),
                 "warnings": run_warnings(r.config),
             })
+    return out
+
+
+#: ``run_metrics`` of the measured window's GPU telemetry copied into the JSON's ``gpu`` object.
+GPU_METRICS = ("energy_per_inference_j", "energy_per_item_j", "avg_power_w", "energy_window_j", "sm_clock_median_mhz",
+               "sm_clock_min_mhz", "mem_clock_median_mhz", "gpu_temp_max_c", "gpu_util_mean_pct")
+
+
+def gpu_summary(config: dict[str, Any] | None, metrics: dict[str, float | None]) -> dict[str, Any] | None:
+    """The JSON's ``gpu`` object (module doc) from ``runs.config["telemetry_window"]`` and the run's metrics;
+    None when the run has no GPU telemetry window."""
+    win = (config or {}).get("telemetry_window")
+    if not win:
+        return None
+    out: dict[str, Any] = {k: metrics.get(k) for k in GPU_METRICS}
+    out.update({"energy_method": win.get("energy_method"), "window_s": win.get("duration_s"),
+                "samples_in_window": win.get("samples_in_window"), "sample_rate_hz": win.get("sample_rate_hz"),
+                "throttle": win.get("throttle"), "other_processes": win.get("other_processes")})
     return out
 
 
@@ -155,6 +192,8 @@ def run_warnings(config: dict[str, Any] | None) -> list[str]:
         out.append(f"accuracy not checked: {cfg['accuracy_error']}")
     for name, reason in (cfg.get("accuracy_skipped") or {}).items():
         out.append(f"accuracy skipped output {name!r}: {reason}")
+    out.extend(cfg.get("engine_warnings") or [])
+    out.extend(cfg.get("telemetry_warnings") or [])
     return out
 
 
@@ -183,6 +222,13 @@ def format_table(doc: dict[str, Any]) -> str:
             f"{_fmt(acc.get('cosine'), '.6f'):>9}")
         if r.get("timing_window"):
             lines.append(f"{'':>6}timing window: {r['timing_window']}")
+        gpu = r.get("gpu")
+        if gpu:
+            lines.append(f"{'':>6}gpu (measured window {_fmt(gpu.get('window_s'), '.2f')} s, "
+                         f"{gpu.get('samples_in_window')} samples): energy/inference {_fmt(gpu.get('energy_per_inference_j'), '.4g')} J "
+                         f"({gpu.get('energy_method') or 'none'}), avg power {_fmt(gpu.get('avg_power_w'), '.1f')} W, "
+                         f"SM clock median {_fmt(gpu.get('sm_clock_median_mhz'), '.0f')} MHz "
+                         f"(min {_fmt(gpu.get('sm_clock_min_mhz'), '.0f')}), mem clock {_fmt(gpu.get('mem_clock_median_mhz'), '.0f')} MHz")
         for w in r.get("warnings") or []:
             lines.append(f"{'':>6}warning: {w}")
         if r["numerically_valid"] is False:
@@ -232,6 +278,8 @@ def register(app: typer.Typer) -> None:
                                     "uses all; symbolic dims not set by --dim/--shape come from the file"),
         threads: int = typer.Option(None, "--threads", help="intra-op threads (default: the engine's)"),
         no_layers: bool = typer.Option(False, "--no-layers", help="skip the per-layer profiling session"),
+        cuda_graph: bool = typer.Option(False, "--cuda-graph", help="CUDA devices: capture each batch size's inference "
+                                        "in a CUDA graph and time its replays (fixed shapes only)"),
         seed: int = typer.Option(0, "--seed", help="seed of the generated inputs"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON document on stdout"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress on stderr"),
@@ -264,7 +312,7 @@ def register(app: typer.Typer) -> None:
                 "iterations": iterations, "min_duration_s": min_duration, "max_duration_s": max_duration,
                 "calibration_npz": str(calibration.resolve()) if calibration else None,
                 "calibration_samples": calibration_samples, "profile_layers": not no_layers, "seed": seed,
-                "inputs_npz": str(inputs.resolve()) if inputs else None,
+                "inputs_npz": str(inputs.resolve()) if inputs else None, "cuda_graph": cuda_graph,
             }
             if threads is not None:
                 data["intra_op_threads"] = threads

@@ -105,11 +105,16 @@ class MeasureHooks:
             most every 0.5 s).
         progress: ``progress(message, fraction)``, fraction in [0, 1] of this measurement.
         stage: ``stage(message)`` marks a new stage (``warm-up``, ``timing``, ``profiling``).
+        mark_window: ``mark_window(start_ns, end_ns)``: the timed loop's window as ``time.perf_counter_ns()``
+            readings (``engine_runner.timing.TimingResult.timed_start_ns`` / ``timed_end_ns``); the job
+            restricts GPU telemetry (energy per inference, average power, clocks, throttling) to it. An engine
+            that never calls it gets no energy figures. Default: does nothing.
     """
 
     check_cancelled: Callable[[], None]
     progress: Callable[[str, float], None]
     stage: Callable[[str], None]
+    mark_window: Callable[[int, int], None] = field(default=lambda start_ns, end_ns: None)
 
 
 @runtime_checkable

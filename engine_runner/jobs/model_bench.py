@@ -13,7 +13,10 @@ Flow of :func:`run`:
 3. Per batch size: a Run row (status ``running``), the inputs (identical for every precision): the
    batches of the user's ``inputs_npz`` (``--inputs``; the first batch is timed, every batch is run
    once more through :meth:`BenchEngine.infer` for accuracy) or one seeded generated batch;
-   :meth:`BenchEngine.measure` under a telemetry sampler, then in short transactions: raw samples
+   :meth:`BenchEngine.measure` under a telemetry sampler (NVML at 20 Hz on ``cuda:N``, the engine marks its
+   timed window through ``MeasureHooks.mark_window``; energy per inference, average power and clocks of that
+   window become ``run_metrics`` (:func:`window_metrics`), throttling / another process on the GPU become
+   warnings in ``runs.config["telemetry_warnings"]``), then in short transactions: raw samples
    (``latency_samples``), the ``latency_ms`` summary (``profiles.stats``, bootstrap CI of the median),
    ``throughput_per_s`` = iterations / sum(latency) and ``items_per_s`` = throughput x batch
    (``run_metrics``), per-layer rows, artifacts, telemetry, and accuracy against the fp32 outputs of the
@@ -152,6 +155,9 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
         if spec.inputs_npz and inputs_data is not None else None
     eng = engine or get_engine_impl(spec.engine)
     wanted = {p: eng.onnx_variant_for(p) for p in spec.precisions}
+    check_device = getattr(eng, "check_device", None)
+    if check_device is not None:  # optional engine hook: refuse a device it cannot use before any job runs
+        check_device(spec.device, cuda_graph=spec.cuda_graph, model_path=path)
     calibration = None
     if "int8-qdq" in wanted.values():
         calibration = _npz_calibration(spec.calibration_npz, specs) if spec.calibration_npz \
@@ -184,12 +190,47 @@ def _environment() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _telemetry() -> Iterator[Any]:
-    """``engine_runner.telemetry.TelemetrySampler`` (CPU of this process tree) around a measurement."""
-    from engine_runner.telemetry import TelemetrySampler
+def _telemetry(device: str = "cpu") -> Iterator[Any]:
+    """``engine_runner.telemetry.TelemetrySampler`` around a measurement: NVML on ``cuda:N`` at
+    ``GPU_INTERVAL_S`` (20 Hz), else the CPU of this process tree (every 0.5 s)."""
+    from engine_runner.telemetry import GPU_INTERVAL_S, TelemetrySampler, nvml_index_for
 
-    with TelemetrySampler() as sampler:
+    index = nvml_index_for(device)
+    with TelemetrySampler(GPU_INTERVAL_S if index is not None else 0.5, device_index=index) as sampler:
         yield sampler
+
+
+#: ``run_metrics`` taken from the measured window's GPU telemetry: name -> (WindowReport attribute or
+#: ``stats`` key and statistic, unit).
+_WINDOW_METRICS: dict[str, tuple[str, str]] = {
+    "energy_per_inference_j": ("energy_per_inference_j", "J"),
+    "avg_power_w": ("avg_power_w", "W"),
+    "energy_window_j": ("energy_j", "J"),
+    "sm_clock_median_mhz": ("sm_clock_mhz.median", "MHz"),
+    "sm_clock_min_mhz": ("sm_clock_mhz.min", "MHz"),
+    "mem_clock_median_mhz": ("mem_clock_mhz.median", "MHz"),
+    "gpu_temp_max_c": ("temp_c.max", "C"),
+    "gpu_util_mean_pct": ("util_pct.mean", "%"),
+}
+
+
+def window_metrics(report: Any, batch: int) -> dict[str, tuple[float, str]]:
+    """``run_metrics`` of a ``profiles.telemetry_window.WindowReport``: energy per inference (J, one call
+    of ``batch`` items), ``energy_per_item_j`` (= per inference / batch), average power (W), the window's
+    energy (J), SM/memory clocks (MHz), peak temperature (C), mean utilization (%). Absent values are left
+    out."""
+    out: dict[str, tuple[float, str]] = {}
+    for name, (path, unit) in _WINDOW_METRICS.items():
+        if "." in path:
+            key, stat = path.split(".")
+            value = report.stats.get(key, {}).get(stat)
+        else:
+            value = getattr(report, path)
+        if value is not None:
+            out[name] = (float(value), unit)
+    if report.energy_per_inference_j is not None:
+        out["energy_per_item_j"] = (report.energy_per_inference_j / batch, "J")
+    return out
 
 
 def _store_telemetry(ctx: JobContext, run_id: int, sampler: Any) -> dict[str, Any]:
@@ -404,8 +445,29 @@ def _measure_one(ctx: JobContext, eng: BenchEngine, p: BenchPlan, prepared: Prep
 
     hooks = MeasureHooks(check_cancelled=ctx.check_cancelled, progress=progress,
                          stage=lambda msg: ctx.event("stage", f"{label}: {msg}", run_id=run_id))
-    with _telemetry() as sampler:
+    with _telemetry(spec.device) as sampler:
+        hooks.mark_window = sampler.mark_window
         m = eng.measure(prepared, inputs, spec, hooks, workdir)
+    window_cfg: dict[str, Any] = {}
+    if sampler.device != "cpu":
+        report = sampler.window_report(inferences=max(int(np.asarray(m.samples_ns).size), 1))
+        if report is None:
+            window_cfg["telemetry_warnings"] = [f"{spec.engine} did not mark its measured window: no energy or "
+                                                f"clock figures for this run"]
+        else:
+            m.metrics.update(window_metrics(report, batch))
+            window_cfg["telemetry_window"] = report.as_dict()
+            if report.warnings:
+                window_cfg["telemetry_warnings"] = list(report.warnings)
+    elif spec.device != "cpu":
+        window_cfg["telemetry_warnings"] = [f"no GPU telemetry for {spec.device} ({'; '.join(sampler.notes)}): "
+                                            f"no energy or clock figures"]
+    for w in window_cfg.get("telemetry_warnings", []):
+        ctx.event("warning", f"{label}: {w}", run_id=run_id)
+    for w in m.config.get("engine_warnings", []):
+        ctx.event("warning", f"{label}: {w}", run_id=run_id)
+    for n in prepared.config.get("engine_notes", []) if batch == p.spec.batch_sizes[0] else []:
+        ctx.event("info", f"{precision}: {n}", run_id=run_id)
     if m.config.get("layer_profile_error"):
         m.layers = []
         ctx.event("warning", f"{label}: {m.config['layer_profile_error']}; timings kept, no per-layer rows",
@@ -436,7 +498,7 @@ def _measure_one(ctx: JobContext, eng: BenchEngine, p: BenchPlan, prepared: Prep
     with ctx.session() as s:
         s.execute(update(Run).where(Run.id == run_id).values(
             status="succeeded", finished_at=utcnow(), timing_window=m.timing_window, numerically_valid=valid,
-            config={**config, **m.config, **extra_cfg, "telemetry": telemetry}))
+            config={**config, **m.config, **extra_cfg, **window_cfg, "telemetry": telemetry}))
     ctx.progress(frac0 + width, f"{label}: done", run_id=run_id)
 
 
