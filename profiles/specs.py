@@ -14,12 +14,12 @@ from profiles.errors import InputError
 
 #: Engines that run an uploaded ONNX model. (A PyTorch engine for ONNX uploads is not built yet: it
 #: would need an ONNX->torch converter; it is refused here rather than offered and failing later.)
-Engine = Literal["onnxruntime", "tensorrt"]
+Engine = Literal["onnxruntime", "tensorrt", "torch"]
 #: Precision variants. fp32: the model as exported. fp16: graph converted to float16 (keeping I/O
 #: float32). int8-dynamic: onnxruntime dynamic quantization (weights int8, activations quantized at
 #: run time). int8-qdq: static Q/DQ quantization calibrated on user inputs (.npz) or generated ones.
 #: bf16/fp8/best: TensorRT only.
-Precision = Literal["fp32", "fp16", "bf16", "int8-dynamic", "int8-qdq", "fp8", "best"]
+Precision = Literal["fp32", "tf32", "fp16", "bf16", "int8-dynamic", "int8-qdq", "fp8", "best"]
 
 
 class BenchSpec(BaseModel):
@@ -39,6 +39,7 @@ class BenchSpec(BaseModel):
 
     model_id: int = Field(ge=1, description="id of a row in `models`")
     engine: Engine = "onnxruntime"
+    device: str = Field("cpu", pattern=r"^(cpu|cuda:[0-9]+)$")
     precisions: list[Precision] = Field(default_factory=lambda: list[Precision](["fp32"]), min_length=1)
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
     shapes: dict[str, list[int]] = Field(default_factory=dict)
@@ -58,6 +59,9 @@ class BenchSpec(BaseModel):
     intra_op_threads: int | None = Field(None, ge=1, le=1024)
     seed: int = 0
     tensorrt: dict[str, Any] = Field(default_factory=dict, description="TensorRT build/run options")
+    torch: dict[str, Any] = Field(default_factory=dict, description="PyTorch engine options "
+                                  "(profiles.torch_spec.TorchOptions: --compile, --cuda-graph, --cast, "
+                                  "--allow-pickle, --seq-len)")
     timeout_s: float = Field(3600, gt=0, le=7 * 86_400)
 
     @field_validator("batch_sizes")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 ENGINE_MODULES: dict[str, str] = {
     "onnxruntime": "engine_runner.engines.onnxruntime",
     "tensorrt": "engine_runner.engines.tensorrt",
+    "torch": "engine_runner.engines.torch_engine",
 }
 
 
