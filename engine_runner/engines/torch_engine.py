@@ -431,7 +431,8 @@ class Engine:
             names = []
             config["loader"] = f"transformers.{cls.__name__}.from_pretrained (transformers {transformers.__version__})"
             config["attn_implementation"] = getattr(getattr(module, "config", None), "_attn_implementation", None)
-        module.eval()
+        if fmt == FORMAT_HF:
+            module.eval()  # an exported program's module refuses eval(): it was traced in the mode it was exported in
         config["load_s"] = (time.perf_counter_ns() - t0) / 1e9
         handle = _Handle(module=module, fmt=fmt, device=device, precision=precision, weights_dtype=weights_dtype,
                          autocast_dtype=autocast_dtype, tf32=precision == "tf32", opts=opts, input_names=names,
