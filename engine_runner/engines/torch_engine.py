@@ -682,7 +682,7 @@ class Engine:
                         hooks.check_cancelled()
                         with record_function(f"{_INFER_MARK}#{runs}"):
                             forward(feeds)
-                            self._sync(h)
+                        self._sync(h)  # outside the marker: our wait is not the model's time
                         runs += 1
         finally:
             for hd in handles:
@@ -801,7 +801,9 @@ def operator_rows(events: Any, runs: int, on_cuda: bool) -> tuple[list[LayerRow]
                     d, cp = visit(c, scope)
                     own_dev, own_cpu = max(t_dev(c) - d, 0.0), max(float(c.cpu_time_total) - cp, 0.0)
                     if own_dev > 0 or own_cpu > 0:
-                        base = f"{scope}/{c.name}" if scope else c.name
+                        kernels = [k.name for k in (getattr(c, "kernels", None) or [])]
+                        label = c.name if (c.cpu_children or not kernels) else f"kernel {kernels[0][:160]}"
+                        base = f"{scope}/{label}" if scope else label
                         seen[base] += 1
                         key = f"{base}#{seen[base]}" if seen[base] > 1 else base
                         add(key, run, own_dev, own_cpu, {"op": c.name, "module": scope or None, "wrapper": True,
