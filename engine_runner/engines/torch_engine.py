@@ -246,7 +246,7 @@ class Engine:
         cfg: dict[str, Any] = {"format": model_format, "allow_pickle": opts.allow_pickle, "weights": info.weights}
         if model_format == FORMAT_PT2:
             ep = self._program(model_path, opts.allow_pickle)
-            specs, defaults, ranges = pt2_input_specs(ep)
+            specs, defaults, ranges = pt2_input_specs(ep)  # defaults: dict[str, int]
             cfg["dim_ranges"] = {k: list(v) for k, v in ranges.items()}
             if opts.seq_len is not None:
                 if not any("sequence" in s.shape for s in specs):
@@ -262,7 +262,7 @@ class Engine:
             specs = npz_input_specs(npz, forward_args(cls), Path(spec.inputs_npz or "inputs.npz").name)
             return ModelInputs(specs, {}, cfg)
         specs = hf_input_specs(hf, kind)
-        defaults: dict[str, int] = {}
+        defaults = {}
         if kind in ("encoder", "decoder"):
             defaults["sequence"] = opts.seq_len or DEFAULT_SEQ_LEN
         elif kind == "vision" and any("height" in s.shape for s in specs):

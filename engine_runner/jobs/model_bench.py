@@ -254,7 +254,7 @@ def _plan_native(spec: BenchSpec, eng: NativeModelEngine, path: Path, fmt: str, 
     inputs = load_inputs_npz(spec.inputs_npz, specs, shapes_by_batch, data=inputs_data) \
         if spec.inputs_npz and inputs_data is not None else None
     native_config = {**mi.config, **eng.check_run(path, fmt, spec, shapes_by_batch)}
-    precisions = sorted(spec.precisions, key=lambda p: p != "fp32")
+    precisions: list[str] = sorted(spec.precisions, key=lambda p: p != "fp32")
     native = NativeSource(eng, path, fmt, specs, shapes_by_batch, spec)
     if inputs is None:
         for b in spec.batch_sizes:  # tokenizer/vocabulary problems are input errors: raise them before the job
