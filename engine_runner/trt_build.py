@@ -64,13 +64,15 @@ FLAG_RANGES: dict[str, tuple[TrtVersion, TrtVersion | None]] = {
     "calib": (V(5, 0), V(11, 0)),
 }
 
-#: Precision variant -> trtexec flags on TensorRT < 11 (after the ONNX variant is chosen).
+#: Precision -> trtexec flags on TensorRT < 11 (after the ONNX variant is chosen). Its keys are the TensorRT
+#: precisions of ``profiles.catalog`` (tests/unit/test_trt_commands.py checks they agree). There is no
+#: ``int8-dynamic`` for TensorRT: dynamic quantization is an ONNX Runtime technique; TensorRT's int8 is
+#: explicit Q/DQ (``int8-qdq``; ``--precision int8`` resolves to it).
 PRECISION_FLAGS: dict[str, list[str]] = {
     "fp32": [],
     "fp16": ["--fp16"],
     "bf16": ["--bf16"],
     "int8-qdq": ["--int8"],  # explicit quantization: Q/DQ nodes in the ONNX; --int8 enables INT8 kernels (8.x/10 weakly typed)
-    "int8-dynamic": ["--int8"],
     "fp8": ["--fp8"],
     "best": ["--best"],
 }
@@ -116,9 +118,9 @@ def precision_plan(precision: str, version: TrtVersion) -> dict[str, Any]:
         InputError: precision not available on this version (names it and the version).
     """
     if precision not in PRECISION_FLAGS:
-        raise InputError(f"precision {precision!r} is not a TensorRT precision; expected one of {sorted(PRECISION_FLAGS)}")
+        raise InputError(f"--precision: {precision!r} is not a TensorRT precision (choose {', '.join(PRECISION_FLAGS)})")
     if version.major >= 11:
-        if precision in ("best", "int8-dynamic"):
+        if precision == "best":
             raise InputError(f"precision {precision!r} needs builder flags, which TensorRT {version} removed "
                              "(strongly typed networks only); pick fp16, bf16, int8-qdq or fp8")
         variant = {"fp32": None, "fp16": "fp16", "bf16": "bf16", "int8-qdq": "int8-qdq", "fp8": "fp8"}[precision]
@@ -127,7 +129,7 @@ def precision_plan(precision: str, version: TrtVersion) -> dict[str, Any]:
     for f in flags:
         if not flag_supported(f[2:], version):
             raise InputError(f"precision {precision!r}: trtexec of TensorRT {version} has no {f} flag")
-    variant = "int8-qdq" if precision in ("int8-qdq", "int8-dynamic") else None
+    variant = "int8-qdq" if precision == "int8-qdq" else None
     return {"onnx_variant": variant, "flags": list(flags), "strongly_typed": False}
 
 

@@ -332,7 +332,7 @@ def precision_help(engine: str | None = None) -> str:
     info = engine_info(engine)
     parts = []
     for p in info.precisions:
-        limit = "" if set(p.devices) == set(info.devices) else f" [{'/'.join(p.devices)} only]"
+        limit = "" if set(p.devices) == set(info.devices) else f" ({'/'.join(p.devices)} only)"
         parts.append(f"{p.name}: {p.description}{limit}")
     if info.int8:
         parts.append(f"int8: alias of {info.int8}")

@@ -59,6 +59,8 @@ def parse_prometheus_text(text: str, names: Iterable[str] | None = None) -> list
     from prometheus_client.parser import text_string_to_metric_families
 
     wanted = set(names) if names is not None else None
+    if wanted is not None:
+        text = _prefilter(text, wanted)
     out: list[PromSample] = []
     try:
         for fam in text_string_to_metric_families(text):
@@ -68,6 +70,27 @@ def parse_prometheus_text(text: str, names: Iterable[str] | None = None) -> list
     except ValueError as exc:
         raise ParseError(f"/metrics: not valid Prometheus text format: {exc}") from None
     return out
+
+
+def _prefilter(text: str, wanted: set[str]) -> str:
+    """The sample lines of ``text`` whose sample name is in ``wanted`` (comments dropped), so only they are
+    parsed. A vLLM ``/metrics`` page is ~50 KB of histograms; parsing all of it costs 20-60 ms of
+    CPU (with the GIL held) on an idle 2-core machine and several hundred ms on a loaded one, inside the
+    load generator's process. Without their ``# TYPE`` lines the kept samples parse as untyped with the
+    same names, labels and values.
+    """
+    keep = []
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        end = len(line)
+        for sep in ("{", " "):
+            i = line.find(sep)
+            if 0 <= i < end:
+                end = i
+        if line[:end] in wanted:
+            keep.append(line)
+    return "\n".join(keep) + "\n"
 
 
 def sum_by_name(samples: Iterable[PromSample]) -> dict[str, float]:

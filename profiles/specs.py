@@ -6,20 +6,32 @@ field's name before any job is queued.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from profiles import catalog
 from profiles.errors import InputError
 
-#: Engines that run an uploaded ONNX model. (A PyTorch engine for ONNX uploads is not built yet: it
-#: would need an ONNX->torch converter; it is refused here rather than offered and failing later.)
-Engine = Literal["onnxruntime", "tensorrt", "torch"]
-#: Precision variants. fp32: the model as exported. fp16: graph converted to float16 (keeping I/O
-#: float32). int8-dynamic: onnxruntime dynamic quantization (weights int8, activations quantized at
-#: run time). int8-qdq: static Q/DQ quantization calibrated on user inputs (.npz) or generated ones.
-#: bf16/fp8/best: TensorRT only.
-Precision = Literal["fp32", "tf32", "fp16", "bf16", "int8-dynamic", "int8-qdq", "fp8", "best"]
+#: ``BenchSpec`` field -> the ``enginescope bench`` flag that sets it (validation errors name the flag).
+BENCH_SPEC_FLAGS: dict[str, str] = {
+    "model_id": "MODEL", "engine": "--engine", "device": "--device", "precisions": "--precision",
+    "batch_sizes": "--batch", "shapes": "--shape", "dim_values": "--dim", "warmup_iterations": "--warmup",
+    "warmup_s": "--warmup-s", "iterations": "--iterations", "min_duration_s": "--min-duration",
+    "max_duration_s": "--max-duration", "calibration_npz": "--calibration",
+    "calibration_samples": "--calibration-samples", "inputs_npz": "--inputs", "profile_layers": "--no-layers",
+    "intra_op_threads": "--threads", "seed": "--seed",
+}
+
+
+def _catalog_value(fn: Any, *args: str) -> Any:
+    """Call a :mod:`profiles.catalog` function; its error becomes a ``ValueError`` carrying only the detail
+    (``validate_spec`` puts the field's flag or label in front)."""
+    try:
+        return fn(*args)
+    except catalog.CatalogError as exc:
+        raise ValueError(exc.detail) from None
 
 
 class BenchSpec(BaseModel):
@@ -30,17 +42,27 @@ class BenchSpec(BaseModel):
     dim, then 1 for any other symbolic dim (documented default; the shapes used are stored with
     each run).
 
+    Engine, device, precisions: names from :mod:`profiles.catalog`, normalized (case, aliases, ``int8`` ->
+    the engine's int8 with a note in ``precision_notes``); a device the engine or a precision does not run
+    on is refused. ``device`` defaults to the engine's default (``catalog.default_device``).
+
     Inputs: seeded generated data (``seed``), or the user's ``inputs_npz`` (format in
     ``engine_runner.inputs``; never used for calibration: ``calibration_npz`` is separate so a quantized
     variant is not judged on its own calibration data).
     """
 
     model_config = ConfigDict(extra="forbid")
+    #: Field -> CLI flag, used by :func:`validate_spec` in error messages.
+    FIELD_FLAGS: ClassVar[dict[str, str]] = BENCH_SPEC_FLAGS
 
     model_id: int = Field(ge=1, description="id of a row in `models`")
-    engine: Engine = "onnxruntime"
-    device: str = Field("cpu", pattern=r"^(cpu|cuda:[0-9]+)$")
-    precisions: list[Precision] = Field(default_factory=lambda: list[Precision](["fp32"]), min_length=1)
+    engine: str = Field("onnxruntime", description="profiles.catalog.engines(); aliases and any case accepted")
+    device: str = Field("cpu", description="cpu | cuda:N (profiles.catalog.parse_device); default: the engine's "
+                                           "first device (cuda:0 for tensorrt)")
+    precisions: list[str] = Field(default_factory=lambda: ["fp32"], min_length=1,
+                                  description="profiles.catalog.precisions(engine); any case; int8 = the engine's int8")
+    precision_notes: list[str] = Field(default_factory=list, description="how aliases were resolved (set by "
+                                       "validation, e.g. 'int8 resolved to int8-qdq ...'; the job prints them)")
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
     shapes: dict[str, list[int]] = Field(default_factory=dict)
     dim_values: dict[str, int] = Field(default_factory=dict)
@@ -72,10 +94,59 @@ class BenchSpec(BaseModel):
                 raise ValueError(f"batch size {b} is outside 1..65536")
         return sorted(set(v))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_and_notes(cls, data: Any) -> Any:
+        """The engine's default device when none is given; notes of resolved precision aliases (kept from
+        an earlier validation, so a re-validated ``model_dump`` keeps them). Unknown names are left to the
+        field validators, which report them."""
+        if not isinstance(data, dict):
+            return data
+        try:
+            engine = catalog.resolve_engine(data.get("engine", "onnxruntime"))
+        except (catalog.CatalogError, TypeError, AttributeError):
+            return data
+        out = dict(data)
+        if out.get("device") is None:
+            out["device"] = catalog.default_device(engine)
+        notes = list(out.get("precision_notes") or [])
+        for name in out.get("precisions") or []:
+            try:
+                _, note = catalog.resolve_precision(engine, name)
+            except (catalog.CatalogError, TypeError, AttributeError):
+                continue
+            if note and note not in notes:
+                notes.append(note)
+        if notes:
+            out["precision_notes"] = notes
+        return out
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, v: str) -> str:
+        return str(_catalog_value(catalog.resolve_engine, v))
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str, info: ValidationInfo) -> str:
+        device = str(_catalog_value(catalog.parse_device, v))
+        if "engine" in info.data:
+            _catalog_value(catalog.check_engine_device, info.data["engine"], device)
+        return device
+
     @field_validator("precisions")
     @classmethod
-    def _dedupe(cls, v: list[str]) -> list[str]:
-        return list(dict.fromkeys(v))
+    def _precisions(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        engine = info.data.get("engine")
+        if engine is None:  # the engine was invalid: that error is reported, precisions cannot be checked
+            return v
+        out = []
+        for name in v:
+            canonical, _ = _catalog_value(catalog.resolve_precision, engine, name)
+            if "device" in info.data:
+                _catalog_value(catalog.check_precision_device, engine, canonical, info.data["device"])
+            out.append(canonical)
+        return list(dict.fromkeys(out))
 
     @field_validator("shapes")
     @classmethod
@@ -104,14 +175,38 @@ def parse_shape_flag(text: str) -> tuple[str, list[int]]:
     return name, parsed
 
 
-def validate_spec(model: type[BaseModel], data: dict[str, Any]) -> Any:
-    """Validate ``data`` as ``model``; turn pydantic's error into an :class:`InputError` naming the field.
+def field_label(loc: tuple[str | int, ...], labels: Mapping[str, str]) -> str:
+    """How an error location is named to the user: the field's flag or form label (``labels[loc[0]]``) plus
+    any named sub-key (``--shape x``, ``--dim sequence``); list positions (``precisions.2``) are dropped since
+    the message quotes the value. Without a label the dotted location (``tensorrt.workspace_mib``)."""
+    if not loc:
+        return "(spec)"
+    head = str(loc[0])
+    if head not in labels:
+        return ".".join(str(p) for p in loc)
+    rest = [str(p) for p in loc[1:] if isinstance(p, str) and p != "[key]"]
+    return " ".join([labels[head], *rest])
+
+
+def validate_spec(model: type[BaseModel], data: dict[str, Any], labels: Mapping[str, str] | None = None) -> Any:
+    """Validate ``data`` as ``model``; turn pydantic's error into an :class:`InputError` naming the CLI flag
+    or form field.
+
+    Args:
+        labels: field -> the name the user knows it by (a dashboard form's labels); default: the model's
+            ``FIELD_FLAGS`` (CLI flags, e.g. :data:`BENCH_SPEC_FLAGS`), else the field names.
 
     Raises:
-        InputError: with ``field: message`` for every invalid field.
+        InputError: ``"invalid spec: " + "; ".join("<flag or field>: <message>")``, e.g.
+            ``invalid spec: --precision: 'fp64' is not a precision of onnxruntime (choose ...)``.
     """
+    names = labels if labels is not None else getattr(model, "FIELD_FLAGS", {})
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        parts = [f"{'.'.join(str(p) for p in e['loc']) or '(spec)'}: {e['msg']}" for e in exc.errors()]
+        parts = []
+        for e in exc.errors():
+            # our validators' ValueErrors: their own text, without pydantic's "Value error, " prefix
+            msg = str(e["ctx"]["error"]) if e["type"] == "value_error" and "error" in e.get("ctx", {}) else e["msg"]
+            parts.append(f"{field_label(tuple(e['loc']), names)}: {msg}")
         raise InputError("invalid spec: " + "; ".join(parts)) from None

@@ -3,6 +3,10 @@ symbolic dims prefilled from the model's inputs, iterations / warm-up / duration
 optional calibration .npz), validate it with ``profiles.specs.BenchSpec`` and queue it with
 ``db.jobs.submit_job``. Widget keys start with ``newbench_``.
 
+Engines, devices and precisions come from ``profiles.catalog`` (the same catalogue as the CLI and the
+spec): the precisions offered are those of the chosen engine on the chosen device kind. Validation errors
+name the form's labels (:data:`LABELS`), not the spec's field names.
+
 Inputs (.npz): keys = the model's input names, first axis = N samples (a multiple of every batch size),
 split into batches; the first batch is timed, accuracy covers all N (format and full validation:
 ``engine_runner.inputs``, run by the worker). The page checks keys, dtypes and ranks at once, and named
@@ -20,18 +24,33 @@ import streamlit as st
 
 from dashboard import data, ui
 from db.config import home
+from profiles import catalog
 from profiles.errors import EngineScopeError, InputError
 from profiles.specs import BenchSpec, validate_spec
 
-#: Precisions offered per engine (TensorRT-only ones are not offered for the others).
-PRECISIONS: dict[str, list[str]] = {
-    "onnxruntime": ["fp32", "fp16", "int8-dynamic", "int8-qdq"],
-    "tensorrt": ["fp32", "fp16", "bf16", "int8-qdq", "fp8", "best"],
+#: ``BenchSpec`` field -> this form's label (the widgets use these labels; errors name them).
+LABELS: dict[str, str] = {
+    "model_id": "Model", "engine": "Engine", "device": "Device", "precisions": "Precisions",
+    "batch_sizes": "Batch sizes", "shapes": "Shapes", "dim_values": "Symbolic dim",
+    "iterations": "Iterations (min)", "warmup_iterations": "Warm-up iterations", "warmup_s": "Warm-up (s, min)",
+    "min_duration_s": "Min duration (s)", "max_duration_s": "Max duration per run (s)",
+    "intra_op_threads": "Intra-op threads (0 = engine default)", "timeout_s": "Job timeout (s)",
+    "profile_layers": "Per-layer profile", "inputs_npz": "Inputs (.npz)", "calibration_npz": "Calibration inputs",
+    "calibration_samples": "Calibration samples", "tensorrt": "TensorRT options",
 }
-PRECISION_HELP = ("fp32: the model as exported. fp16: graph converted to float16 (I/O kept float32). "
-                  "int8-dynamic: ONNX Runtime dynamic quantization (int8 weights, activations quantized at run "
-                  "time). int8-qdq: static Q/DQ quantization calibrated on your .npz (or generated inputs). "
-                  "bf16/fp8/best: TensorRT only.")
+#: Display names of the device kinds of ``profiles.catalog.DEVICE_KINDS``.
+DEVICE_KIND_LABELS: dict[str, str] = {"cpu": "CPU", "cuda": "CUDA GPU"}
+
+
+def device_choices(engine: str) -> list[str]:
+    """The device kinds the page offers for ``engine`` (``profiles.catalog.devices``); a ``cuda`` choice
+    adds a GPU index field, giving ``cuda:N``."""
+    return catalog.devices(engine)
+
+
+def precision_choices(engine: str, device: str) -> list[str]:
+    """The precisions the page offers: the catalogue's for ``engine`` that run on ``device``."""
+    return catalog.precisions(engine, device)
 
 
 def parse_batch_sizes(text: str) -> list[int]:
@@ -44,7 +63,7 @@ def parse_batch_sizes(text: str) -> list[int]:
     try:
         return [int(t) for t in tokens]
     except ValueError:
-        raise InputError(f"batch_sizes: {text!r} must be integers separated by commas or spaces") from None
+        raise InputError(f"{LABELS['batch_sizes']}: {text!r} must be integers separated by commas or spaces") from None
 
 
 def save_npz(upload: Any, kind: str = "calibration") -> tuple[str, dict[str, tuple[list[int], str]]]:
@@ -131,17 +150,29 @@ if model_id is None:
 model = next(m for m in models if int(m["id"]) == model_id)
 
 c1, c2 = st.columns([1, 2])
-engine = c1.radio("Engine", list(PRECISIONS), key="newbench_engine", horizontal=False,
-                  format_func={"onnxruntime": "ONNX Runtime", "tensorrt": "TensorRT"}.get)
-precisions = c2.multiselect("Precisions", PRECISIONS[engine], default=["fp32"], key=f"newbench_precisions_{engine}",
-                            help=PRECISION_HELP)
-batch_text = c2.text_input("Batch sizes (comma separated)", "1", key="newbench_batches")
-
+engine = c1.radio(LABELS["engine"], catalog.engines(), key="newbench_engine", horizontal=False,
+                  format_func=lambda e: catalog.engine_info(e).label)
+kinds = device_choices(engine)
+kind = c1.radio(LABELS["device"], kinds, key=f"newbench_device_{engine}", horizontal=True,
+                format_func=DEVICE_KIND_LABELS.get,
+                help="Where the engine runs. " + ", ".join(
+                    f"{catalog.engine_info(e).label}: {' or '.join(DEVICE_KIND_LABELS[k] for k in catalog.devices(e))}"
+                    for e in catalog.engines()))
 device = "cpu"
+if kind == "cuda":
+    gpu = c1.number_input("GPU index (cuda:N)", 0, 63, 0, step=1, key="newbench_gpu",
+                          help="The CUDA device the job occupies: one benchmark per device at a time.")
+    device = catalog.parse_device(f"cuda:{int(gpu)}")
+# the engine's default device kind keeps the plain key (newbench_precisions_onnxruntime, ..._tensorrt)
+prec_key = f"newbench_precisions_{engine}" + ("" if kind == kinds[0] else f"_{kind}")
+precisions = c2.multiselect(LABELS["precisions"], precision_choices(engine, device), default=["fp32"], key=prec_key,
+                            help=catalog.precision_help(engine) + ". Offered: those that run on "
+                                 f"{DEVICE_KIND_LABELS[kind]}.")
+batch_text = c2.text_input(f"{LABELS['batch_sizes']} (comma separated)", "1", key="newbench_batches")
+
 tensorrt_options: dict[str, Any] = {}
 trt_blocked = False
 if engine == "tensorrt":
-    device = "cuda:0"
     try:
         from dashboard.trt_widgets import render_tensorrt_options
     except ImportError as exc:
@@ -172,22 +203,22 @@ if sym:
         if v > 0 and not d["unnamed"]:
             dim_values[d["name"]] = int(v)
         elif v == 0 and not d["leading"]:
-            dim_errors.append(f"dim_values.{d['name']}: must be >= 1 (only a leading batch dim may be 0)")
+            dim_errors.append(f"{LABELS['dim_values']} {d['name']}: must be >= 1 (only a leading batch dim may be 0)")
             st.error(dim_errors[-1])
 else:
     st.caption("All input dims are fixed.")
 
 st.subheader("Timing", anchor=False)
 t1, t2, t3, t4 = st.columns(4)
-iterations = t1.number_input("Iterations (min)", 1, 10_000_000, 100, key="newbench_iterations")
-warmup_iterations = t2.number_input("Warm-up iterations", 0, 100_000, 10, key="newbench_warmup_iters")
-warmup_s = t3.number_input("Warm-up (s, min)", 0.0, 600.0, 0.5, step=0.5, key="newbench_warmup_s")
-min_duration_s = t4.number_input("Min duration (s)", 0.0, 3600.0, 1.0, step=0.5, key="newbench_min_duration")
+iterations = t1.number_input(LABELS["iterations"], 1, 10_000_000, 100, key="newbench_iterations")
+warmup_iterations = t2.number_input(LABELS["warmup_iterations"], 0, 100_000, 10, key="newbench_warmup_iters")
+warmup_s = t3.number_input(LABELS["warmup_s"], 0.0, 600.0, 0.5, step=0.5, key="newbench_warmup_s")
+min_duration_s = t4.number_input(LABELS["min_duration_s"], 0.0, 3600.0, 1.0, step=0.5, key="newbench_min_duration")
 t5, t6, t7, t8 = st.columns(4)
-max_duration_s = t5.number_input("Max duration per run (s)", 1.0, 86_400.0, 300.0, key="newbench_max_duration")
-threads = t6.number_input("Intra-op threads (0 = engine default)", 0, 1024, 0, key="newbench_threads")
-timeout_s = t7.number_input("Job timeout (s)", 10.0, 7 * 86_400.0, 3600.0, key="newbench_timeout")
-profile_layers = t8.checkbox("Per-layer profile", True, key="newbench_profile_layers",
+max_duration_s = t5.number_input(LABELS["max_duration_s"], 1.0, 86_400.0, 300.0, key="newbench_max_duration")
+threads = t6.number_input(LABELS["intra_op_threads"], 0, 1024, 0, key="newbench_threads")
+timeout_s = t7.number_input(LABELS["timeout_s"], 10.0, 7 * 86_400.0, 3600.0, key="newbench_timeout")
+profile_layers = t8.checkbox(LABELS["profile_layers"], True, key="newbench_profile_layers",
                              help="A separate profiled pass records per-layer times; the headline latency is not profiled.")
 
 st.subheader("Inputs", anchor=False)
@@ -212,7 +243,7 @@ if inputs_upload is not None:
             if dim_values.get(name) != size:
                 st.info(f"`{name}` = {size}, taken from the inputs file (the form said {dim_values.get(name, 'nothing')}).")
             dim_values[name] = size
-        dim_errors = [e for e in dim_errors if not any(f"dim_values.{n}:" in e for n in file_dims)]
+        dim_errors = [e for e in dim_errors if not any(e.startswith(f"{LABELS['dim_values']} {n}:") for n in file_dims)]
         st.caption(f"Stored at `{inputs_path}`: " + (f"{n_samples} samples; " if n_samples is not None else "")
                    + "; ".join(f"`{k}` {ui.fmt_shape(v[0])} {v[1]}" for k, v in inputs_meta.items()))
 else:
@@ -223,7 +254,7 @@ if "int8-qdq" in precisions:
     st.subheader("Calibration (int8-qdq)", anchor=False)
     calib = st.file_uploader("Calibration inputs (.npz, one array per input name, first axis = samples)",
                              type=["npz"], key="newbench_calibration")
-    calib_samples = st.number_input("Calibration samples", 1, 10_000, 8, key="newbench_calib_samples")
+    calib_samples = st.number_input(LABELS["calibration_samples"], 1, 10_000, 8, key="newbench_calib_samples")
     if calib is not None:
         try:
             calib_path = save_npz(calib, "calibration")[0]
@@ -236,7 +267,7 @@ else:
     calib_samples = 8
 
 spec_data: dict[str, Any] = {
-    "model_id": int(model_id), "engine": engine, "precisions": precisions, "dim_values": dim_values,
+    "model_id": int(model_id), "engine": engine, "device": device, "precisions": precisions, "dim_values": dim_values,
     "warmup_iterations": int(warmup_iterations), "warmup_s": float(warmup_s), "iterations": int(iterations),
     "min_duration_s": float(min_duration_s), "max_duration_s": float(max_duration_s),
     "calibration_npz": calib_path, "calibration_samples": int(calib_samples), "profile_layers": bool(profile_layers),
@@ -250,11 +281,11 @@ if st.button("Start benchmark", type="primary", key="newbench_submit", icon=":ma
         if dim_errors or inputs_errors:
             raise InputError("invalid spec: " + "; ".join(dim_errors + inputs_errors))
         if trt_blocked:
-            raise InputError("engine: TensorRT is not available on this machine (see the message above)")
-        spec = validate_spec(BenchSpec, spec_data)
+            raise InputError(f"{LABELS['engine']}: TensorRT is not available on this machine (see the message above)")
+        spec = validate_spec(BenchSpec, spec_data, LABELS)
         from db.jobs import submit_job
 
-        job_id = submit_job("model_bench", spec.model_dump(), device=device, model_id=int(model_id),
+        job_id = submit_job("model_bench", spec.model_dump(), device=spec.device, model_id=int(model_id),
                             timeout_s=spec.timeout_s, origin="dashboard", url=url)
     except EngineScopeError as exc:
         msg = str(exc)
@@ -267,7 +298,9 @@ if st.button("Start benchmark", type="primary", key="newbench_submit", icon=":ma
     else:
         st.session_state["newbench_last_job"] = job_id
         st.success(f"Queued job {job_id}: {len(spec.precisions)} precision(s) x {len(spec.batch_sizes)} batch size(s) "
-                   f"on {engine} ({device}).")
+                   f"on {spec.engine} ({spec.device}).")
+        for note in spec.precision_notes:
+            st.info(note)
 if st.session_state.get("newbench_last_job"):
     ui.link_to_page("jobs", f"Follow job {st.session_state['newbench_last_job']} on the Jobs page",
                     {"job": st.session_state["newbench_last_job"]})

@@ -6,7 +6,7 @@ exit 2, no job created), inserts a ``model_bench`` Job (origin ``cli``) owned by
 through ``engine_runner.jobs.execute`` with progress on stderr, and prints a summary table on stdout, or
 with ``--json`` exactly one JSON document::
 
-    {"job_id": int, "status": str, "runs": [{"run_id", "engine", "precision", "batch_size", "status",
+    {"job_id": int, "status": str, "notes": [str], "runs": [{"run_id", "engine", "precision", "batch_size", "status",
       "error", "latency_ms": {"mean", "std", "min", "p50", "p90", "p95", "p99", "max"}, "samples",
       "throughput_per_s", "layers", "accuracy": {"max_abs_err", "max_rel_err", "cosine", "nan_count",
       "inf_count"} | null, "items_per_s", "median_ci_ms": [low, high], "numerically_valid", "shapes",
@@ -21,6 +21,10 @@ With ``--engine torch`` MODEL is a Hugging Face model folder, a hub id in the lo
 ``torch.export`` program (``.pt2``), registered by reference (``engine_runner.torch_models``); options
 ``--seq-len``, ``--compile`` (``--compile-backend``, ``--compile-mode``), ``--cuda-graph``, ``--cast``,
 ``--allow-pickle`` (``profiles.torch_spec``) are refused with another engine.
+
+``notes`` are the spec's ``precision_notes`` (how an alias was resolved: ``--precision int8`` on ONNX
+Runtime says "int8 resolved to int8-qdq (static Q/DQ, calibrated)"); engine, precision and device names
+come from ``profiles.catalog`` (any case, aliases).
 
 ``timing_window`` is ``runs.timing_window`` (what one latency sample includes; null when unknown).
 ``warnings`` lists what the run's ``runs.config`` records as degraded: the timed loop capped by
@@ -44,12 +48,19 @@ from typing import Any
 
 import typer
 
+from profiles import catalog
 from profiles.errors import EngineScopeError, InputError, ModelError
 
 _LAT_KEYS = ("mean", "std", "min", "p50", "p90", "p95", "p99", "max")
 _TORCH_FLAG_NAMES = {"seq_len": "--seq-len", "compile": "--compile", "compile_backend": "--compile-backend",
                      "compile_mode": "--compile-mode", "cuda_graph": "--cuda-graph", "cast": "--cast",
                      "allow_pickle": "--allow-pickle"}
+_ENGINE_HELP = ("engine: " + ", ".join(catalog.engines()) + " (aliases " +
+                ", ".join(f"{a}={catalog.resolve_engine(a)}" for a in catalog.engine_choices()[len(catalog.engines()):])
+                + "; any case)")
+_DEVICE_HELP = ("cpu, cuda or cuda:N; default: the engine's first device ("
+                + ", ".join(f"{e}: {catalog.default_device(e)}" for e in catalog.engines()) + ")")
+_PRECISION_HELP = ("precision, repeatable, any case; default fp32. Per engine: " + catalog.precision_help())
 
 
 def _parse_dim(text: str) -> tuple[str, int]:
@@ -79,7 +90,7 @@ def resolve_model(model: str, url: str, engine: str = "onnxruntime") -> int:
     path = Path(model)
     if model.isdigit() and not path.exists():
         return int(get_model(int(model), url=url).id)
-    if engine in ("torch", "pytorch"):
+    if engine == "torch":
         from engine_runner.torch_models import register_source
 
         return register_source(model, url=url)
@@ -129,11 +140,12 @@ def collect_results(job_id: int, url: str | None = None) -> dict[str, Any]:
     from db.models import AccuracyResult, Job, LayerTiming, Run, RunMetric, Summary
     from db.session import session_scope
 
-    out: dict[str, Any] = {"job_id": job_id, "status": None, "error": None, "runs": []}
+    out: dict[str, Any] = {"job_id": job_id, "status": None, "error": None, "notes": [], "runs": []}
     with session_scope(url) as s:
         job = s.get(Job, job_id)
         if job is not None:
             out["status"], out["error"] = job.status, job.error
+            out["notes"] = list((job.spec or {}).get("precision_notes") or [])
         for r in s.execute(select(Run).where(Run.job_id == job_id).order_by(Run.id)).scalars():
             summ = s.execute(select(Summary).where(Summary.run_id == r.id, Summary.metric == "latency_ms",
                                                    Summary.point_id.is_(None))).scalars().first()
@@ -186,7 +198,7 @@ def format_table(doc: dict[str, Any]) -> str:
     """A readable fixed-width table of :func:`collect_results`'s document."""
     head = (f"{'run':>4}  {'precision':<12} {'batch':>5}  {'status':<9} {'p50 ms':>9} {'p99 ms':>9} {'mean ms':>9} "
             f"{'n':>6} {'thr/s':>10} {'items/s':>10} {'layers':>6} {'max_abs_err':>11} {'cosine':>9}")
-    lines = [f"job {doc['job_id']}: {doc['status']}"]
+    lines = [f"job {doc['job_id']}: {doc['status']}"] + [f"note: {n}" for n in doc.get("notes") or []]
     src = next((r["inputs"] for r in doc["runs"] if r.get("inputs")), None)
     if src:
         lines.append(f"inputs: {src.get('file', src['source'])}, {src.get('samples')} sample(s) "
@@ -237,9 +249,9 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench_cmd(
         model: str = typer.Argument(..., help="path to an .onnx file (registered on first use) or a model id"),
-        engine: str = typer.Option("onnxruntime", "--engine", help="onnxruntime | tensorrt | torch"),
-        device: str = typer.Option("cpu", "--device", help="cpu | cuda:N (torch: where the model runs)"),
-        precision: list[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8-dynamic | int8-qdq (repeatable; default fp32)"),
+        engine: str = typer.Option("onnxruntime", "--engine", help=_ENGINE_HELP),
+        device: str = typer.Option(None, "--device", help=_DEVICE_HELP),
+        precision: list[str] = typer.Option(None, "--precision", help=_PRECISION_HELP),
         batch: list[int] = typer.Option(None, "--batch", help="batch size (repeatable); default: the model's fixed batch, else the first dim of --shape, else 1"),
         shape: list[str] = typer.Option(None, "--shape", help="NAME=D1xD2... full input shape (repeatable); a symbolic first dim is replaced by each --batch"),
         dim: list[str] = typer.Option(None, "--dim", help="NAME=N value of a symbolic dim, e.g. sequence=128 (repeatable)"),
@@ -291,15 +303,15 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"--calibration {calibration}: file not found")
             if inputs is not None and not inputs.is_file():
                 raise InputError(f"--inputs {inputs}: file not found")
-            model_id = resolve_model(model, url, engine)
+            model_id = resolve_model(model, url, catalog.resolve_engine(engine))
             data: dict[str, Any] = {
-                "model_id": model_id, "engine": engine, "precisions": list(precision or ["fp32"]),
+                "model_id": model_id, "engine": engine, "device": device, "precisions": list(precision or ["fp32"]),
                 "batch_sizes": list(batch) if batch else _default_batches(model_id, shapes, url),
                 "shapes": shapes, "dim_values": dims, "warmup_iterations": warmup, "warmup_s": warmup_s,
                 "iterations": iterations, "min_duration_s": min_duration, "max_duration_s": max_duration,
                 "calibration_npz": str(calibration.resolve()) if calibration else None,
                 "calibration_samples": calibration_samples, "profile_layers": not no_layers, "seed": seed,
-                "inputs_npz": str(inputs.resolve()) if inputs else None, "device": device,
+                "inputs_npz": str(inputs.resolve()) if inputs else None,
             }
             torch_opts = {k: v for k, v in {"seq_len": seq_len, "compile": compile_ or None,
                                             "compile_backend": compile_backend if compile_backend != "inductor" else None,
@@ -307,7 +319,7 @@ def register(app: typer.Typer) -> None:
                                             "cuda_graph": cuda_graph or None, "cast": cast if cast != "weights" else None,
                                             "allow_pickle": allow_pickle or None}.items() if v is not None}
             if torch_opts:
-                if engine not in ("torch", "pytorch"):
+                if catalog.resolve_engine(engine) != "torch":
                     raise InputError(f"{', '.join(_TORCH_FLAG_NAMES[k] for k in torch_opts)}: PyTorch options; "
                                      f"add --engine torch (this run uses --engine {engine})")
                 data["torch"] = torch_opts
@@ -316,7 +328,8 @@ def register(app: typer.Typer) -> None:
             spec = validate_spec(BenchSpec, data)
             plan(spec, url)
             spec_json = spec.model_dump(mode="json")
-            job_id = start_inline_job("model_bench", spec_json, model_id=model_id, origin="cli", url=url)
+            job_id = start_inline_job("model_bench", spec_json, device=spec.device, model_id=model_id, origin="cli",
+                                      url=url)
         except EngineScopeError as exc:
             fail(exc)
             return

@@ -150,6 +150,7 @@ def results_json(job_id: int, url: str | None = None) -> dict[str, Any]:
                     "goodput_per_s": rep.get("goodput_per_s"),
                     **{m: _stat(rep.get(m)) for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")},
                     "server": rep.get("server"), "client_cpu_s_per_s": rep.get("client_cpu_s_per_s"),
+                    "client_health": rep.get("client_health"),
                     **({"peers": rep["peers"]} if rep.get("peers") else {}),
                 })
             cfg = r.config or {}

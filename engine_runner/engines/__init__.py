@@ -1,6 +1,7 @@
 """Engines the ``model_bench`` job can drive (the contract: :mod:`engine_runner.engines.base`).
 
-Each engine lives in ``engine_runner/engines/<name>.py`` and exposes a class named ``Engine``
+Each engine lives in ``engine_runner/engines/<name>.py`` (torch: ``torch_engine.py``, so that no module of
+ours is named like the ``torch`` package, which a script run from this folder would then shadow) and exposes a class named ``Engine``
 implementing the protocol; the module is imported only when that engine is asked for, so a machine
 without TensorRT still lists and runs ONNX Runtime.
 
@@ -13,12 +14,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from profiles.errors import InputError
+from profiles.catalog import resolve_engine
+from profiles.errors import EngineUnavailableError
 
 if TYPE_CHECKING:
     from engine_runner.engines.base import BenchEngine
 
-#: Engine name (``BenchSpec.engine``) -> module under ``engine_runner.engines``.
+#: Engine name (``profiles.catalog.engines()``, ``BenchSpec.engine``) -> module under ``engine_runner.engines``
+#: (tests/unit/test_engine_contract.py checks the keys equal the catalogue's engines).
 ENGINE_MODULES: dict[str, str] = {
     "onnxruntime": "engine_runner.engines.onnxruntime",
     "tensorrt": "engine_runner.engines.tensorrt",
@@ -27,19 +30,20 @@ ENGINE_MODULES: dict[str, str] = {
 
 
 def get_engine_impl(name: str, **options: Any) -> BenchEngine:
-    """A new engine instance for ``name`` (``module.Engine(**options)``), imported lazily.
+    """A new engine instance for ``name`` (any spelling ``profiles.catalog.resolve_engine`` accepts:
+    ``ORT``, ``trt``, ``pytorch``...): ``module.Engine(**options)``, imported lazily.
 
     Raises:
-        InputError: unknown engine name, or no implementation of it in this checkout.
+        InputError: ``--engine``: not an engine of the catalogue (lists the choices).
+        EngineUnavailableError: a catalogued engine whose module is not in this installation.
     """
-    try:
-        module = ENGINE_MODULES[name]
-    except KeyError:
-        raise InputError(f"--engine {name!r}: unknown engine; known: {sorted(ENGINE_MODULES)}") from None
+    canonical = resolve_engine(name)
+    module = ENGINE_MODULES[canonical]
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name == module:
-            raise InputError(f"--engine {name!r}: no engine implementation ({module}) in this installation") from None
+            raise EngineUnavailableError(f"--engine {canonical}: the {canonical} engine is not implemented in this "
+                                         f"installation ({module} is missing)") from None
         raise
     return mod.Engine(**options)

@@ -26,6 +26,7 @@ import numpy as np
 from engine_runner.engines.base import EngineMeasurement, LayerRow, MeasureHooks, PreparedVariant, guard_layer_profile
 from engine_runner.precision import ONNX_VARIANT_PRECISIONS
 from engine_runner.timing import TimingPolicy, time_calls
+from profiles.catalog import resolve_precision
 from profiles.errors import EngineError, EngineScopeError, EngineUnavailableError, InputError, JobCancelled
 from profiles.ort_profile import OrtNodeTiming, load_ort_trace
 from profiles.specs import BenchSpec
@@ -125,24 +126,31 @@ class Engine:
         return str(_ort().__version__)
 
     def onnx_variant_for(self, precision: str) -> str:
-        """The precision itself for fp32/fp16/int8-dynamic/int8-qdq.
+        """The precision itself: each ONNX Runtime precision of ``profiles.catalog`` is an ONNX variant
+        (fp32/fp16/int8-dynamic/int8-qdq, made by ``engine_runner.precision``).
 
         Raises:
-            InputError: bf16/fp8/best (TensorRT-only builder precisions).
+            InputError: ``--precision``: not a precision of onnxruntime (bf16, fp8, best...; lists the choices).
         """
-        if precision not in ONNX_VARIANT_PRECISIONS:
-            raise InputError(f"--precision {precision}: not supported by onnxruntime (supported: "
-                             f"{list(ONNX_VARIANT_PRECISIONS)}; {precision} is a TensorRT builder precision)")
-        return precision
+        canonical, _ = resolve_precision(self.name, precision)
+        if canonical not in ONNX_VARIANT_PRECISIONS:  # the catalogue and the variant maker disagree
+            raise InputError(f"--precision: {canonical!r} has no ONNX variant maker in engine_runner.precision "
+                             f"(it makes {', '.join(ONNX_VARIANT_PRECISIONS)})")
+        return canonical
 
     def prepare(self, model_path: Path, precision: str, shapes_by_batch: dict[int, dict[str, list[int]]],
                 spec: BenchSpec, workdir: Path) -> PreparedVariant:
         """An ``InferenceSession`` on the variant (dynamic shapes need nothing more on ONNX Runtime).
 
         Raises:
+            EngineUnavailableError: ``spec.device`` is not ``cpu`` (no CUDA provider in this engine yet).
             EngineError: the session cannot be created (e.g. no CPU kernel for an op at this precision:
                 the message is ONNX Runtime's, naming the node).
         """
+        if spec.device != "cpu":  # never a silent CPU run for a CUDA request
+            raise EngineUnavailableError(f"--device {spec.device}: this ONNX Runtime engine runs the "
+                                         f"CPUExecutionProvider only (CUDAExecutionProvider support is not built yet); "
+                                         f"use --device cpu")
         so, config = _session_options(spec)
         t0 = time.perf_counter_ns()
         session = _new_session(model_path, so, f"the {precision} variant")

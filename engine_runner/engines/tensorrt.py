@@ -37,6 +37,7 @@ import numpy as np
 
 from db.config import home
 from engine_runner.engines.base import EngineMeasurement, LayerRow, MeasureHooks, PreparedVariant
+from engine_runner.precision import ONNX_VARIANT_PRECISIONS
 from engine_runner.trt_build import (
     check_shapes_in_profile,
     engine_cache_key,
@@ -44,6 +45,7 @@ from engine_runner.trt_build import (
     timing_cache_path,
     trtexec_commands,
 )
+from profiles.catalog import resolve_precision
 from profiles.files import sha256_file
 from profiles.errors import EngineError, EngineUnavailableError, InputError
 from profiles.trt_spec import ShapeRange, TensorRTAvailability, TensorRTOptions, detect_tensorrt, parse_tensorrt_options
@@ -60,7 +62,8 @@ BUILD_TIMEOUT_S = 3600
 #: Profiling iterations of the separate layer-profile run (Python route).
 PROFILE_RUNS = 50
 
-ONNX_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8-qdq")
+#: The ONNX variants engine_runner.precision makes (one definition: ``ONNX_VARIANT_PRECISIONS``).
+ONNX_VARIANTS = ONNX_VARIANT_PRECISIONS
 
 
 def _timing_window(no_copies: bool, cuda_graph: bool, route: str) -> str:
@@ -195,8 +198,10 @@ class Engine:
         fp32 + builder flags, int8 from the Q/DQ variant). Without TensorRT here, the TensorRT 10 rules apply.
 
         Raises:
-            InputError: the precision is not available on this TensorRT version or has no ONNX variant maker.
+            InputError: not a TensorRT precision (``profiles.catalog``), not available on this TensorRT version,
+                or no ONNX variant maker for it.
         """
+        resolve_precision(self.name, precision)  # not a TensorRT precision (profiles.catalog): --precision error
         try:
             version = self.trt_version()
         except EngineUnavailableError:

@@ -99,6 +99,10 @@ def run(ctx: JobContext) -> None:
             res, scrapes, bounds = _run_level_with_scrape(ctx, endpoint, prompts, level, idx, len(levels),
                                                          lambda t: count_tokens(tokenizer, t, special=False))
             point_max, completed, failures = _store_point(ctx, run_id, idx, mode, value, res, scrapes, bounds, spec)
+            health = getattr(res, "client_health", None) or {}
+            if health.get("starved"):
+                ctx.event("warning", f"level {label}: the load generator was starved, so its latencies include "
+                                     f"client delay: {health['why']}", level_idx=idx, client_health=health)
             max_running = max(max_running, point_max)
             if spec.peer_clients and completed:
                 _run_peers(ctx, spec, run_id, idx, mode, value, base_url, api_key, model_name)
@@ -429,16 +433,37 @@ def _scrape_once(client: Any, url: str) -> tuple[int, list[PromSample]] | None:
 
 
 class _Watcher(threading.Thread):
-    """Background thread beside the load: scrapes ``/metrics`` every :data:`SCRAPE_INTERVAL_S` and polls the
-    job's cancel flag, so neither the Prometheus parse nor a database read ever blocks the load
-    generator's event loop (a blocked loop would delay reads and merge token chunks)."""
+    """Background thread beside the load: scrapes ``/metrics`` every :data:`SCRAPE_INTERVAL_S`, polls the
+    job's cancel flag and writes the level's progress to the database, so that no Prometheus parse and no
+    database read or write ever runs on the load generator's event loop (a blocked loop delays socket reads,
+    and the chunks read late share one stamp). The loop only hands over ``(done, total)`` in
+    :meth:`note_progress` (an assignment)."""
 
-    def __init__(self, ctx: JobContext, client: Any, url: str) -> None:
+    def __init__(self, ctx: JobContext, client: Any, url: str, idx: int, n_levels: int) -> None:
         super().__init__(name="llm-serve-watcher", daemon=True)
         self.ctx, self.client, self.url = ctx, client, url
+        self.idx, self.n_levels = idx, n_levels
         self.samples: list[tuple[int, list[PromSample]]] = []
         self.cancel = threading.Event()
         self.done = threading.Event()
+        self._progress: tuple[int, int] | None = None
+        self._written: tuple[int, int] | None = None
+        self._last_write = 0.0
+
+    def note_progress(self, done: int, total: int) -> None:
+        """Called on the event loop: remember the newest counts (written by this thread)."""
+        self._progress = (done, total)
+
+    def _write_progress(self, force: bool = False) -> None:
+        got = self._progress
+        now = time.monotonic()
+        if got is None or got == self._written or (not force and now - self._last_write < 1.0):
+            return
+        self._written, self._last_write = got, now
+        done, total = got
+        frac = (self.idx + (done / total if total else 0.0)) / self.n_levels
+        self.ctx.progress(frac, f"level {self.idx + 1}/{self.n_levels}: {done}/{total or '?'} requests",
+                          level_idx=self.idx, done=done, total=total)
 
     def run(self) -> None:
         while not self.done.is_set():
@@ -447,13 +472,15 @@ class _Watcher(threading.Thread):
                 self.samples.append(got)
             if self.ctx.cancelled():
                 self.cancel.set()
+            self._write_progress()
             self.done.wait(SCRAPE_INTERVAL_S)
+        self._write_progress(force=True)
 
 
 def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], level: Any, idx: int, n_levels: int,
                            count_tokens: Any) -> tuple[Any, list[tuple[int, list[PromSample]]], dict[str, Any]]:
     """Run one level (the load generator's own event loop) while a :class:`_Watcher` thread scrapes
-    ``/metrics`` and polls cancellation.
+    ``/metrics``, polls cancellation and writes progress.
 
     Returns (LevelResult, [(abs perf_counter_ns, samples)], {"before": {...}, "after": {...}}) where
     before/after are counter sums scraped just before the warm-up and just after the level.
@@ -462,26 +489,15 @@ def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], l
 
     from engine_runner.loadgen.runner import run_level_blocking
 
-    last = [0.0]
-
-    def on_progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] < 1.0 and done != total:
-            return
-        last[0] = now
-        frac = (idx + (done / total if total else 0.0)) / n_levels
-        ctx.progress(frac, f"level {idx + 1}/{n_levels}: {done}/{total or '?'} requests", level_idx=idx,
-                     done=done, total=total)
-
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
     url = f"{endpoint.base_url}/metrics"
     with httpx.Client(headers=headers, timeout=5.0) as client:
         first = _scrape_once(client, url)
-        watcher = _Watcher(ctx, client, url)
+        watcher = _Watcher(ctx, client, url, idx, n_levels)
         watcher.start()
         cpu0 = _process_cpu_s()
         try:
-            res = run_level_blocking(endpoint, prompts, level, on_progress=on_progress,
+            res = run_level_blocking(endpoint, prompts, level, on_progress=watcher.note_progress,
                                      should_stop=watcher.cancel.is_set, count_tokens=count_tokens)
         finally:
             watcher.done.set()
@@ -547,6 +563,7 @@ def _store_point(ctx: JobContext, run_id: int, idx: int, mode: str, value: float
     cpu = bounds.get("client_cpu_s")
     report["client_cpu_s"] = cpu
     report["client_cpu_s_per_s"] = cpu / res.duration_s if cpu is not None and res.duration_s else None
+    report["client_health"] = getattr(res, "client_health", None)
     report["warmup_requests"] = sum(1 for r in res.records if r.warmup)
     report["warmup_output_tokens"] = sum(r.output_tokens or 0 for r in res.records if r.warmup)
     with ctx.session() as s:

@@ -392,8 +392,10 @@ def run(ctx: JobContext) -> None:
     p = plan(spec0, ctx.db_url, engine=eng)
     spec = p.spec
     steps = len(p.precisions) * len(spec.batch_sizes)
-    ctx.event("stage", f"plan: {p.model_name}, {spec.engine}, precisions {p.precisions}, batches {spec.batch_sizes}",
-              progress=0.0, shapes={str(b): s for b, s in p.shapes_by_batch.items()})
+    ctx.event("stage", f"plan: {p.model_name}, {spec.engine} on {spec.device}, precisions {p.precisions}, "
+                       f"batches {spec.batch_sizes}", progress=0.0, shapes={str(b): s for b, s in p.shapes_by_batch.items()})
+    for note in spec.precision_notes:
+        ctx.event("info", note)
     environment = _environment()
     job_dir = home() / "artifacts" / "jobs" / str(ctx.job_id)
     # fp32 outputs per batch size: (run id, outputs)
@@ -435,7 +437,8 @@ def run(ctx: JobContext) -> None:
             for batch in spec.batch_sizes:
                 ctx.check_cancelled()
                 frac0 = step / steps
-                config = {"engine": spec.engine, **p.native_config, **(prepared.config if prepared else {}), **variant_cfg,
+                config = {"engine": spec.engine, "device": spec.device, **p.native_config,
+                          **(prepared.config if prepared else {}), **variant_cfg,
                           "requested": {"warmup_iterations": spec.warmup_iterations, "warmup_s": spec.warmup_s,
                                         "iterations": spec.iterations, "min_duration_s": spec.min_duration_s,
                                         "max_duration_s": spec.max_duration_s, "seed": spec.seed,

@@ -122,7 +122,7 @@ def test_new_benchmark_submits_queued_job(seeded: Seeded) -> None:
     with session_scope(seeded.url) as s:
         job = s.execute(select(Job).where(Job.status == "queued")).scalar_one()
     assert job.kind == "model_bench" and job.device == "cpu" and job.model_id == seeded.model_id
-    assert job.spec["precisions"] == ["fp32", "fp16", "int8-dynamic"]
+    assert job.spec["precisions"] == ["fp32", "fp16", "int8-dynamic"] and job.spec["device"] == "cpu"
     assert job.spec["batch_sizes"] == [1, 4]
     assert job.spec["iterations"] == 20
 
@@ -136,12 +136,52 @@ def test_new_benchmark_shows_field_errors(seeded: Seeded) -> None:
     at.button(key="newbench_submit").click().run()
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
-    assert "batch_sizes" in errors and "outside 1..65536" in errors
+    # the form's label, never the spec's field name
+    assert "Batch sizes: batch size 0 is outside 1..65536" in errors and "batch_sizes" not in errors
     at.text_input(key="newbench_batches").input("one").run()
     at.button(key="newbench_submit").click().run()
-    assert "batch_sizes" in " ".join(e.value for e in at.error)
+    assert "Batch sizes: 'one' must be integers" in " ".join(e.value for e in at.error)
     with session_scope(seeded.url) as s:
         assert s.execute(select(Job).where(Job.status == "queued")).first() is None
+
+
+def test_new_benchmark_choices_are_the_catalogues(seeded: Seeded) -> None:
+    """Engines, device kinds and precisions offered are profiles.catalog's, per engine and device kind."""
+    from profiles import catalog
+
+    at = page("new_benchmark").run()
+    assert not at.exception
+    assert list(at.radio(key="newbench_engine").options) == [catalog.engine_info(e).label for e in catalog.engines()]
+    for engine in catalog.engines():
+        at.radio(key="newbench_engine").set_value(engine).run()
+        assert not at.exception, at.exception
+        kinds = catalog.devices(engine)
+        device_radio = at.radio(key=f"newbench_device_{engine}")
+        assert list(device_radio.options) == [{"cpu": "CPU", "cuda": "CUDA GPU"}[k] for k in kinds]
+        for kind in kinds:
+            device_radio.set_value(kind).run()
+            assert not at.exception, at.exception
+            key = f"newbench_precisions_{engine}" + ("" if kind == kinds[0] else f"_{kind}")
+            device = "cpu" if kind == "cpu" else "cuda:0"
+            assert list(at.multiselect(key=key).options) == catalog.precisions(engine, device)
+            assert at.multiselect(key=key).value == ["fp32"]
+
+
+def test_new_benchmark_on_a_cuda_device_queues_on_that_device(seeded: Seeded) -> None:
+    from db.models import Job
+    from db.session import session_scope
+
+    at = page("new_benchmark").run()
+    at.radio(key="newbench_device_onnxruntime").set_value("cuda").run()
+    at.number_input(key="newbench_gpu").set_value(1).run()
+    assert "int8-dynamic" not in at.multiselect(key="newbench_precisions_onnxruntime_cuda").options  # CPU only
+    at.multiselect(key="newbench_precisions_onnxruntime_cuda").set_value(["fp32", "fp16"]).run()
+    at.button(key="newbench_submit").click().run()
+    assert not at.exception, at.exception
+    assert any("Queued job" in s.value and "cuda:1" in s.value for s in at.success), [e.value for e in at.error]
+    with session_scope(seeded.url) as s:
+        job = s.execute(select(Job).where(Job.status == "queued")).scalar_one()
+    assert job.device == "cuda:1" and job.spec["device"] == "cuda:1" and job.spec["precisions"] == ["fp32", "fp16"]
 
 
 def test_new_benchmark_inputs_npz_upload(seeded: Seeded, tmp_path: Path) -> None:

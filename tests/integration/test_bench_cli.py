@@ -22,7 +22,10 @@ FAST = ["--iterations", "20", "--min-duration", "0", "--warmup", "2", "--warmup-
 def enginescope(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("enginescope")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "engine_runner.cli"]
-    env = {**os.environ, "ENGINESCOPE_HOME": str(home), "PYTHONWARNINGS": "ignore"}
+    # PYTHONPATH: the console script must run this checkout's code, not whatever checkout the venv's editable
+    # install points at (a git worktree shares the venv of the main checkout)
+    env = {**os.environ, "ENGINESCOPE_HOME": str(home), "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     env.pop("ENGINESCOPE_DB_URL", None)
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
 
@@ -148,3 +151,40 @@ def test_unknown_dim_exits_2_listing_the_models_dims(tmp_path: Path) -> None:
     res = enginescope(tmp_path / "home", "bench", str(model), "--dim", "sequence=8", "--json")
     assert res.returncode == 2 and res.stdout == ""
     assert "--dim sequence=8: 'sequence' is not a symbolic dim of the model (its symbolic dims: N)" in res.stderr
+
+
+def test_precision_and_engine_names_are_case_insensitive_and_int8_is_resolved(tmp_path: Path) -> None:
+    """--precision FP16 / Int8 and --engine ORT are catalogue names in another case or an alias; int8 runs as
+    int8-qdq and the output says so (stderr event, table note, JSON notes)."""
+    model = build_cnn(tmp_path / "cnn.onnx")
+    res = enginescope(tmp_path / "home", "bench", str(model), "--engine", "ORT", "--device", "CPU",
+                      "--precision", "FP16", "--precision", "Int8", "--json", "--no-layers", *FAST)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert [(r["engine"], r["precision"], r["status"]) for r in doc["runs"]] == [
+        ("onnxruntime", "fp16", "succeeded"), ("onnxruntime", "int8-qdq", "succeeded")]
+    assert doc["notes"] == ["int8 resolved to int8-qdq (static Q/DQ, calibrated)"]
+    assert "int8 resolved to int8-qdq (static Q/DQ, calibrated)" in res.stderr
+    table = enginescope(tmp_path / "home", "bench", "1", "--precision", "INT8", "--no-layers", "--quiet", *FAST)
+    assert table.returncode == 0, table.stderr
+    assert "note: int8 resolved to int8-qdq (static Q/DQ, calibrated)" in table.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--precision", "fp64"], "--precision: 'fp64' is not a precision of onnxruntime "
+                              "(choose fp32, fp16, int8-dynamic, int8-qdq, int8)"),
+    (["--precision", "fp32", "--precision", "bf16"], "--precision: 'bf16' is not a precision of onnxruntime"),
+    (["--device", "cuda:x"], "--device: 'cuda:x' is not a device (choose cpu, cuda or cuda:N with N >= 0)"),
+    (["--engine", "jax"], "--engine: 'jax' is not an engine (choose onnxruntime, tensorrt, torch"),
+    (["--engine", "tensorrt", "--device", "cpu"], "--device: tensorrt does not run on cpu"),
+    (["--device", "cuda:0", "--precision", "int8-dynamic"], "--precision: 'int8-dynamic' of onnxruntime does not run on cuda"),
+    (["--batch", "0"], "--batch: batch size 0 is outside 1..65536"),
+    (["--iterations", "0"], "--iterations: Input should be greater than or equal to 1"),
+])
+def test_bad_names_exit_2_naming_the_flag(tmp_path: Path, args: list[str], message: str) -> None:
+    model = build_cnn(tmp_path / "cnn.onnx")
+    res = enginescope(tmp_path / "home", "bench", str(model), *args, "--json")
+    assert res.returncode == 2, res.stderr
+    assert res.stdout == ""
+    assert message in res.stderr
+    assert "precisions." not in res.stderr and "batch_sizes" not in res.stderr

@@ -124,7 +124,7 @@ def test_descriptions_are_one_line_and_complete() -> None:
         text = catalog.precision_help(engine)
         assert text.startswith(f"{engine}: ") and all(f"{p}: " in text for p in catalog.precisions(engine))
     assert "int8: alias of int8-qdq" in catalog.precision_help("onnxruntime")
-    assert "tf32: " in catalog.precision_help() and "[cuda only]" in catalog.precision_help("torch")
+    assert "tf32: " in catalog.precision_help() and "(cuda only)" in catalog.precision_help("torch")
 
 
 def test_precision_choices_include_the_int8_alias_only_where_it_resolves() -> None:

@@ -83,3 +83,46 @@ def test_the_engines_satisfy_the_protocol() -> None:
 
     for name in ("onnxruntime", "tensorrt"):
         assert isinstance(get_engine_impl(name), BenchEngine)
+
+
+def test_engine_modules_cover_the_catalogue() -> None:
+    from engine_runner.engines import ENGINE_MODULES
+    from profiles import catalog
+
+    assert list(ENGINE_MODULES) == catalog.engines()
+    # engines/<name>.py, except torch: torch_engine.py, so that no module of ours is named like the torch package
+    assert all(m == f"engine_runner.engines.{name}" + ("_engine" if name == "torch" else "")
+               for name, m in ENGINE_MODULES.items())
+
+
+def test_get_engine_impl_takes_aliases_and_refuses_unknown_names() -> None:
+    from engine_runner.engines import get_engine_impl
+    from profiles.errors import InputError
+
+    assert get_engine_impl("ORT").name == "onnxruntime"
+    assert get_engine_impl("trt").name == "tensorrt"
+    with pytest.raises(InputError, match=r"^--engine: 'jax' is not an engine \(choose onnxruntime, tensorrt, torch"):
+        get_engine_impl("jax")
+
+
+def test_a_catalogued_engine_without_its_module_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch (built by another change) or any engine whose module is missing: EngineUnavailableError naming it."""
+    from engine_runner import engines
+    from profiles.errors import EngineUnavailableError
+
+    monkeypatch.setitem(engines.ENGINE_MODULES, "torch", "engine_runner.engines.no_such_engine_module")
+    with pytest.raises(EngineUnavailableError, match=r"--engine torch: the torch engine is not implemented"):
+        engines.get_engine_impl("pytorch")
+
+
+def test_the_torch_engine_runs_native_formats() -> None:
+    """The PyTorch engine is a BenchEngine and a NativeModelEngine (hf folders, pt2 programs); ONNX engines
+    run ONNX only (``model_formats``)."""
+    from engine_runner.engines import get_engine_impl
+    from engine_runner.engines.base import BenchEngine, NativeModelEngine, model_formats
+
+    torch_engine = get_engine_impl("pytorch")
+    assert isinstance(torch_engine, BenchEngine) and isinstance(torch_engine, NativeModelEngine)
+    assert model_formats(torch_engine) == ("hf", "pt2")
+    assert model_formats(get_engine_impl("onnxruntime")) == ("onnx",)
+    assert not isinstance(get_engine_impl("onnxruntime"), NativeModelEngine)

@@ -122,3 +122,17 @@ def test_detect_routes(tmp_path):
     assert none.route is None and "pip install tensorrt" in none.install_hint  # tensorrt-stubs alone is no route
     with pytest.raises(InputError, match="ENGINESCOPE_TRTEXEC"):
         detect_tensorrt({"ENGINESCOPE_TRTEXEC": str(tmp_path / "missing")})
+
+
+def test_precision_table_is_the_catalogues():
+    """trt_build's precision table and profiles.catalog agree (one vocabulary), and int8-dynamic is refused."""
+    from engine_runner.engines.tensorrt import Engine
+    from engine_runner.trt_build import PRECISION_FLAGS, precision_plan
+    from profiles import catalog
+
+    assert list(PRECISION_FLAGS) == catalog.precisions("tensorrt")
+    with pytest.raises(InputError, match=r"^--precision: 'int8-dynamic' is not a TensorRT precision"):
+        precision_plan("int8-dynamic", TrtVersion(10, 0))
+    with pytest.raises(InputError, match=r"^--precision: 'int8-dynamic' is not a precision of tensorrt"):
+        Engine().onnx_variant_for("int8-dynamic")
+    assert Engine().onnx_variant_for("int8-qdq") == "int8-qdq"
