@@ -120,3 +120,24 @@ def test_folder_weights_and_pickle_policy(tmp_path: Path) -> None:
     (tmp_path / "x.pt2").write_bytes(b"not a zip")
     with pytest.raises(ModelError, match="x.pt2: not a torch.export archive"):
         _pt2_pickled_entries(tmp_path / "x.pt2")
+
+
+def test_dashboard_variant_label_says_how_the_precision_was_made() -> None:
+    from dashboard.data import variant_label
+
+    assert variant_label("onnxruntime", "fp16", "x", {}) == "onnxruntime / fp16"
+    assert variant_label("torch", "fp16", None, {"precision_detail": "fp16 (weights cast)", "mode": "eager"}) == \
+        "torch / fp16 (weights cast)"
+    assert variant_label("torch", "bf16", None, {"precision_detail": "bf16 (autocast)",
+                                                 "mode": "torch.compile (backend inductor, mode default) + CUDA graph"}) \
+        == "torch / bf16 (autocast), compile + CUDA graph"
+
+
+def test_torch_operators_have_canonical_kinds() -> None:
+    """The torch engine's rows (aten ops) meet ONNX/TensorRT op types in layer matching's op_shape pass."""
+    from profiles.layer_match import canonical_op
+
+    assert canonical_op("aten::linear") == canonical_op("MatMul") == canonical_op("Gemm") == "matmul"
+    assert canonical_op("aten::conv2d") == canonical_op("Conv") == "conv"
+    assert canonical_op("aten::layer_norm") == canonical_op("LayerNormalization")
+    assert canonical_op("aten::scaled_dot_product_attention") == "aten::scaled_dot_product_attention"
