@@ -754,7 +754,8 @@ def operator_rows(events: Any, runs: int, on_cuda: bool) -> tuple[list[LayerRow]
     calls: dict[str, int] = defaultdict(int)
     meta: dict[str, dict[str, Any]] = {}
     order: list[str] = []
-    markers = [e for e in events if e.name.startswith(_INFER_MARK + "#")]
+    # CPU-side ranges only: on a GPU, record_function also leaves a device-side annotation of the same name
+    markers = [e for e in events if e.name.startswith(_INFER_MARK + "#") and str(getattr(e, "device_type", "CPU")).endswith("CPU")]
 
     def t_dev(e: Any) -> float:
         return float(getattr(e, "device_time_total", 0.0) or 0.0)
