@@ -126,11 +126,18 @@ def job_events(url: str | None, job_id: int, limit: int = 200) -> list[dict[str,
 
 # ------------------------------------------------------------------------------------------------ runs
 
-def variant_label(engine: str | None, precision: str | None, label: str | None = None) -> str:
+def variant_label(engine: str | None, precision: str | None, label: str | None = None,
+                  config: Mapping[str, Any] | None = None) -> str:
     """Display name of a run's variant: ``"engine / precision"``; the run's ``label`` (or the engine)
-    when the precision is unknown (e.g. some imported runs)."""
+    when the precision is unknown (e.g. some imported runs). Where the run's config says how the precision
+    was made and in which mode (the torch engine's ``precision_detail`` and ``mode``), they replace the bare
+    precision: ``"torch / fp16 (weights cast)"``, ``"torch / bf16 (autocast), compile + CUDA graph"``."""
+    cfg = config or {}
     if precision:
-        return f"{engine or '?'} / {precision}"
+        shown = str(cfg.get("precision_detail") or precision)
+        mode = str(cfg.get("mode") or "")
+        tags = (["compile"] if mode.startswith("torch.compile") else []) + (["CUDA graph"] if "CUDA graph" in mode else [])
+        return f"{engine or '?'} / {shown}" + (f", {' + '.join(tags)}" if tags else "")
     return label or engine or "?"
 
 
@@ -170,7 +177,7 @@ def run_rows(url: str | None = None, *, model_id: int | None = None, job_ids: It
         for r in runs:
             d = {c.key: getattr(r, c.key) for c in Run.__table__.columns}
             d["run_id"] = r.id
-            d["variant"] = variant_label(r.engine, r.precision, r.label)
+            d["variant"] = variant_label(r.engine, r.precision, r.label, r.config)
             sm = next((sums.get(r.id, {})[m] for m in LATENCY_METRICS if m in sums.get(r.id, {})), None)
             d["latency_metric"] = sm.metric if sm else None
             for key in ("p50", "p90", "p95", "p99", "mean", "std", "min", "max"):

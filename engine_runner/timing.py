@@ -10,7 +10,9 @@ work is done, e.g. after a CUDA synchronize). The loop:
    one sample is always taken).
 
 Each sample is ``clock()`` after the call minus ``clock()`` before it (``time.perf_counter_ns`` by
-default, integer ns). The clock and the cancellation check are injected so that the loop is testable
+default, integer ns), or, when the caller passes ``timed``, the integer ns that ``timed()`` returns for one
+call it makes itself (the PyTorch engine on CUDA: a ``torch.cuda.Event`` pair around the call, read after
+the stop event completed). The loop's wall-time bounds always use ``clock``. The clock and the cancellation check are injected so that the loop is testable
 with a scripted clock. Cancellation is checked between iterations (the caller's check must be cheap;
 ``JobContext.check_cancelled`` reads the DB at most every 0.5 s); progress is reported at most every
 ``progress_interval_ns`` of clock time.
@@ -132,6 +134,7 @@ def time_calls(
     check_cancelled: Callable[[], None] | None = None,
     progress: ProgressFn | None = None,
     progress_interval_ns: int = NS_PER_S // 2,
+    timed: Callable[[], int] | None = None,
 ) -> TimingResult:
     """Warm up and time ``fn()`` per :class:`TimingPolicy`.
 
@@ -143,6 +146,9 @@ def time_calls(
         check_cancelled: called between iterations; raises (e.g. ``JobCancelled``) to stop.
         progress: called as ``progress(phase, done, target, elapsed_ns)`` at most every
             ``progress_interval_ns`` and once at the end of each phase.
+        timed: when given, each timed iteration calls ``timed()`` instead of ``fn()``; it makes one call and
+            returns that call's duration in integer ns as the sample (e.g. from device events). Warm-up
+            still calls ``fn``.
 
     Returns:
         :class:`TimingResult` with ``samples_ns`` (int64, ns).
@@ -190,12 +196,17 @@ def time_calls(
             break
         if check_cancelled is not None:
             check_cancelled()
-        begin = clock()
-        fn()
-        end = clock()
+        if timed is None:
+            begin = clock()
+            fn()
+            end = clock()
+            dt_ns = end - begin
+        else:
+            begin = clock()
+            dt_ns = int(timed())
+            end = clock()
         if first_begin is None:
             first_begin = begin
-        dt_ns = end - begin
         samples.append(dt_ns)
         summed_ns += dt_ns
         if progress is not None and end - last_report >= progress_interval_ns:

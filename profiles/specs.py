@@ -84,6 +84,9 @@ class BenchSpec(BaseModel):
     intra_op_threads: int | None = Field(None, ge=1, le=1024)
     seed: int = 0
     tensorrt: dict[str, Any] = Field(default_factory=dict, description="TensorRT build/run options")
+    torch: dict[str, Any] = Field(default_factory=dict, description="PyTorch engine options "
+                                  "(profiles.torch_spec.TorchOptions: --compile, --cast, "
+                                  "--allow-pickle, --seq-len)")
     timeout_s: float = Field(3600, gt=0, le=7 * 86_400)
 
     @field_validator("batch_sizes")
@@ -119,6 +122,17 @@ class BenchSpec(BaseModel):
                 notes.append(note)
         if notes:
             out["precision_notes"] = notes
+        # one CUDA-graph switch (``cuda_graph``, CLI --cuda-graph, the form's checkbox); the torch engine reads it
+        # through its options, so it is copied there (an explicit torch option also turns the switch on)
+        if engine == "torch":
+            torch_opts = dict(out.get("torch") or {})
+            on = bool(out.get("cuda_graph")) or bool(torch_opts.get("cuda_graph"))
+            out["cuda_graph"] = on
+            if on:
+                torch_opts["cuda_graph"] = True
+            else:
+                torch_opts.pop("cuda_graph", None)
+            out["torch"] = torch_opts
         return out
 
     @field_validator("engine")

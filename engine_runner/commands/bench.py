@@ -10,7 +10,8 @@ with ``--json`` exactly one JSON document::
       "error", "latency_ms": {"mean", "std", "min", "p50", "p90", "p95", "p99", "max"}, "samples",
       "throughput_per_s", "layers", "accuracy": {"max_abs_err", "max_rel_err", "cosine", "nan_count",
       "inf_count"} | null, "items_per_s", "median_ci_ms": [low, high], "numerically_valid", "shapes",
-      "inputs": {"source": "npz" | "generated", "samples", "batches", ...}, "timing_window": str | null,
+      "inputs": {"source": "npz" | "generated" | "tokenizer" | "random ids", "samples", "batches", ...}, "timing_window": str | null,
+      "precision_detail": str | null, "mode": str | null,
       "device": str, "cuda_graph": bool, "energy_per_inference_j": float | null, "avg_power_w": float | null,
       "gpu": {"energy_per_inference_j", "energy_per_item_j", "avg_power_w", "energy_window_j",
               "sm_clock_median_mhz", "sm_clock_min_mhz", "mem_clock_median_mhz", "gpu_temp_max_c",
@@ -18,6 +19,15 @@ with ``--json`` exactly one JSON document::
               "throttle", "other_processes"} | null,
       "placement": {"requested", "nodes_per_provider", "fallback_nodes", "copy_nodes"} | null,
       "warnings": [str]}]}
+
+``precision_detail`` says how the precision was realised where the engine records it (torch:
+``"fp16 (weights cast)"``, ``"bf16 (autocast)"``, ``"fp32 (TF32 off)"``); ``mode`` is torch's ``"eager"`` /
+``"torch.compile (backend inductor, mode default)"`` (+ ``" + CUDA graph"``); both null for other engines.
+
+With ``--engine torch`` MODEL is a Hugging Face model folder, a hub id in the local Hugging Face cache, or a
+``torch.export`` program (``.pt2``), registered by reference (``engine_runner.torch_models``); options
+``--seq-len``, ``--compile`` (``--compile-backend``, ``--compile-mode``), ``--cast``,
+``--allow-pickle`` (``profiles.torch_spec``) are refused with another engine.
 
 GPU figures (``energy_per_inference_j``, ``avg_power_w``, ``gpu``) cover the measured window only (the timed
 loop, not warm-up or profiling), from the NVML sampler beside the run (``engine_runner.telemetry``,
@@ -56,6 +66,9 @@ from profiles import catalog
 from profiles.errors import EngineScopeError, InputError, ModelError
 
 _LAT_KEYS = ("mean", "std", "min", "p50", "p90", "p95", "p99", "max")
+_TORCH_FLAG_NAMES = {"seq_len": "--seq-len", "compile": "--compile", "compile_backend": "--compile-backend",
+                     "compile_mode": "--compile-mode", "cuda_graph": "--cuda-graph", "cast": "--cast",
+                     "allow_pickle": "--allow-pickle"}
 _ENGINE_HELP = ("engine: " + ", ".join(catalog.engines()) + " (aliases " +
                 ", ".join(f"{a}={catalog.resolve_engine(a)}" for a in catalog.engine_choices()[len(catalog.engines()):])
                 + "; any case)")
@@ -77,15 +90,27 @@ def _parse_dim(text: str) -> tuple[str, int]:
     return name, n
 
 
-def resolve_model(model: str, url: str) -> int:
-    """Model id for MODEL: an existing path is registered (``db.store.add_model``), digits are an id.
+def resolve_model(model: str, url: str, engine: str = "onnxruntime") -> int:
+    """Model id for MODEL: digits are an id; with ``--engine torch`` a Hugging Face folder, a ``.pt2`` or a
+    hub id in the local HF cache is registered by reference (``engine_runner.torch_models.register_source``);
+    otherwise an existing path is registered as ONNX (``db.store.add_model``).
 
     Raises:
-        ModelError: neither an existing file nor a known model id (or the file is not ONNX).
+        ModelError: neither an existing file nor a known model id (or the file is not ONNX; or, for torch,
+            a folder without config.json, a pickle file, a hub id not in the local cache).
     """
     from db.store import add_model, get_model
 
     path = Path(model)
+    if model.isdigit() and not path.exists():
+        return int(get_model(int(model), url=url).id)
+    if engine == "torch":
+        from engine_runner.torch_models import register_source
+
+        return register_source(model, url=url)
+    if path.is_dir():
+        raise ModelError(f"MODEL {model}: a folder; --engine {engine} runs .onnx files (a Hugging Face folder "
+                         f"runs with --engine torch)")
     if path.exists():
         return int(add_model(path, url=url).id)
     if model.isdigit():
@@ -99,14 +124,20 @@ def _default_batches(model_id: int, shapes: dict[str, list[int]], url: str) -> l
     from db.session import session_scope
     from db.models import Model
     from db.store import model_file
-    from engine_runner.inputs import fixed_batch, read_input_specs
+    from engine_runner.inputs import InputSpec, fixed_batch, read_input_specs
 
     with session_scope(url) as s:
         model = s.get(Model, model_id)
         if model is None:
             raise ModelError(f"model id {model_id}: no such model")
         path = model_file(model)
-    specs = read_input_specs(path)
+        fmt, stored = model.format or "onnx", list(model.inputs or [])
+    if fmt != "onnx":  # registered by reference (torch engine): the inputs recorded at registration
+        specs = [InputSpec(str(i["name"]), str(i["dtype"]), tuple(i["shape"])) for i in stored]
+        if not specs:
+            return [1]
+    else:
+        specs = read_input_specs(path)
     fb = fixed_batch(specs)
     if fb is not None:
         return [fb]
@@ -157,6 +188,8 @@ def collect_results(job_id: int, url: str | None = None) -> dict[str, Any]:
                 "avg_power_w": metrics.get("avg_power_w"),
                 "gpu": gpu_summary(r.config, metrics),
                 "placement": (r.config or {}).get("placement"),
+                "precision_detail": (r.config or {}).get("precision_detail"),
+                "mode": (r.config or {}).get("mode"),
                 "warnings": run_warnings(r.config),
             })
     return out
@@ -210,7 +243,7 @@ def format_table(doc: dict[str, Any]) -> str:
     if src:
         lines.append(f"inputs: {src.get('file', src['source'])}, {src.get('samples')} sample(s) "
                      f"(timing: first batch; accuracy: all samples)" if src["source"] == "npz"
-                     else f"inputs: generated (seed {src.get('seed')})")
+                     else f"inputs: {src['source']} (seed {src.get('seed')})")
     lines += [head, "-" * len(head)]
     for r in doc["runs"]:
         lat = r["latency_ms"] or {}
@@ -220,6 +253,9 @@ def format_table(doc: dict[str, Any]) -> str:
             f"{_fmt(lat.get('p99')):>9} {_fmt(lat.get('mean')):>9} {r['samples']:>6} {_fmt(r['throughput_per_s'], '.1f'):>10} "
             f"{_fmt(r['items_per_s'], '.1f'):>10} {r['layers']:>6} {_fmt(acc.get('max_abs_err'), '.3g'):>11} "
             f"{_fmt(acc.get('cosine'), '.6f'):>9}")
+        if r.get("precision_detail") or r.get("mode"):
+            lines.append(f"{'':>6}precision: {r.get('precision_detail') or r['precision']}"
+                         + (f"; mode: {r['mode']}" if r.get("mode") else ""))
         if r.get("timing_window"):
             lines.append(f"{'':>6}timing window: {r['timing_window']}")
         gpu = r.get("gpu")
@@ -279,8 +315,19 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(None, "--threads", help="intra-op threads (default: the engine's)"),
         no_layers: bool = typer.Option(False, "--no-layers", help="skip the per-layer profiling session"),
         cuda_graph: bool = typer.Option(False, "--cuda-graph", help="CUDA devices: capture each batch size's inference "
-                                        "in a CUDA graph and time its replays (fixed shapes only)"),
+                                        "in a CUDA graph and time its replays (fixed shapes only; onnxruntime: "
+                                        "enable_cuda_graph, torch: torch.cuda.CUDAGraph)"),
         seed: int = typer.Option(0, "--seed", help="seed of the generated inputs"),
+        seq_len: int = typer.Option(None, "--seq-len", help="torch, text models: token positions of the generated "
+                                    "inputs (default 128)"),
+        compile_: bool = typer.Option(False, "--compile", help="torch: torch.compile the model (default eager)"),
+        compile_backend: str = typer.Option("inductor", "--compile-backend", help="torch.compile backend"),
+        compile_mode: str = typer.Option("default", "--compile-mode",
+                                         help="torch.compile mode: default | reduce-overhead | max-autotune | "
+                                              "max-autotune-no-cudagraphs"),
+        cast: str = typer.Option("weights", "--cast", help="torch fp16/bf16: weights (model.to(dtype)) | autocast"),
+        allow_pickle: bool = typer.Option(False, "--allow-pickle", help="torch: allow pickle weights "
+                                          "(pytorch_model.bin, pickled .pt2 entries); recorded in the run config"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON document on stdout"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress on stderr"),
     ) -> None:
@@ -304,7 +351,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"--calibration {calibration}: file not found")
             if inputs is not None and not inputs.is_file():
                 raise InputError(f"--inputs {inputs}: file not found")
-            model_id = resolve_model(model, url)
+            model_id = resolve_model(model, url, catalog.resolve_engine(engine))
             data: dict[str, Any] = {
                 "model_id": model_id, "engine": engine, "device": device, "precisions": list(precision or ["fp32"]),
                 "batch_sizes": list(batch) if batch else _default_batches(model_id, shapes, url),
@@ -314,6 +361,16 @@ def register(app: typer.Typer) -> None:
                 "calibration_samples": calibration_samples, "profile_layers": not no_layers, "seed": seed,
                 "inputs_npz": str(inputs.resolve()) if inputs else None, "cuda_graph": cuda_graph,
             }
+            torch_opts = {k: v for k, v in {"seq_len": seq_len, "compile": compile_ or None,
+                                            "compile_backend": compile_backend if compile_backend != "inductor" else None,
+                                            "compile_mode": compile_mode if compile_mode != "default" else None,
+                                            "cast": cast if cast != "weights" else None,
+                                            "allow_pickle": allow_pickle or None}.items() if v is not None}
+            if torch_opts:
+                if catalog.resolve_engine(engine) != "torch":
+                    raise InputError(f"{', '.join(_TORCH_FLAG_NAMES[k] for k in torch_opts)}: PyTorch options; "
+                                     f"add --engine torch (this run uses --engine {engine})")
+                data["torch"] = torch_opts
             if threads is not None:
                 data["intra_op_threads"] = threads
             spec = validate_spec(BenchSpec, data)

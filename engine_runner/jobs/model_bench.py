@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,14 @@ from db.config import home
 from db.models import AccuracyResult, Artifact, LatencySample, LayerTiming, Model, Run, RunMetric, Summary, utcnow
 from db.session import session_scope
 from engine_runner.engines import get_engine_impl
-from engine_runner.engines.base import BenchEngine, EngineMeasurement, MeasureHooks, PreparedVariant
+from engine_runner.engines.base import (
+    BenchEngine,
+    EngineMeasurement,
+    MeasureHooks,
+    NativeModelEngine,
+    PreparedVariant,
+    model_formats,
+)
 from engine_runner.inputs import (
     InputSpec,
     InputsNpz,
@@ -89,6 +96,10 @@ class BenchPlan:
         precisions: requested precisions, fp32 first when present.
         calibration: calibration feeds when an ``int8-qdq`` variant is needed.
         inputs: the user's validated inputs (``spec.inputs_npz``), or None for generated inputs.
+        model_format: ``Model.format`` (``onnx``; ``hf``/``pt2`` for the PyTorch engine).
+        native: for a model run in its own format (:class:`NativeSource`), its input generator and fp32
+            reference; None for ONNX models.
+        native_config: JSON facts the engine reported while planning (into ``runs.config``).
     """
 
     spec: BenchSpec
@@ -101,6 +112,38 @@ class BenchPlan:
     precisions: list[str]
     calibration: Calibration | None
     inputs: InputsNpz | None = None
+    model_format: str = "onnx"
+    native: NativeSource | None = None
+    native_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NativeSource:
+    """A model that an engine runs in its own format (``NativeModelEngine``): generated inputs per batch
+    size (made once, cached) and the fp32 reference outputs, both from the engine."""
+
+    engine: NativeModelEngine
+    path: Path
+    model_format: str
+    specs: list[InputSpec]
+    shapes_by_batch: dict[int, dict[str, list[int]]]
+    spec: BenchSpec
+    _cache: dict[int, tuple[dict[str, np.ndarray], dict[str, Any]]] = field(default_factory=dict)
+
+    def generated(self, batch: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(feeds, description)`` of the seeded batch of ``batch`` samples."""
+        if batch not in self._cache:
+            self._cache[batch] = self.engine.generate_inputs(self.path, self.model_format, self.specs,
+                                                             self.shapes_by_batch[batch], self.spec.seed)
+        return self._cache[batch]
+
+    def reference(self, feeds: list[dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], str]:
+        """fp32 reference outputs of every feed, joined along the first axis, and how they were made."""
+        outs, note = [], ""
+        for f in feeds:
+            o, note = self.engine.reference_outputs(self.path, self.model_format, self.spec, f)
+            outs.append(o)
+        return _concat_outputs(outs), note
 
 
 def _generated_calibration(spec: BenchSpec, specs: list[InputSpec]) -> Calibration:
@@ -142,6 +185,18 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
         if model is None:
             raise ModelError(f"model id {spec.model_id}: no such model")
         path, mhash, mname = model_file(model), model.content_hash, model.original_name
+        mformat = model.format or "onnx"
+    eng = engine or get_engine_impl(spec.engine)
+    formats = model_formats(eng)
+    if mformat not in formats:
+        raise InputError(f"--engine {spec.engine}: model id {spec.model_id} ({mname}) is a {_FORMAT_NAMES.get(mformat, mformat)} "
+                         f"model; {spec.engine} runs {', '.join(_FORMAT_NAMES.get(f, f) for f in formats)} models"
+                         + ("; use --engine torch" if mformat != "onnx" else "; use --engine onnxruntime or tensorrt"))
+    if mformat != "onnx":
+        if not isinstance(eng, NativeModelEngine):
+            raise InputError(f"--engine {spec.engine}: it lists {mformat!r} in model_formats but does not implement "
+                             "NativeModelEngine")
+        return _plan_native(spec, eng, path, mformat, mhash, mname)
     if not path.is_file():
         raise ModelError(f"model id {spec.model_id} ({mname}): its file {path} is missing")
     specs = read_input_specs(path)
@@ -153,7 +208,6 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
     shapes_by_batch = {b: resolve_shapes(specs, b, spec.shapes, spec.dim_values) for b in spec.batch_sizes}
     inputs = load_inputs_npz(spec.inputs_npz, specs, shapes_by_batch, data=inputs_data) \
         if spec.inputs_npz and inputs_data is not None else None
-    eng = engine or get_engine_impl(spec.engine)
     wanted = {p: eng.onnx_variant_for(p) for p in spec.precisions}
     check_device = getattr(eng, "check_device", None)
     if check_device is not None:  # optional engine hook: refuse a device it cannot use before any job runs
@@ -168,6 +222,51 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
     precisions = sorted(spec.precisions, key=lambda p: p != "fp32")
     return BenchPlan(spec, spec.model_id, mhash, mname, path, specs, shapes_by_batch, precisions, calibration,
                      inputs)
+
+
+_FORMAT_NAMES = {"onnx": "ONNX", "hf": "Hugging Face folder", "pt2": "torch.export .pt2"}
+
+
+def _plan_native(spec: BenchSpec, eng: NativeModelEngine, path: Path, fmt: str, mhash: str, mname: str) -> BenchPlan:
+    """:func:`plan` for a model the engine runs in its own format (a Hugging Face folder, a ``.pt2``).
+
+    Symbolic dims are set, in this order, by ``--dim``/``--shape``, by the ``--inputs`` file
+    (``npz_dim_values``), then by the engine's defaults (``ModelInputs.default_dims``, e.g. ``sequence`` =
+    ``--seq-len``); the plan's spec carries them in ``dim_values``.
+
+    Raises:
+        ModelError: the folder/file is missing.
+        InputError: ``--calibration`` given (no calibrated precision here); everything
+            ``NativeModelEngine.model_inputs`` / ``check_run`` and shape resolution raise.
+    """
+    if not path.exists():
+        raise ModelError(f"model id {spec.model_id} ({mname}): {path} is missing")
+    if spec.calibration_npz:
+        raise InputError(f"--calibration {spec.calibration_npz}: only int8-qdq uses calibration data; "
+                         f"--engine {spec.engine} has no calibrated precision")
+    inputs_data = read_npz(spec.inputs_npz, "--inputs") if spec.inputs_npz else None
+    mi = eng.model_inputs(path, fmt, spec, inputs_data)
+    specs = list(mi.specs)
+    dims = dict(spec.dim_values)
+    if inputs_data is not None:
+        dims.update(npz_dim_values(inputs_data, specs, spec.shapes, dims))
+    named = {d for s in specs for d in s.shape if isinstance(d, str)}
+    for k, v in mi.default_dims.items():
+        if k in named:
+            dims.setdefault(k, int(v))
+    if dims != spec.dim_values:
+        spec = spec.model_copy(update={"dim_values": dims})
+    shapes_by_batch = {b: resolve_shapes(specs, b, spec.shapes, spec.dim_values) for b in spec.batch_sizes}
+    inputs = load_inputs_npz(spec.inputs_npz, specs, shapes_by_batch, data=inputs_data) \
+        if spec.inputs_npz and inputs_data is not None else None
+    native_config = {**mi.config, **eng.check_run(path, fmt, spec, shapes_by_batch)}
+    precisions: list[str] = sorted(spec.precisions, key=lambda p: p != "fp32")
+    native = NativeSource(eng, path, fmt, specs, shapes_by_batch, spec)
+    if inputs is None:
+        for b in spec.batch_sizes:  # tokenizer/vocabulary problems are input errors: raise them before the job
+            native.generated(b)
+    return BenchPlan(spec, spec.model_id, mhash, mname, path, specs, shapes_by_batch, precisions, None, inputs,
+                     model_format=fmt, native=native, native_config=native_config)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,7 +347,7 @@ def _create_run(ctx: JobContext, p: BenchPlan, precision: str, batch: int, engin
         run = Run(job_id=ctx.job_id, model_id=p.model_id, engine=engine_name, engine_version=engine_version,
                   precision=precision, batch_size=batch, shapes=p.shapes_by_batch[batch], config=config,
                   environment=environment, status="running", source="measured",
-                  label=f"{p.model_name} {engine_name} {precision} b{batch}")
+                  label=f"{p.model_name} {engine_name} {config.get('precision_detail') or precision} b{batch}")
         s.add(run)
         s.flush()
         return int(run.id)
@@ -356,14 +455,17 @@ def run(ctx: JobContext) -> None:
                 ctx.event("stage", msg, progress=b)
 
             try:
-                onnx_prec = eng.onnx_variant_for(precision)
-                variant = ensure_variant(
-                    p.model_path, p.model_hash, onnx_prec, model_id=p.model_id, job_id=ctx.job_id,
-                    calibration=p.calibration, db_url=ctx.db_url, on_stage=on_stage)
-                if variant.reused:
-                    ctx.event("info", f"{onnx_prec} variant reused (artifact {variant.artifact_id})")
+                source = p.model_path
+                if p.native is None:
+                    onnx_prec = eng.onnx_variant_for(precision)
+                    variant = ensure_variant(
+                        p.model_path, p.model_hash, onnx_prec, model_id=p.model_id, job_id=ctx.job_id,
+                        calibration=p.calibration, db_url=ctx.db_url, on_stage=on_stage)
+                    if variant.reused:
+                        ctx.event("info", f"{onnx_prec} variant reused (artifact {variant.artifact_id})")
+                    source = variant.path
                 ctx.event("stage", f"{precision}: preparing {spec.engine}", progress=base)
-                prepared = eng.prepare(variant.path, precision, p.shapes_by_batch, spec, job_dir / precision)
+                prepared = eng.prepare(source, precision, p.shapes_by_batch, spec, job_dir / precision)
                 _store_artifacts(ctx, None, p.model_id, prepared.artifacts)
             except JobCancelled:
                 raise
@@ -376,7 +478,8 @@ def run(ctx: JobContext) -> None:
             for batch in spec.batch_sizes:
                 ctx.check_cancelled()
                 frac0 = step / steps
-                config = {"engine": spec.engine, "device": spec.device, **(prepared.config if prepared else {}), **variant_cfg,
+                config = {"engine": spec.engine, "device": spec.device, **p.native_config,
+                          **(prepared.config if prepared else {}), **variant_cfg,
                           "requested": {"warmup_iterations": spec.warmup_iterations, "warmup_s": spec.warmup_s,
                                         "iterations": spec.iterations, "min_duration_s": spec.min_duration_s,
                                         "max_duration_s": spec.max_duration_s, "seed": spec.seed,
@@ -407,6 +510,9 @@ def _inputs_config(p: BenchPlan, batch: int) -> dict[str, Any]:
     if p.inputs is not None:
         return {**p.inputs.describe(), "batches": p.inputs.samples // batch if sample_axis_inputs(p.input_specs)
                 else 1, "timed_batch": 0, "accuracy": "every batch, aggregated"}
+    if p.native is not None:
+        return {**p.native.generated(batch)[1], "samples": batch if sample_axis_inputs(p.input_specs) else 1,
+                "batches": 1, "timed_batch": 0}
     return {"source": "generated", "seed": p.spec.seed, "rules": "engine_runner.inputs.generate_inputs",
             "samples": batch if sample_axis_inputs(p.input_specs) else 1, "batches": 1, "timed_batch": 0}
 
@@ -415,6 +521,8 @@ def _batches(p: BenchPlan, batch: int) -> list[dict[str, np.ndarray]]:
     """The run's input feeds: the user's batches, or one seeded generated batch."""
     if p.inputs is not None:
         return p.inputs.batches(p.input_specs, batch)
+    if p.native is not None:
+        return [p.native.generated(batch)[0]]
     return [generate_inputs(p.input_specs, p.shapes_by_batch[batch], seed=p.spec.seed)]
 
 
@@ -561,11 +669,15 @@ def _accuracy(ctx: JobContext, p: BenchPlan, precision: str, batch: int, run_id:
         return health.valid
     if batch not in references:
         try:
-            ref = _concat_outputs([_ort_reference_outputs(p.model_path, f) for f in feeds])
+            if p.native is not None:
+                ref, how = p.native.reference(feeds)
+            else:
+                ref = _concat_outputs([_ort_reference_outputs(p.model_path, f) for f in feeds])
+                how = "onnxruntime CPU fp32 on the original model"
         except EngineScopeError as exc:
             ctx.event("warning", f"{precision} b{batch}: no fp32 reference for accuracy ({exc})")
             return output_health(outputs).valid
-        references[batch] = (None, ref, "onnxruntime CPU fp32 on the original model (no fp32 run of this batch in the job)")
+        references[batch] = (None, ref, f"{how} (no fp32 run of this batch in the job)")
     ref_run, ref_outputs, note = references[batch]
     ref_outputs = {k: v for k, v in ref_outputs.items() if k not in skipped and k not in _non_numeric_outputs({k: v})}
     records = compare_outputs(ref_outputs, outputs)
