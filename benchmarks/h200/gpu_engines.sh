@@ -83,9 +83,22 @@ else
 fi
 # ---------------------------------------------------------------- [/TORCH]
 
+step "BERT-base-shaped encoder, sequence 128: ORT CUDA fp16 (+ CUDA graph) and torch eager fp16"
+BT=(--iterations 200 --min-duration 1 --warmup 30 --warmup-s 0.5 --batch 1 --batch 8 --batch 64)
+if timeout 120 python3 benchmarks/h200/make_bert.py /tmp/bert > "$OUT/bert_meta.json" 2> "$OUT/bert_meta.log"; then
+  timeout 200 "${ES[@]}" bench /tmp/bert/bert_base.onnx --engine onnxruntime --device cuda:0 --precision fp16 --dim seq=128 \
+    "${BT[@]}" --json > "$OUT/bench_bert_ort.json" 2> "$OUT/bench_bert_ort.log"; echo "exit $?"
+  timeout 150 "${ES[@]}" bench /tmp/bert/bert_base.onnx --engine onnxruntime --device cuda:0 --precision fp16 --dim seq=128 \
+    --cuda-graph --no-layers "${BT[@]}" --json > "$OUT/bench_bert_ort_graph.json" 2> "$OUT/bench_bert_ort_graph.log"; echo "exit $?"
+  timeout 200 "${ES[@]}" bench /tmp/bert/hf_bert_base --engine torch --device cuda:0 --precision fp16 --precision bf16 --seq-len 128 \
+    "${BT[@]}" --json > "$OUT/bench_bert_torch.json" 2> "$OUT/bench_bert_torch.log"; echo "exit $?"
+else
+  tail -5 "$OUT/bert_meta.log"
+fi
+
 if [[ ${WITH_TESTS:-1} == 1 ]] && python3 -c "import pytest" 2>/dev/null; then
   step "GPU tests (tests/gpu)"
-  timeout 150 python3 -m pytest tests/gpu -q -p no:cacheprovider > "$OUT/pytest_gpu.log" 2>&1; tail -3 "$OUT/pytest_gpu.log"
+  timeout 200 python3 -m pytest tests/gpu tests/integration/test_torch_bench.py -k "gpu or cuda or GPU" -q -p no:cacheprovider > "$OUT/pytest_gpu.log" 2>&1; tail -3 "$OUT/pytest_gpu.log"
 fi
 
 kill $SMI 2>/dev/null
