@@ -8,10 +8,18 @@ from engine_runner.loadgen import EndpointConfig, LoadLevel, synthetic_prompts
 from engine_runner.loadgen.runner import run_level_blocking
 from engine_runner.peers.vllm_bench import VllmBenchLevel, run as vrun
 
-URL, MODEL, TOK = "http://127.0.0.1:8000", "llama8b", "/tmp/stage/model"
-C = int(sys.argv[1]) if len(sys.argv) > 1 else 64
+import argparse
+ap = argparse.ArgumentParser()
+ap.add_argument("concurrency", type=int, nargs="?", default=64)
+ap.add_argument("--url", default="http://127.0.0.1:8000")
+ap.add_argument("--model", default="llama8b")
+ap.add_argument("--tokenizer", default="/tmp/stage/model")
+ap.add_argument("--len", type=int, default=128, help="input and output tokens")
+ap.add_argument("--vllm-python", default=sys.executable)
+a = ap.parse_args()
+URL, MODEL, TOK, C, L = a.url, a.model, a.tokenizer, a.concurrency, a.len
 tok = AutoTokenizer.from_pretrained(TOK)
-prompts = synthetic_prompts(tok, 4 * C + C, 128, 128, 0)
+prompts = synthetic_prompts(tok, 4 * C + C, L, L, 0)
 
 def ours(name, **kw):
     extra = kw.pop("extra", {})
@@ -22,16 +30,18 @@ def ours(name, **kw):
     ttft = sorted((x.first_token_ns - x.send_ns) / 1e6 for x in ok)
     toks = sum(x.output_tokens or 0 for x in ok)
     first = sorted(ok, key=lambda x: x.send_ns)[:C]
+    one_read = sum(1 for x in ok if len(set(x.chunk_ns)) == 1)
     print(json.dumps({"client": "enginescope", "variant": name, "ttft_p50_ms": ttft[len(ttft) // 2],
                       "ttft_first_wave_p50_ms": sorted((x.first_token_ns - x.send_ns) / 1e6 for x in first)[C // 2],
                       "send_spread_first_wave_ms": (first[-1].send_ns - first[0].send_ns) / 1e6,
                       "output_tok_per_s": toks / r.duration_s, "mean_prompt_tokens": statistics.mean(x.input_tokens or 0 for x in ok),
+                      "one_read_responses": f"{one_read}/{len(ok)}",
                       "client_health_starved": (r.client_health or {}).get("starved")}), flush=True)
 
 def theirs():
-    lv = VllmBenchLevel(base_url=URL, model=MODEL, tokenizer=TOK, api="completions", input_len=128, output_len=128,
+    lv = VllmBenchLevel(base_url=URL, model=MODEL, tokenizer=TOK, api="completions", input_len=L, output_len=L,
                         num_prompts=4 * C, concurrency=C, request_rate=float("inf"), warmups=C)
-    v = vrun(sys.executable, lv, __import__("pathlib").Path("/tmp/diag"), name=f"c{C}_{time.time_ns()}")
+    v = vrun(a.vllm_python, lv, __import__("pathlib").Path("/tmp/diag"), name=f"c{C}_{time.time_ns()}")
     raw = json.load(open(v["result_file"]))
     print(json.dumps({"client": "vllm", "ttft_p50_ms": v["ttft_ms"]["p50"], "output_tok_per_s": v["output_token_throughput_per_s"],
                       "mean_prompt_tokens": raw.get("total_input_tokens", 0) / max(raw.get("completed", 1), 1)}), flush=True)

@@ -17,7 +17,7 @@ ids = torch.randint(0, 30522, (1, 128))
 mask = torch.ones_like(ids)
 onnx_path = out / "bert_base.onnx"
 with torch.inference_mode():
-    torch.onnx.export(model, (ids, mask), str(onnx_path), input_names=["input_ids", "attention_mask"],
+    torch.onnx.export(model, (), str(onnx_path), kwargs={"input_ids": ids, "attention_mask": mask}, input_names=["input_ids", "attention_mask"],
                       output_names=["last_hidden_state", "pooler_output"], opset_version=17, dynamo=False,
                       dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
                                     "last_hidden_state": {0: "batch", 1: "seq"}, "pooler_output": {0: "batch"}})
