@@ -21,7 +21,8 @@ BENCH_SPEC_FLAGS: dict[str, str] = {
     "warmup_s": "--warmup-s", "iterations": "--iterations", "min_duration_s": "--min-duration",
     "max_duration_s": "--max-duration", "calibration_npz": "--calibration",
     "calibration_samples": "--calibration-samples", "inputs_npz": "--inputs", "profile_layers": "--no-layers",
-    "intra_op_threads": "--threads", "seed": "--seed",
+    "intra_op_threads": "--threads", "seed": "--seed", "p99_budget_ms": "--p99-budget-ms",
+    "batch_sweep": "--batch-sweep", "max_batch": "--max-batch",
 }
 
 
@@ -82,6 +83,27 @@ class BenchSpec(BaseModel):
     seed: int = 0
     tensorrt: dict[str, Any] = Field(default_factory=dict, description="TensorRT build/run options")
     timeout_s: float = Field(3600, gt=0, le=7 * 86_400)
+    p99_budget_ms: float | None = Field(
+        None, gt=0, le=3_600_000, description="latency budget, ms: Compare and the bench JSON mark the runs whose "
+                                              "p99 meets it and the fastest one that does (profiles.budget)")
+    max_batch: int = Field(4096, ge=1, le=65_536, description="largest batch a batch sweep may reach")
+    batch_sweep: bool = Field(False, description="double the batch from batch_sizes[0] until items/s rises < 3%, "
+                                                 "memory runs out or max_batch (profiles.sweep)")
+
+    @field_validator("batch_sweep")
+    @classmethod
+    def _sweep(cls, v: bool, info: ValidationInfo) -> bool:
+        if not v:
+            return v
+        batches = info.data.get("batch_sizes") or [1]
+        if len(batches) != 1:
+            raise ValueError(f"starts from one batch size (the first --batch); got {', '.join(map(str, batches))}")
+        if info.data.get("max_batch") is not None and info.data["max_batch"] < batches[0]:
+            raise ValueError(f"--max-batch {info.data['max_batch']} is smaller than the first batch {batches[0]}")
+        if info.data.get("inputs_npz"):
+            raise ValueError("uses generated inputs: an --inputs file must split into every swept batch size; "
+                             "drop --inputs (accuracy of the sweep is still checked against fp32 per batch)")
+        return v
 
     @field_validator("batch_sizes")
     @classmethod
