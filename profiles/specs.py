@@ -97,12 +97,12 @@ class BenchSpec(BaseModel):
             return v
         batches = info.data.get("batch_sizes") or [1]
         if len(batches) != 1:
-            raise ValueError(f"starts from one batch size (the first --batch); got {', '.join(map(str, batches))}")
+            raise ValueError(f"starts from one batch size; got {', '.join(map(str, batches))}")
         if info.data.get("max_batch") is not None and info.data["max_batch"] < batches[0]:
-            raise ValueError(f"--max-batch {info.data['max_batch']} is smaller than the first batch {batches[0]}")
+            raise ValueError(f"the max batch {info.data['max_batch']} is smaller than the first batch {batches[0]}")
         if info.data.get("inputs_npz"):
-            raise ValueError("uses generated inputs: an --inputs file must split into every swept batch size; "
-                             "drop --inputs (accuracy of the sweep is still checked against fp32 per batch)")
+            raise ValueError("uses generated inputs (an inputs file would have to split into every swept batch "
+                             "size); drop the inputs file: accuracy is still checked against fp32 per batch")
         return v
 
     @field_validator("batch_sizes")
