@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     "model_bench": "engine_runner.jobs.model_bench:run",
     "llm_serve": "engine_runner.jobs.llm_serve:run",
     "clock_check": "engine_runner.jobs.clock_check:run",
+    "export": "engine_runner.jobs.export:run",
 }
 
 
