@@ -40,6 +40,7 @@ console output goes to stderr, so ``--json`` keeps stdout to one document.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -96,9 +97,23 @@ class _Loaded:
 
 @contextlib.contextmanager
 def _stdout_to_stderr() -> Iterator[None]:
-    """The exporters and simplifiers print progress on stdout; keep stdout for the CLI's JSON."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
+    """The exporters and simplifiers print progress on stdout, some from C++ (the TorchScript exporter's graph
+    dump); send file descriptor 1 and ``sys.stdout`` to stderr meanwhile, so the CLI's JSON stays alone."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 (embedded interpreter): Python-level redirection only
+        saved = None
+    try:
+        if saved is not None:
+            os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _torch() -> Any:
@@ -235,7 +250,8 @@ def _load_pt2(path: Path, name: str, info: tm.SourceInfo, opts: ExportOptions) -
     source = {"input": name, "path": str(path), "format": tm.FORMAT_PT2, "content_hash": info.content_hash,
               "allow_pickle": opts.allow_pickle, "pickle_files_loaded": info.pickle_files,
               "dim_ranges": {k: list(v) for k, v in ranges.items()}}
-    return _Loaded(Pt2ForExport().eval(), ep, specs, feeds, output_names, None, source, desc,
+    # no .eval(): a torch.export module refuses train()/eval() (it is already the traced inference graph)
+    return _Loaded(Pt2ForExport(), ep, specs, feeds, output_names, None, source, desc,
                    any(not s.dtype.startswith("float") and len(s.shape) >= 2 for s in specs))
 
 
@@ -431,17 +447,57 @@ def export_model(source: str, out_path: str | Path, opts: ExportOptions | None =
             the result fails ONNX's checker.
         ModelError / InputError / EngineUnavailableError: as :func:`load_source`; ``out_path`` not ``.onnx``.
     """
+    opts = opts or ExportOptions()
+    stage = on_stage or (lambda _m: None)
+    stage(f"loading {source}")
+    loaded = load_source(source, opts)
+    return _export_loaded(loaded, out_path, opts, stage)
+
+
+def export_module(module: Any, example_inputs: Mapping[str, np.ndarray], out_path: str | Path,
+                  opts: ExportOptions | None = None, *, text: bool = False, name: str = "module") -> dict[str, Any]:
+    """Export a plain ``torch.nn.Module`` called as ``module(*inputs)`` (inputs in ``example_inputs`` order)
+    through the same steps as :func:`export_model` (report alike, ``source.format`` ``module``).
+
+    Args:
+        example_inputs: ``{input name: array}``; axis 0 is the batch, axis 1 of an integer input of rank >= 2
+            the sequence when ``text``.
+
+    Raises:
+        ExportError: as :func:`export_model`.
+    """
+    torch = _torch()
+    opts = opts or ExportOptions()
+    feeds = {k: np.ascontiguousarray(v) for k, v in example_inputs.items()}
+    specs = [InputSpec(k, str(v.dtype), tuple(("batch" if a == 0 else "sequence" if a == 1 and text else int(d))
+                                              for a, d in enumerate(v.shape))) for k, v in feeds.items()]
+    with torch.no_grad():
+        outs = _tensor_outputs(module(*[torch.from_numpy(v) for v in feeds.values()]))
+
+    class ModuleForExport(torch.nn.Module):  # type: ignore[misc, name-defined]
+        """``module`` returning a tuple of tensors."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, *args: Any) -> tuple[Any, ...]:
+            return tuple(t for _, t in _tensor_outputs(self.inner(*args)))
+
+    loaded = _Loaded(ModuleForExport().eval(), None, specs, feeds, [n for n, _ in outs], None,
+                     {"input": name, "format": "module", "class": type(module).__name__},
+                     {"source": "given by the caller"}, text)
+    return _export_loaded(loaded, out_path, opts, lambda _m: None)
+
+
+def _export_loaded(loaded: _Loaded, out_path: str | Path, opts: ExportOptions, stage: OnStage) -> dict[str, Any]:
     import onnx
     import torch
 
-    opts = opts or ExportOptions()
-    stage = on_stage or (lambda _m: None)
     out = Path(out_path).expanduser().resolve()
     if out.suffix.lower() != ".onnx":
         raise InputError(f"--out {out_path}: must end in .onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage(f"loading {source}")
-    loaded = load_source(source, opts)
     warnings: list[str] = []
     axes = _dynamic_axes(loaded, opts)
     if loaded.program is not None and opts.dynamic_batch:
