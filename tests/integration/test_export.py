@@ -251,3 +251,19 @@ def test_real_minilm_export_and_bench(tmp_path: Path) -> None:
     assert bench.returncode == 0, bench.stderr
     run = json.loads(bench.stdout)["runs"][0]
     assert run["status"] == "succeeded" and run["shapes"]["input_ids"] == [2, 128] and run["samples"] >= 20
+
+
+def test_worker_runs_a_queued_export(es_env: str, tiny: dict[str, Path]) -> None:
+    """The dashboard's path: a queued ``export`` job, run by the worker in a child process, registers the model."""
+    from db import jobs as q
+    from db.store import get_model
+    from engine_runner.worker import Worker
+
+    job_id = q.submit_job("export", {"source": str(tiny["vit"]), "dynamic_batch": True}, origin="dashboard")
+    assert Worker(es_env, poll_interval_s=0.1).run(once=True) == 1
+    job = q.get_job(job_id)
+    assert job.status == "succeeded", job.error
+    model = get_model(job.model_id, url=es_env)
+    assert model.meta["export"]["job_id"] == job_id and model.inputs[0]["shape"] == ["batch", 3, 32, 32]
+    log = Path(job.log_path).read_text()
+    assert "registered as model" in log
