@@ -225,8 +225,8 @@ def _load_pt2(path: Path, name: str, info: tm.SourceInfo, opts: ExportOptions) -
                  for s, t in zip(specs, examples)}
         desc: dict[str, Any] = {"source": "the program's example inputs"}
     else:
-        batch = max(1, (ranges.get("batch") or (1, None))[0])
-        shapes = {s.name: [batch if d == "batch" else defaults.get(str(d), 1) if isinstance(d, str) else int(d)
+        batch = max(1, int((ranges.get("batch") or (1, None))[0] or 1))
+        shapes = {s.name: [batch if d == "batch" else defaults.get(d, 1) if isinstance(d, str) else int(d or 1)
                            for d in s.shape] for s in specs}
         feeds = generate_inputs(specs, shapes, seed=0)
         desc = {"source": "generated", "seed": 0, "rules": "engine_runner.inputs.generate_inputs"}
@@ -320,9 +320,10 @@ def _run_exporter(loaded: _Loaded, opts: ExportOptions, axes: dict[str, dict[int
         raise
     except Exception as exc:  # noqa: BLE001 - the exporters raise many types; all become one named error
         text = f"{type(exc).__name__}: {exc}"
-        d = diagnose_export_error(text)
-        raise ExportError(f"{opts.exporter} export of {loaded.source.get('input')} failed: {d.headline()}. "
-                          f"Exporter said: {d.summary}", operator=d.operator or d.expression, kind=d.kind) from exc
+        diag = diagnose_export_error(text)
+        raise ExportError(f"{opts.exporter} export of {loaded.source.get('input')} failed: {diag.headline()}. "
+                          f"Exporter said: {diag.summary}", operator=diag.operator or diag.expression,
+                          kind=diag.kind) from exc
 
 
 def _output_axes(loaded: _Loaded, axes: dict[str, dict[int, str]]) -> dict[str, dict[int, str]]:

@@ -131,8 +131,8 @@ def evaluate_p99_budget(candidates: Sequence[BudgetCandidate], p99_budget_ms: fl
             eligible = True
         verdicts.append(BudgetVerdict(c.run_id, c.engine, c.precision, c.batch_size, p99, n, src, c.items_per_s,
                                       meets, eligible, reason))
-    eligible = [v for v in verdicts if v.eligible]
-    fastest = max(eligible, key=lambda v: (float(v.items_per_s), -float(v.p99_ms))) if eligible else None  # type: ignore[arg-type]
+    ranked = [v for v in verdicts if v.eligible]
+    fastest = max(ranked, key=lambda v: (float(v.items_per_s or 0.0), -float(v.p99_ms or 0.0))) if ranked else None
     if fastest is not None:
         note = (f"fastest within p99 <= {p99_budget_ms:g} ms: {_label(fastest)} (run {fastest.run_id}), "
                 f"{fastest.items_per_s:.4g} items/s at p99 {fastest.p99_ms:.4g} ms (n={fastest.samples})")

@@ -125,7 +125,8 @@ def exit_for_job_error(error: str | None) -> int:
     ``engine_runner.jobs.execute`` writes it): 2 when the class is ``InputError`` or a subclass (bad input
     found inside the job, e.g. pickled weights without --allow-pickle), else 1."""
     def family(cls: type) -> list[type]:
-        return [cls] + [c for sub in cls.__subclasses__() for c in family(sub)]
+        subs: list[type] = cls.__subclasses__()
+        return [cls] + [c for sub in subs for c in family(sub)]
 
     names = {c.__name__ for c in family(InputError)}
     head = (error or "").split(":", 1)[0].strip()

@@ -410,7 +410,8 @@ def _sweep_step(ctx: JobContext, spec: BenchSpec, precision: str, run_id: int, b
         items = s.execute(select(RunMetric.value).where(RunMetric.run_id == run_id, RunMetric.point_id.is_(None),
                                                         RunMetric.name == "items_per_s")).scalars().first()
     ok = status == "succeeded" and items is not None
-    points.append(SweepPoint(batch, float(items) if ok else None, None if ok else (error or f"run {status}")))
+    points.append(SweepPoint(batch, float(items) if ok and items is not None else None,
+                             None if ok else (error or f"run {status}")))
     d = decide(points, spec.max_batch)
     info = {"precision": precision, "step": len(points) - 1, "start_batch": spec.batch_sizes[0],
             "max_batch": spec.max_batch, "min_gain": MIN_GAIN, "gain_vs_previous": d.gain}
