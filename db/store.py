@@ -12,7 +12,11 @@ external data it is the SHA-256 of a manifest listing the ``.onnx``'s SHA-256 an
 (location, SHA-256): two exports of one architecture with different weights share a byte-identical
 ``.onnx`` (it holds only offsets), so hashing the ``.onnx`` alone would wrongly merge them.
 
-``Model.path`` is stored relative to ENGINESCOPE_HOME (``models/<hash>/model.onnx``); use
+Models run by the PyTorch engine (a Hugging Face folder, ``format="hf"``; a ``torch.export`` program,
+``format="pt2"``) are registered by reference (:func:`add_reference_model`): ``Model.path`` is their
+absolute path, nothing is copied (a folder may hold many GB and the Hugging Face cache already stores it).
+
+``Model.path`` of an ONNX model is stored relative to ENGINESCOPE_HOME (``models/<hash>/model.onnx``); use
 :func:`model_file` for the absolute path. The user's original file name (any UTF-8, e.g.
 ``"модель_ß.onnx"``) is kept as ``Model.original_name`` and never used as a path or passed to a shell.
 
@@ -123,6 +127,50 @@ def add_model(sources: Path | Sequence[Path], original_name: str | None = None, 
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def add_reference_model(path: Path, *, format: str, content_hash: str, original_name: str, size_bytes: int,
+                        inputs: list[dict[str, Any]] | None = None, outputs: list[dict[str, Any]] | None = None,
+                        param_count: int | None = None, producer: str | None = None,
+                        op_histogram: dict[str, Any] | None = None, preflight: dict[str, Any] | None = None,
+                        url: str | None = None) -> Model:
+    """Register a model that stays where it is (no copy): a Hugging Face folder (``format="hf"``) or a
+    ``torch.export`` program (``format="pt2"``), run by the PyTorch engine. ``Model.path`` is the absolute
+    ``path``; :func:`delete_model` removes the row but never the user's files (they are outside
+    ``models/``).
+
+    The caller inspects the model (``engine_runner.torch_models``) and passes what it found; a row with the
+    same ``content_hash`` and ``format`` at the same path is returned instead of a new one.
+
+    Args:
+        path: the folder or file (made absolute).
+        format: ``Model.format`` (``hf``, ``pt2``).
+        content_hash: SHA-256 identifying the content (for a folder: of a manifest of its files' hashes).
+        original_name: display name (folder or file name, or the hub id).
+        size_bytes: summed size of the files.
+        inputs / outputs: ``[{"name", "dtype", "shape"}]`` (str dims symbolic), as for ONNX models.
+        param_count / producer / op_histogram / preflight: as the ``models`` columns.
+
+    Returns:
+        The ``Model`` row (detached).
+
+    Raises:
+        ModelError: ``path`` does not exist (names it).
+    """
+    p = Path(path).resolve()
+    if not p.exists():
+        raise ModelError(f"{p.name}: not found ({p})")
+    with session_scope(url) as s:
+        existing = s.scalar(select(Model).where(Model.content_hash == content_hash, Model.format == format,
+                                                Model.path == str(p)).order_by(Model.id).limit(1))
+        if existing is not None:
+            return existing
+        row = Model(content_hash=content_hash, original_name=original_name, format=format, path=str(p),
+                    size_bytes=int(size_bytes), opset=None, ir_version=None, producer=producer,
+                    inputs=list(inputs or []), outputs=list(outputs or []), op_histogram=dict(op_histogram or {}),
+                    opset_imports={}, param_count=param_count, external_data=[], preflight=dict(preflight or {}))
+        s.add(row)
+    return row
+
+
 def add_uploaded(files: Iterable[tuple[str, IO[bytes]]], *, url: str | None = None) -> Model:
     """Store uploaded files (``(uploaded_name, readable binary stream)`` pairs, e.g. Streamlit's
     ``UploadedFile.name`` and the object itself) and call :func:`add_model` on them.
@@ -162,7 +210,8 @@ def add_uploaded(files: Iterable[tuple[str, IO[bytes]]], *, url: str | None = No
 
 def model_file(model: Model) -> Path:
     """Absolute path of the stored ``.onnx`` of ``model`` (``Model.path`` is relative to
-    ENGINESCOPE_HOME; an absolute ``path`` is returned as is)."""
+    ENGINESCOPE_HOME; an absolute ``path`` is returned as is: a model registered by reference,
+    :func:`add_reference_model`, e.g. a Hugging Face folder or a ``.pt2``)."""
     p = Path(model.path)
     return p if p.is_absolute() else home() / p
 

@@ -1,12 +1,21 @@
 """GPU (NVML) or CPU (psutil) telemetry sampled in a background thread during a run.
 
+One sampler for every job kind (``model_bench`` GPU runs sample at :data:`GPU_INTERVAL_S`, 20 Hz; the vLLM
+job at 2 Hz). The sampler runs in its own daemon thread, never on the thread that is being timed; NVML
+calls go through ctypes, which releases the GIL while the driver answers.
+
 GPU fields, per sample, from NVML (``pynvml``, package ``nvidia-ml-py``) on device ``device_index``:
-- ``util_pct``: ``nvmlDeviceGetUtilizationRates().gpu``, percent of the driver's last sample period
-  (1/6 s to 1 s) in which a kernel ran;
+- ``util_pct`` / ``mem_util_pct``: ``nvmlDeviceGetUtilizationRates().gpu`` / ``.memory``, percent of the
+  driver's last sample period (1/6 s to 1 s) in which a kernel ran / device memory was read or written;
 - ``mem_used_bytes``: ``nvmlDeviceGetMemoryInfo().used`` (whole device, all processes);
-- ``power_w``: ``nvmlDeviceGetPowerUsage()`` (milliwatts) / 1000;
+- ``power_w``: ``nvmlDeviceGetPowerUsage()`` (milliwatts) / 1000 (about a 1 s average on Ampere and newer);
 - ``temp_c``: ``nvmlDeviceGetTemperature(NVML_TEMPERATURE_GPU)``;
-- ``sm_clock_mhz``: ``nvmlDeviceGetClockInfo(NVML_CLOCK_SM)``.
+- ``sm_clock_mhz`` / ``mem_clock_mhz``: ``nvmlDeviceGetClockInfo(NVML_CLOCK_SM / NVML_CLOCK_MEM)``;
+- ``throttle_reasons``: ``nvmlDeviceGetCurrentClocksEventReasons()`` bit mask (older drivers:
+  ``nvmlDeviceGetCurrentClocksThrottleReasons``); names in ``profiles.telemetry_window.THROTTLE_REASONS``;
+- ``energy_mj``: ``nvmlDeviceGetTotalEnergyConsumption()``, millijoules since the driver loaded (read
+  first in each sample, right at ``ts_ns``);
+- ``processes``: ``nvmlDeviceGetComputeRunningProcesses()`` as ``((pid, used_bytes or None), ...)``.
 A field the device does not support (``NVMLError_NotSupported``, e.g. power on some boards or MIG
 instances) is None in every sample and named once in ``TelemetrySampler.notes``.
 
@@ -15,9 +24,13 @@ children, so a server started as a child process counts):
 - ``util_pct``: sum of ``psutil.Process.cpu_percent()`` over the tree divided by the logical core count
   (0..100 = share of the whole machine);
 - ``mem_used_bytes``: sum of the tree's resident set sizes (RSS);
-- ``power_w``, ``temp_c``, ``sm_clock_mhz``: None.
+- the GPU-only fields: None.
 
-``ts_ns`` is ``time.perf_counter_ns()`` minus the sampler's start, integer nanoseconds.
+``ts_ns`` is the sampler clock (``time.perf_counter_ns()`` unless injected) minus the sampler's start,
+integer nanoseconds. :meth:`TelemetrySampler.mark_window` takes the measured window in the same clock's
+absolute values (what ``engine_runner.timing.TimingResult`` reports), and
+:meth:`TelemetrySampler.window_report` summarises that window only (``profiles.telemetry_window``:
+energy per inference, average power, clocks, throttle and other-process warnings).
 """
 
 from __future__ import annotations
@@ -25,16 +38,19 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from profiles.errors import InputError
 
+#: Sampling interval of the sampler beside a GPU benchmark run: 0.05 s = 20 Hz (the issue asks >= 10 Hz).
+GPU_INTERVAL_S = 0.05
+
 
 @dataclass(frozen=True)
 class TelemetryPoint:
-    """One telemetry sample (units in the names; None = not available)."""
+    """One telemetry sample (units in the names; None = not available). Fields: module doc."""
 
     ts_ns: int
     device: str
@@ -43,6 +59,11 @@ class TelemetryPoint:
     power_w: float | None = None
     temp_c: float | None = None
     sm_clock_mhz: float | None = None
+    mem_util_pct: float | None = None
+    mem_clock_mhz: float | None = None
+    throttle_reasons: int | None = None
+    energy_mj: int | None = None
+    processes: tuple[tuple[int, int | None], ...] | None = None
 
 
 class _NvmlBackend:
@@ -64,8 +85,12 @@ class _NvmlBackend:
         self.device = f"cuda:{index}"
         self.unsupported: set[str] = set()
         self.notes: list[str] = []
+        self.process_names: dict[int, str] = {}
+        reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+        self._reasons_fns = [f for f in (reasons, getattr(pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None))
+                             if f is not None]
 
-    def _field(self, name: str, fn: Any) -> Any:
+    def _field(self, name: str, fn: Callable[[], Any]) -> Any:
         if name in self.unsupported:
             return None
         try:
@@ -78,14 +103,47 @@ class _NvmlBackend:
             self.notes.append(f"{self.device}: {name} unavailable: {exc}")
         return None
 
+    def _reasons(self) -> int:
+        """Clock event reasons; the newer NVML entry point first, the deprecated one when it is missing."""
+        last: Exception | None = None
+        for fn in self._reasons_fns:
+            try:
+                return int(fn(self.handle))
+            except self.nv.NVMLError_NotSupported:
+                raise
+            except self.nv.NVMLError as exc:  # e.g. FunctionNotFound on an older driver
+                last = exc
+        raise last if last is not None else self.nv.NVMLError_NotSupported(0)
+
+    def _processes(self) -> tuple[tuple[int, int | None], ...]:
+        out = []
+        for p in self.nv.nvmlDeviceGetComputeRunningProcesses(self.handle):
+            used = getattr(p, "usedGpuMemory", None)
+            pid = int(p.pid)
+            out.append((pid, int(used) if used is not None else None))
+            if pid not in self.process_names:
+                try:
+                    name = self.nv.nvmlSystemGetProcessName(pid)
+                    self.process_names[pid] = name.decode() if isinstance(name, bytes) else str(name)
+                except self.nv.NVMLError:  # process gone or not visible from this PID namespace
+                    self.process_names[pid] = ""
+        return tuple(out)
+
     def read(self) -> dict[str, Any]:
         nv, h = self.nv, self.handle
-        util = self._field("util_pct", lambda: float(nv.nvmlDeviceGetUtilizationRates(h).gpu))
+        energy = self._field("energy_mj", lambda: int(nv.nvmlDeviceGetTotalEnergyConsumption(h)))
+        util = self._field("util_pct", lambda: nv.nvmlDeviceGetUtilizationRates(h))
         mem = self._field("mem_used_bytes", lambda: int(nv.nvmlDeviceGetMemoryInfo(h).used))
         power = self._field("power_w", lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000.0)
         temp = self._field("temp_c", lambda: float(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)))
         clock = self._field("sm_clock_mhz", lambda: float(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)))
-        return {"util_pct": util, "mem_used_bytes": mem, "power_w": power, "temp_c": temp, "sm_clock_mhz": clock}
+        mclock = self._field("mem_clock_mhz", lambda: float(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM)))
+        reasons = self._field("throttle_reasons", self._reasons)
+        procs = self._field("processes", self._processes)
+        return {"util_pct": float(util.gpu) if util is not None else None,
+                "mem_util_pct": float(util.memory) if util is not None else None,
+                "mem_used_bytes": mem, "power_w": power, "temp_c": temp, "sm_clock_mhz": clock,
+                "mem_clock_mhz": mclock, "throttle_reasons": reasons, "energy_mj": energy, "processes": procs}
 
     def close(self) -> None:
         try:
@@ -148,27 +206,43 @@ class TelemetrySampler:
     """Context manager sampling telemetry every ``interval_s`` seconds in a daemon thread.
 
     ``device_index`` None samples the CPU (process tree of ``pid``); an int samples that NVIDIA GPU
-    through NVML. When NVML is missing or fails for a GPU, the sampler falls back to the CPU and says
-    so in ``notes`` (telemetry never fails a run; ``samples[i].device`` tells which one was read).
+    through NVML (the NVML index: see :func:`nvml_index_for`). When NVML is missing or fails for a GPU,
+    the sampler falls back to the CPU and says so in ``notes`` (telemetry never fails a run;
+    ``samples[i].device`` tells which one was read).
 
-    One sample is taken on entry, one every ``interval_s`` on a fixed schedule (no drift), and one on
-    exit. Usage::
+    One sample is taken on entry, one every ``interval_s`` on a fixed schedule (no drift; ticks missed
+    while the machine was overloaded are skipped, not bursted), and one on exit. Usage::
 
-        with TelemetrySampler(0.5, device_index=0) as tel:
-            run_benchmark()
+        with TelemetrySampler(GPU_INTERVAL_S, device_index=0) as tel:
+            result = time_calls(call, policy)             # in this thread
+            tel.mark_window(result.timed_start_ns, result.timed_end_ns)
+        report = tel.window_report(inferences=result.samples_ns.size)
         store_telemetry(session, run_id, tel.samples)
+
+    Args:
+        interval_s: seconds between samples, in (0, 3600].
+        device_index: NVML device index, or None for the CPU.
+        pid: root of the process tree the CPU backend sums (default: this process).
+        clock: integer-ns monotonic clock (default ``time.perf_counter_ns``; injectable for tests, and
+            the clock the window marks must come from).
+        wait: ``wait(seconds) -> stop requested?`` between ticks (default: the stop event's ``wait``;
+            injectable so a test can script time).
 
     Attributes:
         samples: list of :class:`TelemetryPoint` in time order.
         device: ``"cuda:<index>"`` or ``"cpu"``.
         notes: unsupported fields, fallback reasons.
+        window_ns: ``(start, end)`` of the measured window relative to the sampler's start, or None.
+        process_names: ``{pid: name}`` of GPU processes seen (NVML), for reports.
 
     Raises:
         InputError: ``interval_s`` outside (0, 3600], a negative ``device_index``, or an index beyond
             the GPUs NVML reports.
     """
 
-    def __init__(self, interval_s: float = 0.5, device_index: int | None = None, *, pid: int | None = None) -> None:
+    def __init__(self, interval_s: float = 0.5, device_index: int | None = None, *, pid: int | None = None,
+                 clock: Callable[[], int] = time.perf_counter_ns,
+                 wait: Callable[[float], bool] | None = None) -> None:
         if not 0 < interval_s <= 3600:
             raise InputError(f"interval_s={interval_s}: must be in (0, 3600] seconds")
         if device_index is not None and device_index < 0:
@@ -179,11 +253,16 @@ class TelemetrySampler:
         self.samples: list[TelemetryPoint] = []
         self.notes: list[str] = []
         self.device = "cpu"
+        self.window_ns: tuple[int, int] | None = None
+        self.process_names: dict[int, str] = {}
+        self._clock = clock
         self._backend: Any = None
         self._stop = threading.Event()
+        self._wait = wait if wait is not None else self._stop.wait
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._t0_ns = 0
+        self._started = False
 
     def _open_backend(self) -> Any:
         if self.device_index is not None:
@@ -199,8 +278,9 @@ class TelemetrySampler:
         return _CpuBackend(self.pid)
 
     def _sample(self) -> None:
+        ts = self._clock() - self._t0_ns
         fields = self._backend.read()
-        point = TelemetryPoint(ts_ns=time.perf_counter_ns() - self._t0_ns, device=self._backend.device, **fields)
+        point = TelemetryPoint(ts_ns=ts, device=self._backend.device, **fields)
         with self._lock:
             self.samples.append(point)
 
@@ -208,13 +288,13 @@ class TelemetrySampler:
         k = 1
         interval_ns = int(self.interval_s * 1e9)
         while True:
-            delay_s = (self._t0_ns + k * interval_ns - time.perf_counter_ns()) / 1e9
-            if self._stop.wait(max(0.0, delay_s)):
+            delay_s = (self._t0_ns + k * interval_ns - self._clock()) / 1e9
+            if self._wait(max(0.0, delay_s)) or self._stop.is_set():
                 return
             self._sample()
             k += 1
             # skip ticks missed while the machine was overloaded rather than bursting to catch up
-            behind = (time.perf_counter_ns() - self._t0_ns) // interval_ns
+            behind = (self._clock() - self._t0_ns) // interval_ns
             k = max(k, int(behind) + 1)
 
     def start(self) -> TelemetrySampler:
@@ -223,7 +303,8 @@ class TelemetrySampler:
             raise InputError("TelemetrySampler: already started")
         self._backend = self._open_backend()
         self.device = self._backend.device
-        self._t0_ns = time.perf_counter_ns()
+        self._t0_ns = self._clock()
+        self._started = True
         self._sample()
         self._thread = threading.Thread(target=self._loop, name="enginescope-telemetry", daemon=True)
         self._thread.start()
@@ -237,15 +318,94 @@ class TelemetrySampler:
         self._thread.join()
         self._sample()
         self.notes.extend(self._backend.notes)
+        self.process_names.update(getattr(self._backend, "process_names", {}))
         self._backend.close()
         self._thread = None
         return self.samples
+
+    def mark_window(self, start_ns: int, end_ns: int) -> None:
+        """Record the measured window, given as absolute values of this sampler's clock (for the default
+        clock: ``time.perf_counter_ns()`` readings, as ``engine_runner.timing.TimingResult`` reports them).
+
+        Raises:
+            InputError: ``end_ns < start_ns``, or the sampler was never started.
+        """
+        if not self._started:
+            raise InputError("TelemetrySampler.mark_window: the sampler was not started")
+        if end_ns < start_ns:
+            raise InputError(f"measured window ends ({end_ns} ns) before it starts ({start_ns} ns)")
+        self.window_ns = (int(start_ns) - self._t0_ns, int(end_ns) - self._t0_ns)
+
+    def window_report(self, inferences: int, own_pids: Iterable[int] | None = None) -> Any:
+        """``profiles.telemetry_window.WindowReport`` of the marked window, or None when no window was
+        marked. ``own_pids`` default: this process and its children (psutil), which are not "another
+        process" on the GPU.
+
+        Raises:
+            InputError: ``inferences < 1``.
+        """
+        from profiles.telemetry_window import WindowSample, summarize_window
+
+        if self.window_ns is None:
+            return None
+        pids = set(own_pids) if own_pids is not None else _own_pids()
+        with self._lock:
+            pts = list(self.samples)
+        ws = [WindowSample(ts_ns=p.ts_ns, energy_mj=p.energy_mj, power_w=p.power_w, util_pct=p.util_pct,
+                           mem_util_pct=p.mem_util_pct, mem_used_bytes=p.mem_used_bytes,
+                           sm_clock_mhz=p.sm_clock_mhz, mem_clock_mhz=p.mem_clock_mhz, temp_c=p.temp_c,
+                           throttle_reasons=p.throttle_reasons, processes=p.processes)
+              for p in pts if p.device != "cpu"]
+        rep = summarize_window(ws, self.window_ns[0], self.window_ns[1], inferences=inferences, own_pids=pids,
+                               process_names=self.process_names)
+        if not ws:
+            rep.notes.append(f"no GPU telemetry (device {self.device}): energy and clocks not measured")
+        return rep
 
     def __enter__(self) -> TelemetrySampler:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _own_pids() -> set[int]:
+    """This process and its descendants (a compile worker or helper process is not 'another process')."""
+    pids = {os.getpid()}
+    try:
+        import psutil
+
+        pids.update(c.pid for c in psutil.Process().children(recursive=True))
+    except Exception:  # noqa: BLE001 - psutil missing or a child gone: this process alone
+        pass
+    return pids
+
+
+def nvml_index_for(device: str) -> int | None:
+    """NVML device index for a ``--device`` value: None for ``cpu``; for ``cuda:N`` the N-th entry of an
+    integer ``CUDA_VISIBLE_DEVICES`` (CUDA renumbers visible devices from 0; NVML does not), else N.
+
+    The mapping assumes CUDA's device order matches NVML's (PCI bus order); set
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` on hosts with mixed GPU models, where CUDA's default order differs.
+
+    Raises:
+        InputError: not ``cpu`` or ``cuda:N``, or N beyond ``CUDA_VISIBLE_DEVICES``.
+    """
+    from engine_runner.gpu import visible_indices
+
+    if device == "cpu":
+        return None
+    kind, sep, num = device.partition(":")
+    if kind != "cuda" or not sep or not num.isdigit():
+        raise InputError(f"--device {device!r}: expected cpu or cuda:N (e.g. cuda:0)")
+    n = int(num)
+    visible = visible_indices()
+    if visible is None:
+        return n
+    if n >= len(visible):
+        raise InputError(f"--device {device}: CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')} "
+                         f"makes only {len(visible)} device(s) visible")
+    return visible[n]
 
 
 def store_telemetry(session: Any, run_id: int, samples: Iterable[TelemetryPoint]) -> int:
@@ -255,7 +415,12 @@ def store_telemetry(session: Any, run_id: int, samples: Iterable[TelemetryPoint]
 
     from db.models import TelemetrySample
 
-    rows = [{"run_id": run_id, **asdict(s)} for s in samples]
+    rows = []
+    for s in samples:
+        row = {"run_id": run_id, **asdict(s)}
+        row["processes"] = [{"pid": pid, "used_bytes": used} for pid, used in s.processes] \
+            if s.processes is not None else None
+        rows.append(row)
     if rows:
         session.execute(insert(TelemetrySample), rows)
     return len(rows)

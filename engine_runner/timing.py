@@ -10,7 +10,9 @@ work is done, e.g. after a CUDA synchronize). The loop:
    one sample is always taken).
 
 Each sample is ``clock()`` after the call minus ``clock()`` before it (``time.perf_counter_ns`` by
-default, integer ns). The clock and the cancellation check are injected so that the loop is testable
+default, integer ns), or, when the caller passes ``timed``, the integer ns that ``timed()`` returns for one
+call it makes itself (the PyTorch engine on CUDA: a ``torch.cuda.Event`` pair around the call, read after
+the stop event completed). The loop's wall-time bounds always use ``clock``. The clock and the cancellation check are injected so that the loop is testable
 with a scripted clock. Cancellation is checked between iterations (the caller's check must be cheap;
 ``JobContext.check_cancelled`` reads the DB at most every 0.5 s); progress is reported at most every
 ``progress_interval_ns`` of clock time.
@@ -79,6 +81,9 @@ class TimingResult:
         stop_reason: ``"minimums_reached"`` or ``"max_duration"``.
         warmup_stop_reason: ``"minimums_reached"`` or ``"max_duration"``.
         policy: the policy the loop ran under (for :meth:`capped_note`), None when unknown.
+        timed_start_ns / timed_end_ns: the clock's readings at the start of the first timed call and at
+            the end of the last one (absolute values of ``clock``, e.g. ``time.perf_counter_ns()``): the
+            measured window a telemetry sampler on the same clock restricts energy and clocks to.
     """
 
     samples_ns: np.ndarray
@@ -88,6 +93,8 @@ class TimingResult:
     stop_reason: str
     warmup_stop_reason: str
     policy: TimingPolicy | None = None
+    timed_start_ns: int | None = None
+    timed_end_ns: int | None = None
 
     def capped_note(self) -> str | None:
         """A user-facing sentence when ``max_duration_s`` stopped the timed loop before the requested
@@ -127,6 +134,7 @@ def time_calls(
     check_cancelled: Callable[[], None] | None = None,
     progress: ProgressFn | None = None,
     progress_interval_ns: int = NS_PER_S // 2,
+    timed: Callable[[], int] | None = None,
 ) -> TimingResult:
     """Warm up and time ``fn()`` per :class:`TimingPolicy`.
 
@@ -138,6 +146,9 @@ def time_calls(
         check_cancelled: called between iterations; raises (e.g. ``JobCancelled``) to stop.
         progress: called as ``progress(phase, done, target, elapsed_ns)`` at most every
             ``progress_interval_ns`` and once at the end of each phase.
+        timed: when given, each timed iteration calls ``timed()`` instead of ``fn()``; it makes one call and
+            returns that call's duration in integer ns as the sample (e.g. from device events). Warm-up
+            still calls ``fn``.
 
     Returns:
         :class:`TimingResult` with ``samples_ns`` (int64, ns).
@@ -177,6 +188,7 @@ def time_calls(
     t_start = clock()
     last_report = t_start
     end = t_start
+    first_begin: int | None = None
     reason = "minimums_reached"
     while len(samples) < policy.iterations or summed_ns < min_ns:
         if samples and end - t_start >= max_ns:
@@ -184,10 +196,17 @@ def time_calls(
             break
         if check_cancelled is not None:
             check_cancelled()
-        begin = clock()
-        fn()
-        end = clock()
-        dt_ns = end - begin
+        if timed is None:
+            begin = clock()
+            fn()
+            end = clock()
+            dt_ns = end - begin
+        else:
+            begin = clock()
+            dt_ns = int(timed())
+            end = clock()
+        if first_begin is None:
+            first_begin = begin
         samples.append(dt_ns)
         summed_ns += dt_ns
         if progress is not None and end - last_report >= progress_interval_ns:
@@ -203,4 +222,6 @@ def time_calls(
         stop_reason=reason,
         warmup_stop_reason=warm_reason,
         policy=policy,
+        timed_start_ns=int(first_begin) if first_begin is not None else int(t_start),
+        timed_end_ns=int(end),
     )

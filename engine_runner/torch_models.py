@@ -147,7 +147,8 @@ def _from_hf_cache(repo_id: str) -> Path:
     try:
         folder = Path(snapshot_download(repo_id, local_files_only=True))
     except Exception as exc:  # noqa: BLE001 - huggingface_hub raises several error types for a cache miss
-        raise ModelError(f"MODEL {repo_id}: not in the local Hugging Face cache ({constants.HF_HUB_CACHE}); this "
+        raise ModelError(f"MODEL {repo_id}: no such file or folder here, and as a Hugging Face hub id it is not in "
+                         f"the local Hugging Face cache ({constants.HF_HUB_CACHE}); this "
                          "machine has no network, so nothing is downloaded. Download it where there is network "
                          f"(`hf download {repo_id}`) and copy the cache folder here (or set HF_HOME), or pass "
                          f"a local model folder ({type(exc).__name__})") from None

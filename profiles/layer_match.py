@@ -59,6 +59,18 @@ _CANONICAL_OP: dict[str, str] = {
     "concat": "concat", "concatenation": "concat", "batchnormalization": "scale", "scale": "scale",
     "quantizelinear": "quantize", "dequantizelinear": "dequantize",
     "reformat": "reformat", "noop": "noop", "layernormalization": "normalization", "normalization": "normalization",
+    # PyTorch operators (the torch engine's rows: top-level aten ops)
+    "aten::linear": "matmul", "aten::addmm": "matmul", "aten::mm": "matmul", "aten::bmm": "matmul",
+    "aten::matmul": "matmul", "aten::conv2d": "conv", "aten::conv1d": "conv", "aten::convolution": "conv",
+    "aten::_convolution": "conv", "aten::conv_transpose2d": "deconv", "aten::relu": "activation",
+    "aten::relu_": "activation", "aten::gelu": "activation", "aten::silu": "activation",
+    "aten::sigmoid": "activation", "aten::tanh": "activation", "aten::add": "elementwise",
+    "aten::add_": "elementwise", "aten::mul": "elementwise", "aten::sub": "elementwise", "aten::div": "elementwise",
+    "aten::pow": "elementwise", "aten::softmax": "softmax", "aten::_softmax": "softmax",
+    "aten::layer_norm": "normalization", "aten::view": "shuffle", "aten::reshape": "shuffle",
+    "aten::transpose": "shuffle", "aten::permute": "shuffle", "aten::flatten": "shuffle",
+    "aten::max_pool2d": "pool", "aten::avg_pool2d": "pool", "aten::adaptive_avg_pool2d": "pool",
+    "aten::batch_norm": "scale", "aten::cat": "concat", "aten::mean": "reduce", "aten::sum": "reduce",
 }
 
 _SPLIT = re.compile(r"\s*(?:\s\+\s|,)\s*")

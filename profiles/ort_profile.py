@@ -19,6 +19,19 @@ Per node (grouped by name and op type) we report, over the inferences kept (see 
 ``median_ms`` = median over inferences of the node's summed time in that inference (0 in an inference
 where it did not run) and ``percentage`` = share of the sum of all nodes' ``total_ms``.
 
+Execution providers: each kernel event's ``args.provider`` says which provider ran the node;
+:func:`provider_placement` counts the distinct nodes per provider and lists the nodes that ran on another
+provider than the one requested (on a CUDA session: the CPU fallbacks, and ORT's ``Memcpy*`` copy nodes at
+the boundaries between them).
+
+What a ``_kernel_time`` duration is: ONNX Runtime's host clock around the kernel's ``Compute()`` call
+(``KernelScope`` in ``onnxruntime/core/framework/session_scope.cc``; no device synchronisation). On the CPU
+provider that is the node's execution time. On the CUDA provider kernels are launched asynchronously, so it
+is the host-side time to enqueue the node's work (launch, plus any synchronisation the kernel itself does),
+not GPU execution time; GPU kernel times need an ONNX Runtime built with ``--enable_cuda_profiling``
+(CUPTI ``"Kernel"`` events, not parsed here). :data:`TIME_BASIS` names both, and engines store it with
+every layer row.
+
 Pure: no files are written, no DB, no onnxruntime import.
 """
 
@@ -37,6 +50,13 @@ from profiles.errors import ParseError
 
 KERNEL_SUFFIX = "_kernel_time"
 US_PER_MS = 1000.0
+
+#: What a node's time means, by the provider that ran it (see the module doc).
+TIME_BASIS: dict[str, str] = {
+    "CPUExecutionProvider": "host: the node's execution on the CPU (ONNX Runtime profiler, kernel_time)",
+    "CUDAExecutionProvider": ("host-side enqueue time of the node's CUDA work (ONNX Runtime profiler, kernel_time; "
+                              "asynchronous launches, no device sync), not GPU execution time"),
+}
 
 
 @dataclass(frozen=True)
@@ -208,6 +228,65 @@ def parse_ort_trace(events: Sequence[Mapping[str, Any]] | Mapping[str, Any], *, 
         ))
     return OrtProfile(nodes=nodes, inferences=n_inf, skipped_runs=skip,
                       run_ms=[(e - s) / US_PER_MS for s, e in kept_runs])
+
+
+@dataclass(frozen=True)
+class ProviderPlacement:
+    """Which execution provider ran which node, from a profile (see :func:`provider_placement`).
+
+    Attributes:
+        requested: the provider the session was asked to run on (e.g. ``CUDAExecutionProvider``).
+        counts: ``{provider: distinct nodes}`` (``"unknown"`` for events without ``args.provider``).
+        fallback_nodes: ``[(node name, op type, provider)]`` of nodes that ran elsewhere than ``requested``,
+            ORT's copy nodes (``Memcpy*``) excluded.
+        copy_nodes: names of ``MemcpyFromHost`` / ``MemcpyToHost`` nodes ONNX Runtime inserted between
+            providers (host-device copies inside the graph).
+    """
+
+    requested: str
+    counts: dict[str, int]
+    fallback_nodes: list[tuple[str, str | None, str]]
+    copy_nodes: list[str]
+
+    def warning(self) -> str | None:
+        """One sentence naming the fallback nodes (at most 20, then a count), or None when every node ran on
+        ``requested``."""
+        if not self.fallback_nodes:
+            return None
+        shown = ", ".join(f"{n} ({op or '?'} on {p})" for n, op, p in self.fallback_nodes[:20])
+        more = f" and {len(self.fallback_nodes) - 20} more" if len(self.fallback_nodes) > 20 else ""
+        total = sum(self.counts.values())
+        copies = f"; {len(self.copy_nodes)} host-device copy node(s) inserted" if self.copy_nodes else ""
+        return (f"{len(self.fallback_nodes)} of {total} node(s) did not run on {self.requested}: {shown}{more}"
+                f"{copies} (ONNX Runtime profiler, args.provider)")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return {"requested": self.requested, "nodes_per_provider": dict(self.counts),
+                "fallback_nodes": [{"name": n, "op_type": op, "provider": p} for n, op, p in self.fallback_nodes],
+                "copy_nodes": list(self.copy_nodes)}
+
+
+COPY_OPS = ("MemcpyFromHost", "MemcpyToHost")
+
+
+def provider_placement(profile: OrtProfile, requested: str) -> ProviderPlacement:
+    """Count the profile's nodes per execution provider and list those not on ``requested``.
+
+    A node is one (name, op type) of :attr:`OrtProfile.nodes`; its provider is the first kernel event's
+    ``args.provider``.
+    """
+    counts: dict[str, int] = {}
+    fallback: list[tuple[str, str | None, str]] = []
+    copies: list[str] = []
+    for n in profile.nodes:
+        prov = n.provider or "unknown"
+        counts[prov] = counts.get(prov, 0) + 1
+        if n.op_type in COPY_OPS:
+            copies.append(n.name)
+        elif prov != requested:
+            fallback.append((n.name, n.op_type, prov))
+    return ProviderPlacement(requested, counts, fallback, copies)
 
 
 def load_ort_trace(path: str | Path, *, skip_runs: int = 0) -> OrtProfile:

@@ -21,7 +21,7 @@ BENCH_SPEC_FLAGS: dict[str, str] = {
     "warmup_s": "--warmup-s", "iterations": "--iterations", "min_duration_s": "--min-duration",
     "max_duration_s": "--max-duration", "calibration_npz": "--calibration",
     "calibration_samples": "--calibration-samples", "inputs_npz": "--inputs", "profile_layers": "--no-layers",
-    "intra_op_threads": "--threads", "seed": "--seed", "p99_budget_ms": "--p99-budget-ms",
+    "intra_op_threads": "--threads", "seed": "--seed", "cuda_graph": "--cuda-graph", "p99_budget_ms": "--p99-budget-ms",
     "batch_sweep": "--batch-sweep", "max_batch": "--max-batch",
 }
 
@@ -79,9 +79,15 @@ class BenchSpec(BaseModel):
                           "(a multiple of every batch size), split in order into batches; the first batch is "
                           "timed, accuracy covers every batch (engine_runner.inputs.validate_npz)")
     profile_layers: bool = True
+    cuda_graph: bool = Field(False, description="capture each batch size's inference in a CUDA graph and time its "
+                                                "replays (CUDA devices, fixed shapes only; ONNX Runtime: "
+                                                "enable_cuda_graph)")
     intra_op_threads: int | None = Field(None, ge=1, le=1024)
     seed: int = 0
     tensorrt: dict[str, Any] = Field(default_factory=dict, description="TensorRT build/run options")
+    torch: dict[str, Any] = Field(default_factory=dict, description="PyTorch engine options "
+                                  "(profiles.torch_spec.TorchOptions: --compile, --cast, "
+                                  "--allow-pickle, --seq-len)")
     timeout_s: float = Field(3600, gt=0, le=7 * 86_400)
     p99_budget_ms: float | None = Field(
         None, gt=0, le=3_600_000, description="latency budget, ms: Compare and the bench JSON mark the runs whose "
@@ -138,6 +144,17 @@ class BenchSpec(BaseModel):
                 notes.append(note)
         if notes:
             out["precision_notes"] = notes
+        # one CUDA-graph switch (``cuda_graph``, CLI --cuda-graph, the form's checkbox); the torch engine reads it
+        # through its options, so it is copied there (an explicit torch option also turns the switch on)
+        if engine == "torch":
+            torch_opts = dict(out.get("torch") or {})
+            on = bool(out.get("cuda_graph")) or bool(torch_opts.get("cuda_graph"))
+            out["cuda_graph"] = on
+            if on:
+                torch_opts["cuda_graph"] = True
+            else:
+                torch_opts.pop("cuda_graph", None)
+            out["torch"] = torch_opts
         return out
 
     @field_validator("engine")
@@ -166,6 +183,14 @@ class BenchSpec(BaseModel):
                 _catalog_value(catalog.check_precision_device, engine, canonical, info.data["device"])
             out.append(canonical)
         return list(dict.fromkeys(out))
+
+    @field_validator("cuda_graph")
+    @classmethod
+    def _cuda_graph(cls, v: bool, info: ValidationInfo) -> bool:
+        device = info.data.get("device")
+        if v and device is not None and catalog.device_kind(device) != "cuda":
+            raise ValueError(f"CUDA graphs need a CUDA device (got --device {device}; use --device cuda:N)")
+        return v
 
     @field_validator("shapes")
     @classmethod

@@ -1,7 +1,11 @@
 """Compare page: runs of one model side by side. Median latency with its 95% bootstrap CI and
 throughput per precision and batch size, the distribution of the raw per-iteration latencies, the
 accuracy table vs fp32, and the timing window of every number. Numerically invalid variants are
-greyed, labelled and excluded from "fastest". Widget keys start with ``compare_``.
+greyed, labelled and excluded from "fastest". GPU runs add their device, CUDA graph flag, energy per
+inference (J), average power (W) and SM/memory clocks over the measured window (NVML, run metrics
+``energy_per_inference_j``, ``avg_power_w``, ``sm_clock_median_mhz``, ``mem_clock_median_mhz``), and the
+run's warnings (clocks throttled, another process on the GPU, nodes that fell back to the CPU). Widget
+keys start with ``compare_``.
 """
 
 from __future__ import annotations
@@ -94,6 +98,11 @@ if best is not None:
 else:
     st.info("No numerically valid, succeeded run with a latency among the selection.")
 
+for r in ok_rows:
+    cfg = r.get("config") or {}
+    for w in [*(cfg.get("engine_warnings") or []), *(cfg.get("telemetry_warnings") or [])]:
+        st.warning(f"Run {r['run_id']} ({r['variant']}, batch {r['batch_size']}): {w}")
+
 windows = sorted({r["timing_window"] for r in ok_rows if r["timing_window"]})
 if windows:
     st.caption("**Timing window** (what each latency includes): " + " | ".join(windows))
@@ -105,13 +114,26 @@ table = pd.DataFrame([{
     "valid": {True: "yes", False: "NO (invalid)", None: "?"}[r["valid"]],
     "p50 ms": r["p50_ms"], "CI low ms": r["ci_low_ms"], "CI high ms": r["ci_high_ms"], "p90 ms": r["p90_ms"],
     "p99 ms": r["p99_ms"], "mean ms": r["mean_ms"], "n": r["count"], "items/s": r["items_per_s"],
-    "speed-up vs fp32": speedups.get(int(r["run_id"])), "engine version": r["engine_version"],
-    "timing window": r["timing_window"], "source": r["source"],
+    "speed-up vs fp32": speedups.get(int(r["run_id"])),
+    "device": (r.get("config") or {}).get("device", "cpu"),
+    "CUDA graph": "yes" if (r.get("config") or {}).get("cuda_graph") else "",
+    "J / inference": r["metrics"].get("energy_per_inference_j"), "avg W": r["metrics"].get("avg_power_w"),
+    "SM MHz (median)": r["metrics"].get("sm_clock_median_mhz"),
+    "mem MHz (median)": r["metrics"].get("mem_clock_median_mhz"),
+    "engine version": r["engine_version"], "timing window": r["timing_window"], "source": r["source"],
 } for r in ok_rows])
+gpu_rows = [r for r in ok_rows if r["metrics"].get("energy_per_inference_j") is not None]
+if gpu_rows:
+    methods = sorted({str(((r.get("config") or {}).get("telemetry_window") or {}).get("energy_method")) for r in gpu_rows})
+    st.caption("**Energy and power** (GPU runs): NVML sampled at 20 Hz beside the run, over the measured window "
+               "only (warm-up and profiling excluded); energy = the board's energy-counter difference, else "
+               "trapezoidal integration of power (this selection: " + ", ".join(methods) + "); idle power is "
+               "included, not subtracted. J / inference is per call of the batch.")
 if not table.empty:
     st.dataframe(table, hide_index=True, key="compare_table", column_config={
         k: st.column_config.NumberColumn(format="%.4g") for k in
-        ("p50 ms", "CI low ms", "CI high ms", "p90 ms", "p99 ms", "mean ms", "items/s", "speed-up vs fp32")})
+        ("p50 ms", "CI low ms", "CI high ms", "p90 ms", "p99 ms", "mean ms", "items/s", "speed-up vs fp32",
+         "J / inference", "avg W", "SM MHz (median)", "mem MHz (median)")})
 
     l1, l2 = st.columns(2)
     l1.plotly_chart(charts.latency_ci_figure(ok_rows), key="compare_latency_chart")

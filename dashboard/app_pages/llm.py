@@ -2,8 +2,12 @@
 request rate, and compare runs: throughput vs load, TTFT/TPOT p50/p99 vs load, throughput vs p99
 latency (Pareto), KV-cache usage over time, predicted vs measured maximum concurrency.
 
-Submitting inserts an ``llm_serve`` job (``db.jobs.submit_job``); the worker runs it. Progress per level
-refreshes itself (``st.fragment(run_every=...)``). Widget keys start with ``llm_``.
+Submitting runs the same pre-flight as ``enginescope serve-bench`` (:func:`profiles.llm_preflight.plan`:
+paths, tokenizer files, dataset, hub reachability; each problem shown naming its form field), then inserts
+an ``llm_serve`` job (``db.jobs.submit_job``); the worker runs it. Progress per level refreshes itself
+(``st.fragment(run_every=...)``); when the job reaches a final status the fragment reruns the whole page
+once, so the Results section (outside the fragment) shows the new run without a reload. Widget keys
+start with ``llm_``.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from dashboard import llm_charts, llm_data, ui
 from db.jobs import request_cancel, submit_job
 from db.models import TERMINAL_STATUSES
 from profiles.errors import InputError
-from profiles.llm_spec import ServeBenchSpec, parse_int_list, parse_rate_list
-from profiles.specs import validate_spec
+from profiles.llm_preflight import PreflightError, plan
+from profiles.llm_spec import parse_int_list, parse_rate_list
 
 REFRESH_S = 2.0
 METRICS_DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
@@ -123,8 +127,18 @@ with st.form("llm_form"):
     submitted = st.form_submit_button("Start benchmark", type="primary")
 
 
+#: Form labels of the spec fields the pre-flight checks (errors name the field as the form does).
+FIELD_LABELS = {"model": "Model" if target == "Launch vLLM" else "Served model name", "tokenizer": "Tokenizer",
+                "dataset": "Dataset file", "endpoint": "Endpoint base URL"}
+
+
 def _build_spec() -> dict[str, Any]:
-    """The validated spec as JSON (``inf`` rates as the string ``"inf"``). Raises InputError naming the field."""
+    """The validated, pre-flighted spec as JSON (``inf`` rates as the string ``"inf"``).
+
+    Raises:
+        InputError: a field is invalid; PreflightError: :func:`profiles.llm_preflight.plan` refused a
+            path, tokenizer, dataset or hub id (``.issues``, each naming its field).
+    """
     if not (model or "").strip():
         raise InputError("model: give a model folder / Hugging Face id (or the served model name)")
     data: dict[str, Any] = {
@@ -138,7 +152,7 @@ def _build_spec() -> dict[str, Any]:
         data["concurrency"] = parse_int_list(levels_text, "Levels")
     else:
         data["request_rate"] = parse_rate_list(levels_text, "Levels")
-    spec = validate_spec(ServeBenchSpec, data)
+    spec = plan(data, FIELD_LABELS)  # the same pre-flight as `enginescope serve-bench`
     out = spec.model_dump(mode="json")
     if spec.request_rate:
         out["request_rate"] = ["inf" if math.isinf(r) else r for r in spec.request_rate]
@@ -153,6 +167,10 @@ if submitted:
 
             device = f"endpoint:{urlparse(spec_json['endpoint']).netloc}"[:64]
         job_id = submit_job("llm_serve", spec_json, device=device, timeout_s=spec_json["timeout_s"], url=url)
+    except PreflightError as exc:
+        st.error("Not queued: the pre-flight check refused these fields.")
+        for issue in exc.issues:
+            st.error(issue.describe(FIELD_LABELS.get(issue.field)))
     except InputError as exc:
         st.error(str(exc))
     else:
@@ -166,15 +184,29 @@ if submitted:
 
 job_id = st.session_state.get("llm_job_id") or ui.query_int("job")
 
+# The fragment below reruns alone every REFRESH_S; the Results section further down is outside it and
+# is only redrawn by a run of the whole page. A full run records the job's status when it was final,
+# so the fragment can tell when the job finished after the page was drawn and rerun the page once.
+if job_id is not None:
+    _job_now = llm_data.job_summary(url, int(job_id))
+    if _job_now is not None and _job_now["status"] in TERMINAL_STATUSES:
+        st.session_state["llm_results_drawn_for"] = int(job_id)
+
 
 @st.fragment(run_every=REFRESH_S)
 def live_progress() -> None:
-    """Status, progress bar and the finished levels of the current job (refreshes itself)."""
+    """Status, progress bar and the finished levels of the current job (refreshes itself). When the job
+    has reached a final status since the page was last drawn in full, rerun the whole page so that the
+    Results section shows its run."""
     if job_id is None:
         return
     job = llm_data.job_summary(url, int(job_id))
     if job is None or job["kind"] != "llm_serve":
         return
+    if job["status"] in TERMINAL_STATUSES and st.session_state.get("llm_results_drawn_for") != int(job_id):
+        st.session_state["llm_results_drawn_for"] = int(job_id)
+        st.session_state.pop("llm_runs", None)  # open the results on this job's runs (the default below)
+        st.rerun(scope="app")
     st.subheader(f"Job {job['id']}: {job['status']}")
     st.progress(min(1.0, job["progress"]), text=job["progress_message"] or job["status"])
     if job["error"]:

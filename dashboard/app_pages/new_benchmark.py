@@ -36,7 +36,7 @@ LABELS: dict[str, str] = {
     "min_duration_s": "Min duration (s)", "max_duration_s": "Max duration per run (s)",
     "intra_op_threads": "Intra-op threads (0 = engine default)", "timeout_s": "Job timeout (s)",
     "profile_layers": "Per-layer profile", "inputs_npz": "Inputs (.npz)", "calibration_npz": "Calibration inputs",
-    "calibration_samples": "Calibration samples", "tensorrt": "TensorRT options",
+    "calibration_samples": "Calibration samples", "tensorrt": "TensorRT options", "cuda_graph": "CUDA graph",
     "p99_budget_ms": "p99 latency budget (ms, 0 = none)", "batch_sweep": "Batch sweep (max throughput)",
     "max_batch": "Max batch of the sweep",
 }
@@ -165,6 +165,12 @@ if kind == "cuda":
     gpu = c1.number_input("GPU index (cuda:N)", 0, 63, 0, step=1, key="newbench_gpu",
                           help="The CUDA device the job occupies: one benchmark per device at a time.")
     device = catalog.parse_device(f"cuda:{int(gpu)}")
+cuda_graph = False
+if kind == "cuda" and engine == "onnxruntime":
+    cuda_graph = c1.checkbox(LABELS["cuda_graph"], False, key="newbench_cuda_graph",
+                             help="Capture each batch size's inference in a CUDA graph and time its replays "
+                                  "(ONNX Runtime enable_cuda_graph; fixed shapes only: a model with data-dependent "
+                                  "shapes is refused).")
 # the engine's default device kind keeps the plain key (newbench_precisions_onnxruntime, ..._tensorrt)
 prec_key = f"newbench_precisions_{engine}" + ("" if kind == kinds[0] else f"_{kind}")
 precisions = c2.multiselect(LABELS["precisions"], precision_choices(engine, device), default=["fp32"], key=prec_key,
@@ -286,7 +292,7 @@ spec_data: dict[str, Any] = {
     "min_duration_s": float(min_duration_s), "max_duration_s": float(max_duration_s),
     "calibration_npz": calib_path, "calibration_samples": int(calib_samples), "profile_layers": bool(profile_layers),
     "intra_op_threads": int(threads) or None, "tensorrt": tensorrt_options, "timeout_s": float(timeout_s),
-    "inputs_npz": inputs_path, "p99_budget_ms": float(p99_budget_ms) or None, "batch_sweep": bool(batch_sweep),
+    "inputs_npz": inputs_path, "cuda_graph": bool(cuda_graph), "p99_budget_ms": float(p99_budget_ms) or None, "batch_sweep": bool(batch_sweep),
     "max_batch": int(max_batch),
 }
 

@@ -10,8 +10,29 @@ with ``--json`` exactly one JSON document::
       "error", "latency_ms": {"mean", "std", "min", "p50", "p90", "p95", "p99", "max"}, "samples",
       "throughput_per_s", "layers", "accuracy": {"max_abs_err", "max_rel_err", "cosine", "nan_count",
       "inf_count"} | null, "items_per_s", "median_ci_ms": [low, high], "numerically_valid", "shapes",
-      "inputs": {"source": "npz" | "generated", "samples", "batches", ...}, "timing_window": str | null,
+      "inputs": {"source": "npz" | "generated" | "tokenizer" | "random ids", "samples", "batches", ...}, "timing_window": str | null,
+      "precision_detail": str | null, "mode": str | null,
+      "device": str, "cuda_graph": bool, "energy_per_inference_j": float | null, "avg_power_w": float | null,
+      "gpu": {"energy_per_inference_j", "energy_per_item_j", "avg_power_w", "energy_window_j",
+              "sm_clock_median_mhz", "sm_clock_min_mhz", "mem_clock_median_mhz", "gpu_temp_max_c",
+              "gpu_util_mean_pct", "energy_method", "window_s", "samples_in_window", "sample_rate_hz",
+              "throttle", "other_processes"} | null,
+      "placement": {"requested", "nodes_per_provider", "fallback_nodes", "copy_nodes"} | null,
       "warnings": [str]}]}
+
+``precision_detail`` says how the precision was realised where the engine records it (torch:
+``"fp16 (weights cast)"``, ``"bf16 (autocast)"``, ``"fp32 (TF32 off)"``); ``mode`` is torch's ``"eager"`` /
+``"torch.compile (backend inductor, mode default)"`` (+ ``" + CUDA graph"``); both null for other engines.
+
+With ``--engine torch`` MODEL is a Hugging Face model folder, a hub id in the local Hugging Face cache, or a
+``torch.export`` program (``.pt2``), registered by reference (``engine_runner.torch_models``); options
+``--seq-len``, ``--compile`` (``--compile-backend``, ``--compile-mode``), ``--cast``,
+``--allow-pickle`` (``profiles.torch_spec``) are refused with another engine.
+
+GPU figures (``energy_per_inference_j``, ``avg_power_w``, ``gpu``) cover the measured window only (the timed
+loop, not warm-up or profiling), from the NVML sampler beside the run (``engine_runner.telemetry``,
+``profiles.telemetry_window``: energy counter difference, else trapezoidal integration of power, named in
+``gpu.energy_method``); null on the CPU. ``placement`` counts nodes per ONNX Runtime execution provider.
 
 ``notes`` are the spec's ``precision_notes`` (how an alias was resolved: ``--precision int8`` on ONNX
 Runtime says "int8 resolved to int8-qdq (static Q/DQ, calibrated)"); engine, precision and device names
@@ -30,7 +51,9 @@ its error but is the recorded limit: it does not make the exit status 1.
 ``timing_window`` is ``runs.timing_window`` (what one latency sample includes; null when unknown).
 ``warnings`` lists what the run's ``runs.config`` records as degraded: the timed loop capped by
 ``--max-duration`` (``timing_stop_note``), a failed per-layer profile (``layer_profile_error``), a failed
-accuracy check (``accuracy_error``), outputs accuracy skipped (``accuracy_skipped``).
+accuracy check (``accuracy_error``), outputs accuracy skipped (``accuracy_skipped``), the engine's
+warnings (``engine_warnings``: nodes that fell back to the CPU on a CUDA run, a CUDA graph whose outputs differ)
+and the telemetry's (``telemetry_warnings``: throttled clocks, another process on the GPU, few samples).
 
 ``layers`` is the number of per-layer rows stored; ``accuracy`` is the aggregate (``"*"``) row against
 fp32 (null for fp32 itself and for failed runs), computed over every batch of ``--inputs FILE.npz`` when
@@ -53,6 +76,9 @@ from profiles import catalog
 from profiles.errors import EngineScopeError, InputError, ModelError
 
 _LAT_KEYS = ("mean", "std", "min", "p50", "p90", "p95", "p99", "max")
+_TORCH_FLAG_NAMES = {"seq_len": "--seq-len", "compile": "--compile", "compile_backend": "--compile-backend",
+                     "compile_mode": "--compile-mode", "cuda_graph": "--cuda-graph", "cast": "--cast",
+                     "allow_pickle": "--allow-pickle"}
 _ENGINE_HELP = ("engine: " + ", ".join(catalog.engines()) + " (aliases " +
                 ", ".join(f"{a}={catalog.resolve_engine(a)}" for a in catalog.engine_choices()[len(catalog.engines()):])
                 + "; any case)")
@@ -74,15 +100,27 @@ def _parse_dim(text: str) -> tuple[str, int]:
     return name, n
 
 
-def resolve_model(model: str, url: str) -> int:
-    """Model id for MODEL: an existing path is registered (``db.store.add_model``), digits are an id.
+def resolve_model(model: str, url: str, engine: str = "onnxruntime") -> int:
+    """Model id for MODEL: digits are an id; with ``--engine torch`` a Hugging Face folder, a ``.pt2`` or a
+    hub id in the local HF cache is registered by reference (``engine_runner.torch_models.register_source``);
+    otherwise an existing path is registered as ONNX (``db.store.add_model``).
 
     Raises:
-        ModelError: neither an existing file nor a known model id (or the file is not ONNX).
+        ModelError: neither an existing file nor a known model id (or the file is not ONNX; or, for torch,
+            a folder without config.json, a pickle file, a hub id not in the local cache).
     """
     from db.store import add_model, get_model
 
     path = Path(model)
+    if model.isdigit() and not path.exists():
+        return int(get_model(int(model), url=url).id)
+    if engine == "torch":
+        from engine_runner.torch_models import register_source
+
+        return register_source(model, url=url)
+    if path.is_dir():
+        raise ModelError(f"MODEL {model}: a folder; --engine {engine} runs .onnx files (a Hugging Face folder "
+                         f"runs with --engine torch)")
     if path.exists():
         return int(add_model(path, url=url).id)
     if model.isdigit():
@@ -96,14 +134,20 @@ def _default_batches(model_id: int, shapes: dict[str, list[int]], url: str) -> l
     from db.session import session_scope
     from db.models import Model
     from db.store import model_file
-    from engine_runner.inputs import fixed_batch, read_input_specs
+    from engine_runner.inputs import InputSpec, fixed_batch, read_input_specs
 
     with session_scope(url) as s:
         model = s.get(Model, model_id)
         if model is None:
             raise ModelError(f"model id {model_id}: no such model")
         path = model_file(model)
-    specs = read_input_specs(path)
+        fmt, stored = model.format or "onnx", list(model.inputs or [])
+    if fmt != "onnx":  # registered by reference (torch engine): the inputs recorded at registration
+        specs = [InputSpec(str(i["name"]), str(i["dtype"]), tuple(i["shape"])) for i in stored]
+        if not specs:
+            return [1]
+    else:
+        specs = read_input_specs(path)
     fb = fixed_batch(specs)
     if fb is not None:
         return [fb]
@@ -148,6 +192,14 @@ def collect_results(job_id: int, url: str | None = None) -> dict[str, Any]:
                 "shapes": r.shapes,
                 "inputs": (r.config or {}).get("inputs"),
                 "timing_window": r.timing_window,
+                "device": (r.config or {}).get("device", "cpu"),
+                "cuda_graph": bool((r.config or {}).get("cuda_graph", False)),
+                "energy_per_inference_j": metrics.get("energy_per_inference_j"),
+                "avg_power_w": metrics.get("avg_power_w"),
+                "gpu": gpu_summary(r.config, metrics),
+                "placement": (r.config or {}).get("placement"),
+                "precision_detail": (r.config or {}).get("precision_detail"),
+                "mode": (r.config or {}).get("mode"),
                 "warnings": run_warnings(r.config),
                 "batch_sweep": (r.config or {}).get("batch_sweep"),
             })
@@ -189,6 +241,24 @@ def sweep_block(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+#: ``run_metrics`` of the measured window's GPU telemetry copied into the JSON's ``gpu`` object.
+GPU_METRICS = ("energy_per_inference_j", "energy_per_item_j", "avg_power_w", "energy_window_j", "sm_clock_median_mhz",
+               "sm_clock_min_mhz", "mem_clock_median_mhz", "gpu_temp_max_c", "gpu_util_mean_pct")
+
+
+def gpu_summary(config: dict[str, Any] | None, metrics: dict[str, float | None]) -> dict[str, Any] | None:
+    """The JSON's ``gpu`` object (module doc) from ``runs.config["telemetry_window"]`` and the run's metrics;
+    None when the run has no GPU telemetry window."""
+    win = (config or {}).get("telemetry_window")
+    if not win:
+        return None
+    out: dict[str, Any] = {k: metrics.get(k) for k in GPU_METRICS}
+    out.update({"energy_method": win.get("energy_method"), "window_s": win.get("duration_s"),
+                "samples_in_window": win.get("samples_in_window"), "sample_rate_hz": win.get("sample_rate_hz"),
+                "throttle": win.get("throttle"), "other_processes": win.get("other_processes")})
+    return out
+
+
 def run_warnings(config: dict[str, Any] | None) -> list[str]:
     """User-facing warnings recorded in a run's ``runs.config`` (keys listed in the module doc)."""
     cfg = config or {}
@@ -201,6 +271,8 @@ def run_warnings(config: dict[str, Any] | None) -> list[str]:
         out.append(f"accuracy not checked: {cfg['accuracy_error']}")
     for name, reason in (cfg.get("accuracy_skipped") or {}).items():
         out.append(f"accuracy skipped output {name!r}: {reason}")
+    out.extend(cfg.get("engine_warnings") or [])
+    out.extend(cfg.get("telemetry_warnings") or [])
     return out
 
 
@@ -217,7 +289,7 @@ def format_table(doc: dict[str, Any]) -> str:
     if src:
         lines.append(f"inputs: {src.get('file', src['source'])}, {src.get('samples')} sample(s) "
                      f"(timing: first batch; accuracy: all samples)" if src["source"] == "npz"
-                     else f"inputs: generated (seed {src.get('seed')})")
+                     else f"inputs: {src['source']} (seed {src.get('seed')})")
     lines += [head, "-" * len(head)]
     for r in doc["runs"]:
         lat = r["latency_ms"] or {}
@@ -227,8 +299,18 @@ def format_table(doc: dict[str, Any]) -> str:
             f"{_fmt(lat.get('p99')):>9} {_fmt(lat.get('mean')):>9} {r['samples']:>6} {_fmt(r['throughput_per_s'], '.1f'):>10} "
             f"{_fmt(r['items_per_s'], '.1f'):>10} {r['layers']:>6} {_fmt(acc.get('max_abs_err'), '.3g'):>11} "
             f"{_fmt(acc.get('cosine'), '.6f'):>9}")
+        if r.get("precision_detail") or r.get("mode"):
+            lines.append(f"{'':>6}precision: {r.get('precision_detail') or r['precision']}"
+                         + (f"; mode: {r['mode']}" if r.get("mode") else ""))
         if r.get("timing_window"):
             lines.append(f"{'':>6}timing window: {r['timing_window']}")
+        gpu = r.get("gpu")
+        if gpu:
+            lines.append(f"{'':>6}gpu (measured window {_fmt(gpu.get('window_s'), '.2f')} s, "
+                         f"{gpu.get('samples_in_window')} samples): energy/inference {_fmt(gpu.get('energy_per_inference_j'), '.4g')} J "
+                         f"({gpu.get('energy_method') or 'none'}), avg power {_fmt(gpu.get('avg_power_w'), '.1f')} W, "
+                         f"SM clock median {_fmt(gpu.get('sm_clock_median_mhz'), '.0f')} MHz "
+                         f"(min {_fmt(gpu.get('sm_clock_min_mhz'), '.0f')}), mem clock {_fmt(gpu.get('mem_clock_median_mhz'), '.0f')} MHz")
         for w in r.get("warnings") or []:
             lines.append(f"{'':>6}warning: {w}")
         if r["numerically_valid"] is False:
@@ -291,7 +373,20 @@ def register(app: typer.Typer) -> None:
                                     "uses all; symbolic dims not set by --dim/--shape come from the file"),
         threads: int = typer.Option(None, "--threads", help="intra-op threads (default: the engine's)"),
         no_layers: bool = typer.Option(False, "--no-layers", help="skip the per-layer profiling session"),
+        cuda_graph: bool = typer.Option(False, "--cuda-graph", help="CUDA devices: capture each batch size's inference "
+                                        "in a CUDA graph and time its replays (fixed shapes only; onnxruntime: "
+                                        "enable_cuda_graph, torch: torch.cuda.CUDAGraph)"),
         seed: int = typer.Option(0, "--seed", help="seed of the generated inputs"),
+        seq_len: int = typer.Option(None, "--seq-len", help="torch, text models: token positions of the generated "
+                                    "inputs (default 128)"),
+        compile_: bool = typer.Option(False, "--compile", help="torch: torch.compile the model (default eager)"),
+        compile_backend: str = typer.Option("inductor", "--compile-backend", help="torch.compile backend"),
+        compile_mode: str = typer.Option("default", "--compile-mode",
+                                         help="torch.compile mode: default | reduce-overhead | max-autotune | "
+                                              "max-autotune-no-cudagraphs"),
+        cast: str = typer.Option("weights", "--cast", help="torch fp16/bf16: weights (model.to(dtype)) | autocast"),
+        allow_pickle: bool = typer.Option(False, "--allow-pickle", help="torch: allow pickle weights "
+                                          "(pytorch_model.bin, pickled .pt2 entries); recorded in the run config"),
         p99_budget_ms: float = typer.Option(None, "--p99-budget-ms", help="latency budget (ms): mark the runs whose p99 "
                                             "(from the raw samples) meets it and name the fastest (highest items/s) "
                                             "numerically valid one; JSON: the 'budget' block"),
@@ -322,7 +417,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"--calibration {calibration}: file not found")
             if inputs is not None and not inputs.is_file():
                 raise InputError(f"--inputs {inputs}: file not found")
-            model_id = resolve_model(model, url)
+            model_id = resolve_model(model, url, catalog.resolve_engine(engine))
             data: dict[str, Any] = {
                 "model_id": model_id, "engine": engine, "device": device, "precisions": list(precision or ["fp32"]),
                 "batch_sizes": list(batch) if batch else _default_batches(model_id, shapes, url),
@@ -330,9 +425,19 @@ def register(app: typer.Typer) -> None:
                 "iterations": iterations, "min_duration_s": min_duration, "max_duration_s": max_duration,
                 "calibration_npz": str(calibration.resolve()) if calibration else None,
                 "calibration_samples": calibration_samples, "profile_layers": not no_layers, "seed": seed,
-                "inputs_npz": str(inputs.resolve()) if inputs else None,
+                "inputs_npz": str(inputs.resolve()) if inputs else None, "cuda_graph": cuda_graph,
                 "p99_budget_ms": p99_budget_ms, "batch_sweep": batch_sweep, "max_batch": max_batch,
             }
+            torch_opts = {k: v for k, v in {"seq_len": seq_len, "compile": compile_ or None,
+                                            "compile_backend": compile_backend if compile_backend != "inductor" else None,
+                                            "compile_mode": compile_mode if compile_mode != "default" else None,
+                                            "cast": cast if cast != "weights" else None,
+                                            "allow_pickle": allow_pickle or None}.items() if v is not None}
+            if torch_opts:
+                if catalog.resolve_engine(engine) != "torch":
+                    raise InputError(f"{', '.join(_TORCH_FLAG_NAMES[k] for k in torch_opts)}: PyTorch options; "
+                                     f"add --engine torch (this run uses --engine {engine})")
+                data["torch"] = torch_opts
             if threads is not None:
                 data["intra_op_threads"] = threads
             spec = validate_spec(BenchSpec, data)

@@ -1,6 +1,9 @@
 """``enginescope serve-bench``: an LLM serving benchmark (vLLM launched here, or an existing endpoint),
 run in-process as an ``llm_serve`` job with origin ``cli``; results go to the same database.
 
+Inputs are checked before any job row is written by :func:`profiles.llm_preflight.plan` (paths,
+tokenizer files, dataset, hub reachability), the same function the dashboard's LLM page runs.
+
 Exit codes: 0 every run succeeded, 1 a run failed (or the job was cancelled), 2 bad input.
 """
 
@@ -29,92 +32,6 @@ def _device(spec: Any) -> str:
     return f"cuda:{snaps[0].index}" if snaps else "cpu"
 
 
-HUB_PROBE_TIMEOUT_S = 3.0
-
-
-def _path_like(value: str) -> bool:
-    """True when ``value`` reads as a filesystem path rather than a Hugging Face hub id: it starts with
-    ``/``, ``.`` or ``~``, or contains ``os.sep`` where that is not ``/`` (on POSIX a hub id such as
-    ``Qwen/Qwen3-0.6B`` contains ``/``, so ``/`` inside a name does not make it a path)."""
-    import os
-
-    return value.startswith(("/", ".", "~")) or (os.sep != "/" and os.sep in value)
-
-
-def _hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to the Hugging Face hub (``$HF_ENDPOINT``, default huggingface.co:443)
-    opens within ``timeout_s``. With an HTTP(S) proxy configured the probe cannot tell, so it answers True
-    (the hub client then behaves as before)."""
-    import os
-    import socket
-    from urllib.parse import urlparse
-
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    u = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    try:
-        socket.create_connection((u.hostname or "huggingface.co", u.port or (80 if u.scheme == "http" else 443)),
-                                 timeout=timeout_s).close()
-    except OSError:
-        return False
-    return True
-
-
-def _hub_cached(repo_id: str) -> bool:
-    """Whether the local Hugging Face cache already holds ``repo_id``'s tokenizer files."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return any(isinstance(try_to_load_from_cache(repo_id, f), str)
-                   for f in ("tokenizer.json", "tokenizer_config.json"))
-    except (ImportError, ValueError):  # not a valid repo id: the loader reports it
-        return False
-
-
-def preflight(spec: Any) -> None:
-    """Check the local inputs of a ``serve-bench`` spec before any job row is written.
-
-    - ``--tokenizer`` (and ``--model`` when vLLM is launched here, or when it doubles as the tokenizer)
-      that looks like a path (``/``, ``.``, ``~`` prefix) but does not exist;
-    - ``--dataset`` missing or not valid JSON/JSONL (names the file, and the line for JSONL);
-    - no local tokenizer (neither ``--tokenizer`` nor a local ``--model`` folder), ``HF_HUB_OFFLINE``
-      unset, not in the local hub cache, and the hub does not answer a TCP connect within
-      ``HUB_PROBE_TIMEOUT_S`` (else transformers retries for ~50 s and then prints a confusing message).
-      Users with network access are unaffected: the probe succeeds and the hub id is used as before.
-
-    Raises:
-        InputError: naming the flag and the path.
-    """
-    import os
-    from pathlib import Path
-
-    from engine_runner.loadgen.datasets import read_dataset_entries
-    from profiles.errors import InputError
-
-    checks = [("--tokenizer", spec.tokenizer)]
-    if spec.engine != "endpoint" or not spec.tokenizer:
-        checks.append(("--model", spec.model))
-    for flag, value in checks:
-        if value and _path_like(value) and not Path(value).expanduser().exists():
-            extra = " (it is also the client tokenizer; pass --tokenizer DIR)" if flag == "--model" and spec.engine == "endpoint" else ""
-            raise InputError(f"{flag} {value}: no such file or folder{extra}")
-    if spec.dataset:
-        try:
-            read_dataset_entries(Path(spec.dataset).expanduser())
-        except InputError as exc:
-            raise type(exc)(f"--dataset: {exc}") from exc
-    name = spec.tokenizer or spec.model
-    if (Path(name).expanduser().is_dir() or _path_like(name)
-            or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-            or _hub_cached(name)):
-        return
-    if not _hub_reachable():
-        flag = "--tokenizer" if spec.tokenizer else "--model"
-        raise InputError(f"{flag} {name}: not a local folder, and the Hugging Face hub did not answer within "
-                         f"{HUB_PROBE_TIMEOUT_S:g} s; pass --tokenizer DIR (no network access to the Hugging Face "
-                         "hub from here?)")
-
-
 def _stat(d: dict[str, Any] | None) -> dict[str, Any]:
     d = d or {}
     return {k: d.get(k) for k in ("mean", "p50", "p90", "p99")} | {"count": d.get("count", 0)}
@@ -122,7 +39,8 @@ def _stat(d: dict[str, Any] | None) -> dict[str, Any]:
 
 def results_json(job_id: int, url: str | None = None) -> dict[str, Any]:
     """The ``--json`` document of a job: ``{"job_id", "status", "error", "runs": [{"run_id", "engine",
-    "model", "status", "error", "kv_cache", "startup_report", "points": [...]}]}``; each point has
+    "model", "status", "error", "kv_cache", "kv_cache_sizing", "vllm_python", "startup_report",
+    "points": [...]}]}``; each point has
     ``concurrency`` or ``request_rate`` (``"inf"`` for an infinite rate), counts, throughputs, goodput
     and ``ttft_ms``/``tpot_ms``/``itl_ms``/``e2e_ms`` as ``{"mean", "p50", "p90", "p99", "count"}``."""
     from sqlalchemy import select
@@ -150,13 +68,15 @@ def results_json(job_id: int, url: str | None = None) -> dict[str, Any]:
                     "goodput_per_s": rep.get("goodput_per_s"),
                     **{m: _stat(rep.get(m)) for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")},
                     "server": rep.get("server"), "client_cpu_s_per_s": rep.get("client_cpu_s_per_s"),
+                    "client_health": rep.get("client_health"),
                     **({"peers": rep["peers"]} if rep.get("peers") else {}),
                 })
             cfg = r.config or {}
             out_runs.append({
                 "run_id": r.id, "engine": r.engine, "engine_version": r.engine_version,
                 "model": (cfg.get("spec") or {}).get("model"), "status": r.status, "error": r.error,
-                "kv_cache": cfg.get("kv_cache"), "startup_report": cfg.get("startup_report"),
+                "kv_cache": cfg.get("kv_cache"), "kv_cache_sizing": cfg.get("kv_cache_sizing"),
+                "vllm_python": (r.environment or {}).get("vllm_python"), "startup_report": cfg.get("startup_report"),
                 "device_dirty": cfg.get("device_dirty"), "server_log": cfg.get("server_log"), "points": points,
             })
         return {"job_id": job_id, "status": job.status if job else None, "error": job.error if job else None,
@@ -166,6 +86,10 @@ def results_json(job_id: int, url: str | None = None) -> dict[str, Any]:
 def _print_table(doc: dict[str, Any]) -> None:
     for r in doc["runs"]:
         typer.echo(f"run {r['run_id']}: {r['engine']} {r['model']} -> {r['status']}" + (f" ({r['error']})" if r["error"] else ""))
+        if r.get("vllm_python"):
+            typer.echo(f"  vLLM interpreter: {r['vllm_python']['path']} ({r['vllm_python']['source']})")
+        if r.get("kv_cache_sizing"):
+            typer.echo(f"  KV-cache size: {r['kv_cache_sizing'].get('message')}")
         kv = r.get("kv_cache") or {}
         if kv.get("kv_cache_tokens") is not None:
             pred = kv.get("predicted_max_concurrency")
@@ -239,8 +163,8 @@ def register(app: typer.Typer) -> None:
         from engine_runner.jobctx import JobContext
         from engine_runner.jobs import execute
         from profiles.errors import EngineScopeError
-        from profiles.llm_spec import ServeBenchSpec, parse_int_list, parse_rate_list, parse_slo_flags
-        from profiles.specs import validate_spec
+        from profiles.llm_preflight import plan
+        from profiles.llm_spec import parse_int_list, parse_rate_list, parse_slo_flags
 
         try:
             home()  # creates the data folder (the SQLite file lives there by default)
@@ -262,8 +186,7 @@ def register(app: typer.Typer) -> None:
             }
             if data["concurrency"] is None and data["request_rate"] is None:
                 data["concurrency"] = [1]
-            spec = validate_spec(ServeBenchSpec, data)
-            preflight(spec)
+            spec = plan(data)  # the same pre-flight as the dashboard's LLM page
             spec_json = spec.model_dump(mode="json")
             # JSON has no infinity: keep "inf" rates as strings pydantic parses back
             if spec.request_rate:

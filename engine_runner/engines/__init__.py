@@ -1,6 +1,7 @@
 """Engines the ``model_bench`` job can drive (the contract: :mod:`engine_runner.engines.base`).
 
-Each engine lives in ``engine_runner/engines/<name>.py`` and exposes a class named ``Engine``
+Each engine lives in ``engine_runner/engines/<name>.py`` (torch: ``torch_engine.py``, so that no module of
+ours is named like the ``torch`` package, which a script run from this folder would then shadow) and exposes a class named ``Engine``
 implementing the protocol; the module is imported only when that engine is asked for, so a machine
 without TensorRT still lists and runs ONNX Runtime.
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 ENGINE_MODULES: dict[str, str] = {
     "onnxruntime": "engine_runner.engines.onnxruntime",
     "tensorrt": "engine_runner.engines.tensorrt",
-    "torch": "engine_runner.engines.torch",
+    "torch": "engine_runner.engines.torch_engine",
 }
 
 

@@ -10,6 +10,8 @@ checks it), so there is no import cycle.
 - :class:`PreparedVariant`, :class:`EngineMeasurement`, :class:`LayerRow`: what an engine returns.
 - :class:`MeasureHooks`: callbacks the job gives an engine while it measures.
 - :func:`guard_layer_profile`: keeps timed samples when per-layer profiling fails.
+- :class:`NativeModelEngine`, :class:`ModelInputs`, :func:`model_formats`: an engine that runs a model
+  format of its own (PyTorch: Hugging Face folders, ``.pt2``) rather than ONNX variants.
 """
 
 from __future__ import annotations
@@ -105,11 +107,16 @@ class MeasureHooks:
             most every 0.5 s).
         progress: ``progress(message, fraction)``, fraction in [0, 1] of this measurement.
         stage: ``stage(message)`` marks a new stage (``warm-up``, ``timing``, ``profiling``).
+        mark_window: ``mark_window(start_ns, end_ns)``: the timed loop's window as ``time.perf_counter_ns()``
+            readings (``engine_runner.timing.TimingResult.timed_start_ns`` / ``timed_end_ns``); the job
+            restricts GPU telemetry (energy per inference, average power, clocks, throttling) to it. An engine
+            that never calls it gets no energy figures. Default: does nothing.
     """
 
     check_cancelled: Callable[[], None]
     progress: Callable[[str, float], None]
     stage: Callable[[str], None]
+    mark_window: Callable[[int, int], None] = field(default=lambda start_ns, end_ns: None)
 
 
 @runtime_checkable
@@ -158,6 +165,70 @@ class BenchEngine(Protocol):
     def release(self, variant: PreparedVariant) -> None:
         """Free what :meth:`prepare` holds."""
         ...
+
+
+@dataclass
+class ModelInputs:
+    """What :meth:`NativeModelEngine.model_inputs` says about a model's inputs.
+
+    Attributes:
+        specs: the inputs (``engine_runner.inputs.InputSpec``: name, numpy dtype, dims with symbolic names).
+        default_dims: ``{symbolic dim: size}`` used where neither ``--shape``, ``--dim`` nor the ``--inputs``
+            file sets the dim (e.g. ``{"sequence": 128}`` from ``--seq-len``).
+        config: JSON facts for ``runs.config`` (model kind, loader, inputs rules...).
+    """
+
+    specs: list[Any]
+    default_dims: dict[str, int] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class NativeModelEngine(BenchEngine, Protocol):
+    """An engine that runs models in formats of its own (``Model.format`` in :attr:`model_formats`, e.g. the
+    PyTorch engine: ``hf`` folders and ``pt2`` programs) instead of ONNX variants: the job skips
+    ``engine_runner.precision.ensure_variant`` and passes the model's own path to :meth:`prepare`, asks the
+    engine for the inputs, their generated data and the fp32 reference outputs.
+
+    An engine without :attr:`model_formats` runs ONNX only (``("onnx",)``).
+    """
+
+    model_formats: tuple[str, ...]
+
+    def model_inputs(self, model_path: Path, model_format: str, spec: BenchSpec,
+                     npz: dict[str, np.ndarray] | None) -> ModelInputs:
+        """The model's inputs (from ``npz``'s keys when the user gave ``--inputs``).
+
+        Raises:
+            InputError / ModelError: unreadable model, pickles not allowed, bad ``--inputs`` keys.
+        """
+        ...
+
+    def check_run(self, model_path: Path, model_format: str, spec: BenchSpec,
+                  shapes_by_batch: dict[int, dict[str, list[int]]]) -> dict[str, Any]:
+        """Validate the spec's precisions, device, options and resolved shapes for this model (before any
+        job exists); returns JSON facts for ``runs.config``.
+
+        Raises:
+            InputError: naming the flag (``--precision``, ``--device``, ``--seq-len``...).
+        """
+        ...
+
+    def generate_inputs(self, model_path: Path, model_format: str, specs: list[Any],
+                        shapes: dict[str, list[int]], seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """One seeded batch of inputs and its description (``runs.config["inputs"]``)."""
+        ...
+
+    def reference_outputs(self, model_path: Path, model_format: str, spec: BenchSpec,
+                          inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
+        """fp32 outputs of the model on ``inputs`` and a sentence saying how they were made (the accuracy
+        reference when the job has no fp32 run of that batch)."""
+        ...
+
+
+def model_formats(engine: Any) -> tuple[str, ...]:
+    """The ``Model.format`` values ``engine`` runs (``("onnx",)`` for an engine that does not say)."""
+    return tuple(getattr(engine, "model_formats", ("onnx",)))
 
 
 def guard_layer_profile(profile: Callable[[], Any], what: str) -> tuple[Any, str | None]:

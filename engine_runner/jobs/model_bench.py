@@ -13,7 +13,10 @@ Flow of :func:`run`:
 3. Per batch size: a Run row (status ``running``), the inputs (identical for every precision): the
    batches of the user's ``inputs_npz`` (``--inputs``; the first batch is timed, every batch is run
    once more through :meth:`BenchEngine.infer` for accuracy) or one seeded generated batch;
-   :meth:`BenchEngine.measure` under a telemetry sampler, then in short transactions: raw samples
+   :meth:`BenchEngine.measure` under a telemetry sampler (NVML at 20 Hz on ``cuda:N``, the engine marks its
+   timed window through ``MeasureHooks.mark_window``; energy per inference, average power and clocks of that
+   window become ``run_metrics`` (:func:`window_metrics`), throttling / another process on the GPU become
+   warnings in ``runs.config["telemetry_warnings"]``), then in short transactions: raw samples
    (``latency_samples``), the ``latency_ms`` summary (``profiles.stats``, bootstrap CI of the median),
    ``throughput_per_s`` = iterations / sum(latency) and ``items_per_s`` = throughput x batch
    (``run_metrics``), per-layer rows, artifacts, telemetry, and accuracy against the fp32 outputs of the
@@ -30,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,14 @@ from db.config import home
 from db.models import AccuracyResult, Artifact, LatencySample, LayerTiming, Model, Run, RunMetric, Summary, utcnow
 from db.session import session_scope
 from engine_runner.engines import get_engine_impl
-from engine_runner.engines.base import BenchEngine, EngineMeasurement, MeasureHooks, PreparedVariant
+from engine_runner.engines.base import (
+    BenchEngine,
+    EngineMeasurement,
+    MeasureHooks,
+    NativeModelEngine,
+    PreparedVariant,
+    model_formats,
+)
 from engine_runner.inputs import (
     InputSpec,
     InputsNpz,
@@ -87,6 +97,10 @@ class BenchPlan:
         precisions: requested precisions, fp32 first when present.
         calibration: calibration feeds when an ``int8-qdq`` variant is needed.
         inputs: the user's validated inputs (``spec.inputs_npz``), or None for generated inputs.
+        model_format: ``Model.format`` (``onnx``; ``hf``/``pt2`` for the PyTorch engine).
+        native: for a model run in its own format (:class:`NativeSource`), its input generator and fp32
+            reference; None for ONNX models.
+        native_config: JSON facts the engine reported while planning (into ``runs.config``).
     """
 
     spec: BenchSpec
@@ -99,6 +113,38 @@ class BenchPlan:
     precisions: list[str]
     calibration: Calibration | None
     inputs: InputsNpz | None = None
+    model_format: str = "onnx"
+    native: NativeSource | None = None
+    native_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NativeSource:
+    """A model that an engine runs in its own format (``NativeModelEngine``): generated inputs per batch
+    size (made once, cached) and the fp32 reference outputs, both from the engine."""
+
+    engine: NativeModelEngine
+    path: Path
+    model_format: str
+    specs: list[InputSpec]
+    shapes_by_batch: dict[int, dict[str, list[int]]]
+    spec: BenchSpec
+    _cache: dict[int, tuple[dict[str, np.ndarray], dict[str, Any]]] = field(default_factory=dict)
+
+    def generated(self, batch: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(feeds, description)`` of the seeded batch of ``batch`` samples."""
+        if batch not in self._cache:
+            self._cache[batch] = self.engine.generate_inputs(self.path, self.model_format, self.specs,
+                                                             self.shapes_by_batch[batch], self.spec.seed)
+        return self._cache[batch]
+
+    def reference(self, feeds: list[dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], str]:
+        """fp32 reference outputs of every feed, joined along the first axis, and how they were made."""
+        outs, note = [], ""
+        for f in feeds:
+            o, note = self.engine.reference_outputs(self.path, self.model_format, self.spec, f)
+            outs.append(o)
+        return _concat_outputs(outs), note
 
 
 def _generated_calibration(spec: BenchSpec, specs: list[InputSpec]) -> Calibration:
@@ -140,6 +186,18 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
         if model is None:
             raise ModelError(f"model id {spec.model_id}: no such model")
         path, mhash, mname = model_file(model), model.content_hash, model.original_name
+        mformat = model.format or "onnx"
+    eng = engine or get_engine_impl(spec.engine)
+    formats = model_formats(eng)
+    if mformat not in formats:
+        raise InputError(f"--engine {spec.engine}: model id {spec.model_id} ({mname}) is a {_FORMAT_NAMES.get(mformat, mformat)} "
+                         f"model; {spec.engine} runs {', '.join(_FORMAT_NAMES.get(f, f) for f in formats)} models"
+                         + ("; use --engine torch" if mformat != "onnx" else "; use --engine onnxruntime or tensorrt"))
+    if mformat != "onnx":
+        if not isinstance(eng, NativeModelEngine):
+            raise InputError(f"--engine {spec.engine}: it lists {mformat!r} in model_formats but does not implement "
+                             "NativeModelEngine")
+        return _plan_native(spec, eng, path, mformat, mhash, mname)
     if not path.is_file():
         raise ModelError(f"model id {spec.model_id} ({mname}): its file {path} is missing")
     specs = read_input_specs(path)
@@ -148,18 +206,13 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
         extra = npz_dim_values(inputs_data, specs, spec.shapes, spec.dim_values)
         if extra:
             spec = spec.model_copy(update={"dim_values": {**spec.dim_values, **extra}})
-    batches = list(spec.batch_sizes)
-    if spec.batch_sweep:
-        fb = fixed_batch(specs)
-        if fb is not None:
-            raise InputError(f"--batch-sweep: the model's batch dim is fixed at {fb}; a sweep needs a symbolic "
-                             "first dim (export it with a dynamic batch, e.g. enginescope export --dynamic-batch)")
-        batches = sweep_batches(spec.batch_sizes[0], spec.max_batch)
-    shapes_by_batch = {b: resolve_shapes(specs, b, spec.shapes, spec.dim_values) for b in batches}
+    shapes_by_batch = {b: resolve_shapes(specs, b, spec.shapes, spec.dim_values) for b in _planned_batches(spec, specs)}
     inputs = load_inputs_npz(spec.inputs_npz, specs, shapes_by_batch, data=inputs_data) \
         if spec.inputs_npz and inputs_data is not None else None
-    eng = engine or get_engine_impl(spec.engine)
     wanted = {p: eng.onnx_variant_for(p) for p in spec.precisions}
+    check_device = getattr(eng, "check_device", None)
+    if check_device is not None:  # optional engine hook: refuse a device it cannot use before any job runs
+        check_device(spec.device, cuda_graph=spec.cuda_graph, model_path=path)
     calibration = None
     if "int8-qdq" in wanted.values():
         calibration = _npz_calibration(spec.calibration_npz, specs) if spec.calibration_npz \
@@ -170,6 +223,67 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
     precisions = sorted(spec.precisions, key=lambda p: p != "fp32")
     return BenchPlan(spec, spec.model_id, mhash, mname, path, specs, shapes_by_batch, precisions, calibration,
                      inputs)
+
+
+_FORMAT_NAMES = {"onnx": "ONNX", "hf": "Hugging Face folder", "pt2": "torch.export .pt2"}
+
+
+def _planned_batches(spec: BenchSpec, specs: list[InputSpec]) -> list[int]:
+    """The batch sizes a job may run: ``spec.batch_sizes``, or with ``--batch-sweep`` every batch the sweep
+    may reach (``profiles.sweep.sweep_batches``: the first batch doubled up to ``--max-batch``).
+
+    Raises:
+        InputError: a sweep on a model whose batch dim is fixed (names --batch-sweep and the size).
+    """
+    if not spec.batch_sweep:
+        return list(spec.batch_sizes)
+    fb = fixed_batch(specs)
+    if fb is not None:
+        raise InputError(f"--batch-sweep: the model's batch dim is fixed at {fb}; a sweep needs a symbolic "
+                         "first dim (export it with a dynamic batch, e.g. enginescope export --dynamic-batch)")
+    return sweep_batches(spec.batch_sizes[0], spec.max_batch)
+
+
+def _plan_native(spec: BenchSpec, eng: NativeModelEngine, path: Path, fmt: str, mhash: str, mname: str) -> BenchPlan:
+    """:func:`plan` for a model the engine runs in its own format (a Hugging Face folder, a ``.pt2``).
+
+    Symbolic dims are set, in this order, by ``--dim``/``--shape``, by the ``--inputs`` file
+    (``npz_dim_values``), then by the engine's defaults (``ModelInputs.default_dims``, e.g. ``sequence`` =
+    ``--seq-len``); the plan's spec carries them in ``dim_values``.
+
+    Raises:
+        ModelError: the folder/file is missing.
+        InputError: ``--calibration`` given (no calibrated precision here); everything
+            ``NativeModelEngine.model_inputs`` / ``check_run`` and shape resolution raise.
+    """
+    if not path.exists():
+        raise ModelError(f"model id {spec.model_id} ({mname}): {path} is missing")
+    if spec.calibration_npz:
+        raise InputError(f"--calibration {spec.calibration_npz}: only int8-qdq uses calibration data; "
+                         f"--engine {spec.engine} has no calibrated precision")
+    inputs_data = read_npz(spec.inputs_npz, "--inputs") if spec.inputs_npz else None
+    mi = eng.model_inputs(path, fmt, spec, inputs_data)
+    specs = list(mi.specs)
+    dims = dict(spec.dim_values)
+    if inputs_data is not None:
+        dims.update(npz_dim_values(inputs_data, specs, spec.shapes, dims))
+    named = {d for s in specs for d in s.shape if isinstance(d, str)}
+    for k, v in mi.default_dims.items():
+        if k in named:
+            dims.setdefault(k, int(v))
+    if dims != spec.dim_values:
+        spec = spec.model_copy(update={"dim_values": dims})
+    shapes_by_batch = {b: resolve_shapes(specs, b, spec.shapes, spec.dim_values) for b in _planned_batches(spec, specs)}
+    inputs = load_inputs_npz(spec.inputs_npz, specs, shapes_by_batch, data=inputs_data) \
+        if spec.inputs_npz and inputs_data is not None else None
+    native_config = {**mi.config, **eng.check_run(path, fmt, spec, shapes_by_batch)}
+    precisions: list[str] = sorted(spec.precisions, key=lambda p: p != "fp32")
+    native = NativeSource(eng, path, fmt, specs, shapes_by_batch, spec)
+    if inputs is None:
+        for b in spec.batch_sizes:  # tokenizer/vocabulary problems are input errors: raise them before the job
+            native.generated(b)
+    return BenchPlan(spec, spec.model_id, mhash, mname, path, specs, shapes_by_batch, precisions, None, inputs,
+                     model_format=fmt, native=native, native_config=native_config)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,12 +306,47 @@ def _environment() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _telemetry() -> Iterator[Any]:
-    """``engine_runner.telemetry.TelemetrySampler`` (CPU of this process tree) around a measurement."""
-    from engine_runner.telemetry import TelemetrySampler
+def _telemetry(device: str = "cpu") -> Iterator[Any]:
+    """``engine_runner.telemetry.TelemetrySampler`` around a measurement: NVML on ``cuda:N`` at
+    ``GPU_INTERVAL_S`` (20 Hz), else the CPU of this process tree (every 0.5 s)."""
+    from engine_runner.telemetry import GPU_INTERVAL_S, TelemetrySampler, nvml_index_for
 
-    with TelemetrySampler() as sampler:
+    index = nvml_index_for(device)
+    with TelemetrySampler(GPU_INTERVAL_S if index is not None else 0.5, device_index=index) as sampler:
         yield sampler
+
+
+#: ``run_metrics`` taken from the measured window's GPU telemetry: name -> (WindowReport attribute or
+#: ``stats`` key and statistic, unit).
+_WINDOW_METRICS: dict[str, tuple[str, str]] = {
+    "energy_per_inference_j": ("energy_per_inference_j", "J"),
+    "avg_power_w": ("avg_power_w", "W"),
+    "energy_window_j": ("energy_j", "J"),
+    "sm_clock_median_mhz": ("sm_clock_mhz.median", "MHz"),
+    "sm_clock_min_mhz": ("sm_clock_mhz.min", "MHz"),
+    "mem_clock_median_mhz": ("mem_clock_mhz.median", "MHz"),
+    "gpu_temp_max_c": ("temp_c.max", "C"),
+    "gpu_util_mean_pct": ("util_pct.mean", "%"),
+}
+
+
+def window_metrics(report: Any, batch: int) -> dict[str, tuple[float, str]]:
+    """``run_metrics`` of a ``profiles.telemetry_window.WindowReport``: energy per inference (J, one call
+    of ``batch`` items), ``energy_per_item_j`` (= per inference / batch), average power (W), the window's
+    energy (J), SM/memory clocks (MHz), peak temperature (C), mean utilization (%). Absent values are left
+    out."""
+    out: dict[str, tuple[float, str]] = {}
+    for name, (path, unit) in _WINDOW_METRICS.items():
+        if "." in path:
+            key, stat = path.split(".")
+            value = report.stats.get(key, {}).get(stat)
+        else:
+            value = getattr(report, path)
+        if value is not None:
+            out[name] = (float(value), unit)
+    if report.energy_per_inference_j is not None:
+        out["energy_per_item_j"] = (report.energy_per_inference_j / batch, "J")
+    return out
 
 
 def _store_telemetry(ctx: JobContext, run_id: int, sampler: Any) -> dict[str, Any]:
@@ -215,7 +364,7 @@ def _create_run(ctx: JobContext, p: BenchPlan, precision: str, batch: int, engin
         run = Run(job_id=ctx.job_id, model_id=p.model_id, engine=engine_name, engine_version=engine_version,
                   precision=precision, batch_size=batch, shapes=p.shapes_by_batch[batch], config=config,
                   environment=environment, status="running", source="measured",
-                  label=f"{p.model_name} {engine_name} {precision} b{batch}")
+                  label=f"{p.model_name} {engine_name} {config.get('precision_detail') or precision} b{batch}")
         s.add(run)
         s.flush()
         return int(run.id)
@@ -323,14 +472,17 @@ def run(ctx: JobContext) -> None:
                 ctx.event("stage", msg, progress=b)
 
             try:
-                onnx_prec = eng.onnx_variant_for(precision)
-                variant = ensure_variant(
-                    p.model_path, p.model_hash, onnx_prec, model_id=p.model_id, job_id=ctx.job_id,
-                    calibration=p.calibration, db_url=ctx.db_url, on_stage=on_stage)
-                if variant.reused:
-                    ctx.event("info", f"{onnx_prec} variant reused (artifact {variant.artifact_id})")
+                source = p.model_path
+                if p.native is None:
+                    onnx_prec = eng.onnx_variant_for(precision)
+                    variant = ensure_variant(
+                        p.model_path, p.model_hash, onnx_prec, model_id=p.model_id, job_id=ctx.job_id,
+                        calibration=p.calibration, db_url=ctx.db_url, on_stage=on_stage)
+                    if variant.reused:
+                        ctx.event("info", f"{onnx_prec} variant reused (artifact {variant.artifact_id})")
+                    source = variant.path
                 ctx.event("stage", f"{precision}: preparing {spec.engine}", progress=base)
-                prepared = eng.prepare(variant.path, precision, p.shapes_by_batch, spec, job_dir / precision)
+                prepared = eng.prepare(source, precision, p.shapes_by_batch, spec, job_dir / precision)
                 _store_artifacts(ctx, None, p.model_id, prepared.artifacts)
             except JobCancelled:
                 raise
@@ -347,7 +499,8 @@ def run(ctx: JobContext) -> None:
                 batch = queue.pop(0)
                 ctx.check_cancelled()
                 frac0 = step / steps
-                config = {"engine": spec.engine, "device": spec.device, **(prepared.config if prepared else {}), **variant_cfg,
+                config = {"engine": spec.engine, "device": spec.device, **p.native_config,
+                          **(prepared.config if prepared else {}), **variant_cfg,
                           "requested": {"warmup_iterations": spec.warmup_iterations, "warmup_s": spec.warmup_s,
                                         "iterations": spec.iterations, "min_duration_s": spec.min_duration_s,
                                         "max_duration_s": spec.max_duration_s, "seed": spec.seed,
@@ -449,6 +602,9 @@ def _inputs_config(p: BenchPlan, batch: int) -> dict[str, Any]:
     if p.inputs is not None:
         return {**p.inputs.describe(), "batches": p.inputs.samples // batch if sample_axis_inputs(p.input_specs)
                 else 1, "timed_batch": 0, "accuracy": "every batch, aggregated"}
+    if p.native is not None:
+        return {**p.native.generated(batch)[1], "samples": batch if sample_axis_inputs(p.input_specs) else 1,
+                "batches": 1, "timed_batch": 0}
     return {"source": "generated", "seed": p.spec.seed, "rules": "engine_runner.inputs.generate_inputs",
             "samples": batch if sample_axis_inputs(p.input_specs) else 1, "batches": 1, "timed_batch": 0}
 
@@ -457,6 +613,8 @@ def _batches(p: BenchPlan, batch: int) -> list[dict[str, np.ndarray]]:
     """The run's input feeds: the user's batches, or one seeded generated batch."""
     if p.inputs is not None:
         return p.inputs.batches(p.input_specs, batch)
+    if p.native is not None:
+        return [p.native.generated(batch)[0]]
     return [generate_inputs(p.input_specs, p.shapes_by_batch[batch], seed=p.spec.seed)]
 
 
@@ -487,8 +645,29 @@ def _measure_one(ctx: JobContext, eng: BenchEngine, p: BenchPlan, prepared: Prep
 
     hooks = MeasureHooks(check_cancelled=ctx.check_cancelled, progress=progress,
                          stage=lambda msg: ctx.event("stage", f"{label}: {msg}", run_id=run_id))
-    with _telemetry() as sampler:
+    with _telemetry(spec.device) as sampler:
+        hooks.mark_window = sampler.mark_window
         m = eng.measure(prepared, inputs, spec, hooks, workdir)
+    window_cfg: dict[str, Any] = {}
+    if sampler.device != "cpu":
+        report = sampler.window_report(inferences=max(int(np.asarray(m.samples_ns).size), 1))
+        if report is None:
+            window_cfg["telemetry_warnings"] = [f"{spec.engine} did not mark its measured window: no energy or "
+                                                f"clock figures for this run"]
+        else:
+            m.metrics.update(window_metrics(report, batch))
+            window_cfg["telemetry_window"] = report.as_dict()
+            if report.warnings:
+                window_cfg["telemetry_warnings"] = list(report.warnings)
+    elif spec.device != "cpu":
+        window_cfg["telemetry_warnings"] = [f"no GPU telemetry for {spec.device} ({'; '.join(sampler.notes)}): "
+                                            f"no energy or clock figures"]
+    for w in window_cfg.get("telemetry_warnings", []):
+        ctx.event("warning", f"{label}: {w}", run_id=run_id)
+    for w in m.config.get("engine_warnings", []):
+        ctx.event("warning", f"{label}: {w}", run_id=run_id)
+    for n in prepared.config.get("engine_notes", []) if batch == p.spec.batch_sizes[0] else []:
+        ctx.event("info", f"{precision}: {n}", run_id=run_id)
     if m.config.get("layer_profile_error"):
         m.layers = []
         ctx.event("warning", f"{label}: {m.config['layer_profile_error']}; timings kept, no per-layer rows",
@@ -519,7 +698,7 @@ def _measure_one(ctx: JobContext, eng: BenchEngine, p: BenchPlan, prepared: Prep
     with ctx.session() as s:
         s.execute(update(Run).where(Run.id == run_id).values(
             status="succeeded", finished_at=utcnow(), timing_window=m.timing_window, numerically_valid=valid,
-            config={**config, **m.config, **extra_cfg, "telemetry": telemetry}))
+            config={**config, **m.config, **extra_cfg, **window_cfg, "telemetry": telemetry}))
     ctx.progress(frac0 + width, f"{label}: done", run_id=run_id)
 
 
@@ -582,11 +761,15 @@ def _accuracy(ctx: JobContext, p: BenchPlan, precision: str, batch: int, run_id:
         return health.valid
     if batch not in references:
         try:
-            ref = _concat_outputs([_ort_reference_outputs(p.model_path, f) for f in feeds])
+            if p.native is not None:
+                ref, how = p.native.reference(feeds)
+            else:
+                ref = _concat_outputs([_ort_reference_outputs(p.model_path, f) for f in feeds])
+                how = "onnxruntime CPU fp32 on the original model"
         except EngineScopeError as exc:
             ctx.event("warning", f"{precision} b{batch}: no fp32 reference for accuracy ({exc})")
             return output_health(outputs).valid
-        references[batch] = (None, ref, "onnxruntime CPU fp32 on the original model (no fp32 run of this batch in the job)")
+        references[batch] = (None, ref, f"{how} (no fp32 run of this batch in the job)")
     ref_run, ref_outputs, note = references[batch]
     ref_outputs = {k: v for k, v in ref_outputs.items() if k not in skipped and k not in _non_numeric_outputs({k: v})}
     records = compare_outputs(ref_outputs, outputs)

@@ -100,11 +100,13 @@ class LoadLevel:
 class LevelResult:
     """Raw outcome of one level: records (warm-up included, flagged), the absolute ``t0_ns``
     (``time.perf_counter_ns``) all record times are relative to, and the measured phase's duration
-    (t0 to the last measured completion) in seconds."""
+    (t0 to the last measured completion) in seconds, and ``client_health``: whether the client itself could
+    run during the measured phase (:func:`engine_runner.loadgen.health.assess`; ``None`` when not measured)."""
 
     records: list[RequestRecord]
     t0_ns: int
     duration_s: float
+    client_health: dict[str, Any] | None = None
 
 
 async def run_level(

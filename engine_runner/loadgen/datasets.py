@@ -8,7 +8,6 @@ template's tokens on the server side; the server's ``usage.prompt_tokens`` is re
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -169,28 +168,9 @@ def _entry(obj: Any) -> tuple[str | list[dict[str, Any]], str | None, int | None
 
 
 def _read_entries(path: Path) -> list[Any]:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InputError(f"dataset file {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read dataset file {path}: {exc}") from exc
-    stripped = raw.lstrip()
-    if stripped.startswith("["):
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ParseError(f"dataset file {path} is not valid JSON: {exc}") from exc
-        return list(data)
-    entries = []
-    for lineno, line in enumerate(raw.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ParseError(f"dataset file {path} line {lineno} is not valid JSON: {exc}") from exc
-    return entries
+    from profiles.llm_preflight import read_dataset_entries as _read
+
+    return _read(path)
 
 
 def read_dataset_entries(path: str | Path) -> list[Any]:

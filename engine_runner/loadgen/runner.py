@@ -214,6 +214,7 @@ async def run_level(
     clock: Callable[[], int] = time.perf_counter_ns,
     count_tokens: Callable[[str], int] | None = None,
     session: Any | None = None,
+    monitor: bool = True,
 ) -> LevelResult:
     """Run one load level and return every request's raw record.
 
@@ -231,9 +232,12 @@ async def run_level(
         session: an existing ``aiohttp.ClientSession`` or :class:`~engine_runner.loadgen.rawhttp.RawPool`
             (or a fake for tests); by default one is created per level (``endpoint.transport``) with a pool
             sized by :func:`pool_limit`.
+        monitor: measure the client's own health over the measured phase (event-loop lag and the loop
+            thread's run-queue wait: :mod:`engine_runner.loadgen.health`), in ``LevelResult.client_health``.
 
     Returns:
-        :class:`LevelResult` with all records sorted by ``seq`` and the measured phase's duration.
+        :class:`LevelResult` with all records sorted by ``seq``, the measured phase's duration and the
+        client-health summary (``None`` when ``monitor`` is false).
 
     Raises:
         InputError: invalid level fields or no prompts.
@@ -252,6 +256,7 @@ async def run_level(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=False,
         )
     st = _Level(endpoint, prompts, level, session, clock, count_tokens, on_progress, should_stop)
+    health = None
     watcher = asyncio.ensure_future(st.watch_stop()) if should_stop is not None else None
     try:
         w = level.warmup_requests
@@ -265,6 +270,10 @@ async def run_level(
             await st.closed_loop(min(wconc, w), w, None, tw, warmup=True, first_seq=0)
             # re-base warm-up times on t0 (set below) so all records share one origin
         t0 = clock()
+        if monitor:
+            from engine_runner.loadgen.health import LoopHealth
+
+            health = LoopHealth().start()
         if w:
             shift = t0 - tw
             for r in st.records:
@@ -281,13 +290,16 @@ async def run_level(
                 await st.open_loop(t0, first_seq=w)
         t_end = clock()
     finally:
+        if health is not None:
+            health.stop()
         if watcher is not None:
             watcher.cancel()
         if own_session and session is not None:
             await session.close()
     st._progress(force=True)
     records = sorted(st.records, key=lambda r: r.seq)
-    return LevelResult(records=records, t0_ns=t0, duration_s=max(t_end - t0, 1) / 1e9)
+    return LevelResult(records=records, t0_ns=t0, duration_s=max(t_end - t0, 1) / 1e9,
+                       client_health=health.result if health is not None else None)
 
 
 def run_level_blocking(*args: Any, use_uvloop: bool | None = None, **kwargs: Any) -> LevelResult:

@@ -65,6 +65,8 @@ class VllmBenchLevel:
     request_rate: float
     api_key: str | None = None
     seed: int = 0
+    #: ``--num-warmups`` (warm-up requests before the measured ones; vLLM's default 0)
+    warmups: int = 0
 
 
 def command(python: str, level: VllmBenchLevel, result_dir: Path, result_name: str) -> list[str]:
@@ -80,6 +82,8 @@ def command(python: str, level: VllmBenchLevel, result_dir: Path, result_name: s
             "--request-rate", "inf" if math.isinf(level.request_rate) else str(level.request_rate)]
     if level.concurrency:
         argv += ["--max-concurrency", str(level.concurrency)]
+    if level.warmups:
+        argv += ["--num-warmups", str(level.warmups)]
     return argv
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,3 +121,46 @@ def page(name: str):  # type: ignore[no-untyped-def]
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=60)
+
+
+def rerun_fragments(at):  # type: ignore[no-untyped-def]
+    """Rerun only the fragments the last run registered, as the browser does when a fragment's
+    ``run_every`` timer fires (the rest of the page is not executed). AppTest has no public call for
+    this, so its script runner is handed the ``RerunData`` that Streamlit's AppSession builds for such a
+    rerun (``fragment_id`` + ``is_auto_rerun``) in place of the full-app rerun it queues when built; the
+test fails if the run was not fragment-scoped. Returns the element tree of that run: the fragments'
+    elements, plus the whole page when a fragment called ``st.rerun(scope="app")``."""
+    from unittest import mock
+
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData, ScriptRequests
+    from streamlit.testing.v1 import local_script_runner as lsr
+    from streamlit.testing.v1.element_tree import parse_tree_from_messages
+
+    from streamlit.runtime.scriptrunner import ScriptRunnerEvent
+
+    fragment_ids = list(at._fragment_storage._fragments)
+    assert fragment_ids, "the page registered no fragment"
+    events: list[Any] = []
+
+    def run(self, widget_state=None, query_params=None, timeout=3, page_hash="", context_info=None):  # type: ignore[no-untyped-def]
+        self._requests = ScriptRequests()  # drop the full-app rerun the runner queues when it is built
+        for fid in fragment_ids:
+            self.request_rerun(RerunData(widget_states=widget_state, page_script_hash=page_hash,
+                                         context_info=context_info, fragment_id=fid, is_auto_rerun=True))
+        try:
+            if not self._script_thread:
+                self.start()
+            lsr.require_widgets_deltas(self, timeout)
+        finally:
+            self.join()
+        events.extend(self.events)
+        return parse_tree_from_messages(self.forward_msgs())
+
+    with mock.patch.object(lsr.LocalScriptRunner, "run", run):
+        at.run()
+    # the first run must have been the fragment alone (a later full run comes only from st.rerun)
+    first_end = next(e for e in events if e.name.endswith(("_STOPPED_WITH_SUCCESS", "_STOPPED_FOR_RERUN",
+                                                          "_STOPPED_WITH_COMPILE_ERROR")))
+    assert first_end in (ScriptRunnerEvent.FRAGMENT_STOPPED_WITH_SUCCESS, ScriptRunnerEvent.SCRIPT_STOPPED_FOR_RERUN), \
+        f"not a fragment-scoped run: {first_end}"
+    return at

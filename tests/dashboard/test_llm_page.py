@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from dashboard import llm_charts
-from tests.dashboard.conftest import page
+from tests.dashboard.conftest import page, rerun_fragments
 from tests.llm_fixtures import mock_server, run_llm_job, tiny_tokenizer
 
 
@@ -106,12 +106,22 @@ def test_page_shows_curves_of_a_real_sweep(llm_seeded: tuple[str, int]) -> None:
     assert float(measured) >= 1
 
 
-def test_form_submits_a_validated_job_and_refuses_bad_levels(es_env: str) -> None:
+def _model_folder(tmp_path: Path) -> Path:
+    """A folder the pre-flight accepts as a model for vLLM: the tiny tokenizer plus a config.json."""
+    import json
+
+    model = tiny_tokenizer(tmp_path)
+    (model / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    return model
+
+
+def test_form_submits_a_validated_job_and_refuses_bad_levels(es_env: str, tmp_path: Path) -> None:
     from db.models import Job
     from db.session import session_scope
 
+    model = _model_folder(tmp_path)
     at = page("llm").run()
-    at.text_input(key="llm_model").input("/models/tiny")
+    at.text_input(key="llm_model").input(str(model))
     at.text_input(key="llm_levels").input("1,x")
     submit = next(b for b in at.button if b.label == "Start benchmark")
     at = submit.click().run()
@@ -126,5 +136,96 @@ def test_form_submits_a_validated_job_and_refuses_bad_levels(es_env: str) -> Non
     with session_scope(es_env) as s:
         job = s.execute(select(Job)).scalar_one()
     assert job.kind == "llm_serve" and job.status == "queued" and job.device == "cpu"
-    assert job.spec["concurrency"] == [1, 8] and job.spec["model"] == "/models/tiny"
+    assert job.spec["concurrency"] == [1, 8] and job.spec["model"] == str(model)
     assert job.spec["kv_cache_memory_bytes"] == 256 * 2**20 and job.spec["slos"]["ttft_ms"] == 500.0
+
+
+def test_form_runs_the_serve_bench_preflight_and_names_the_fields(es_env: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page refuses what `serve-bench` refuses (profiles.llm_preflight.plan), naming its own form
+    labels, and queues nothing."""
+    from sqlalchemy import func
+
+    import profiles.llm_preflight as pf
+    from db.models import Job
+    from db.session import session_scope
+
+    model = _model_folder(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a"}\nnot json\n')
+
+    def submit(**fields: str):  # type: ignore[no-untyped-def]
+        at = page("llm").run()
+        for key, value in fields.items():
+            at.text_input(key=key).input(value)
+        at = next(b for b in at.button if b.label == "Start benchmark").click().run()
+        assert not at.exception, at.exception
+        return [e.value for e in at.error]
+
+    errors = submit(llm_model=str(tmp_path / "nope"))
+    assert f"Model {tmp_path / 'nope'}: no such file or folder" in errors
+    errors = submit(llm_model=str(model), llm_tokenizer=str(empty), llm_dataset=str(bad))
+    assert any(e.startswith(f"Tokenizer {empty}: the folder has no tokenizer files") for e in errors), errors
+    assert any(e.startswith(f"Dataset file {bad}:") and "bad.jsonl line 2 is not valid JSON" in e for e in errors), errors
+    errors = submit(llm_model=str(empty))
+    assert any(e.startswith(f"Model {empty}: the folder has no tokenizer files") for e in errors), errors
+    assert f"Model {empty}: the folder has no config.json: not a model vLLM can load" in errors
+    # a hub id, nothing cached, hub unreachable: refused at once (the probe is replaced, not timed)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(pf, "hub_reachable", lambda timeout_s=pf.HUB_PROBE_TIMEOUT_S: False)
+    errors = submit(llm_model="no-such-org/no-such-model-xyz")
+    assert any(e.startswith("Model no-such-org/no-such-model-xyz: not a local folder, and the Hugging Face hub")
+               for e in errors), errors
+    with session_scope(es_env) as s:
+        assert s.execute(select(func.count()).select_from(Job)).scalar_one() == 0
+
+
+def test_results_appear_when_the_job_finishes_without_a_reload(es_env: str, tmp_path: Path) -> None:
+    """The bug: the page was drawn while its job was queued (Results: "No LLM serving runs yet"); the
+    job then succeeded; the live-progress fragment reran on its timer, but the Results section is outside
+    the fragment and stayed "No LLM serving runs yet" until a reload. Now the fragment reruns the page."""
+    from db.models import Job, Run
+    from db.session import session_scope
+    from engine_runner.jobctx import JobContext
+    from engine_runner.jobs import execute
+
+    tok = tiny_tokenizer(tmp_path)
+    with mock_server(ttft_ms=5, itl_ms=2, model="mock-llm") as url:
+        at = page("llm").run()
+        at = at.radio(key="llm_target").set_value("Existing endpoint").run()
+        at.text_input(key="llm_endpoint").input(url)
+        at.text_input(key="llm_model_served").input("mock-llm")
+        at.text_input(key="llm_tokenizer").input(str(tok))
+        at.text_input(key="llm_levels").input("1,2")
+        at.number_input(key="llm_input_len").set_value(16)
+        at.number_input(key="llm_output_len").set_value(8)
+        at.number_input(key="llm_num_prompts").set_value(4)
+        at.number_input(key="llm_warmup").set_value(0)
+        at = next(b for b in at.button if b.label == "Start benchmark").click().run()
+        assert not at.exception, at.exception
+        assert any("Queued job" in s.value for s in at.success)
+        assert any("No LLM serving runs yet" in i.value for i in at.info)
+        # the fragment's timer fires while the job is still queued: nothing to redraw yet
+        at = rerun_fragments(at)
+        assert not at.exception, at.exception
+        assert not at.get("plotly_chart")
+        # the worker runs the job (here: in-process, as the worker's child would)
+        with session_scope(es_env) as s:
+            job = s.execute(select(Job)).scalar_one()
+            job_id, spec = job.id, job.spec
+        assert execute(JobContext(job_id=job_id, kind="llm_serve", spec=spec, db_url=es_env)) == "succeeded"
+    at = rerun_fragments(at)  # the next tick of the fragment's timer, no reload
+    assert not at.exception, at.exception
+    assert not any("No LLM serving runs yet" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) == 5
+    points = next(t.value for t in at.dataframe if "run" in t.value.columns and "output tok/s" in t.value.columns)
+    assert list(points["level"]) == ["concurrency 1", "concurrency 2"] and list(points["completed"]) == [4, 4]
+    with session_scope(es_env) as s:
+        run_ids = list(s.execute(select(Run.id).where(Run.job_id == job_id)).scalars())
+    assert at.multiselect(key="llm_runs").value == run_ids  # opened on the job's run
+    # later ticks do not rerun the page again (it was redrawn once for this job)
+    at = rerun_fragments(at)
+
+    assert not at.exception and not at.get("plotly_chart")

@@ -374,3 +374,48 @@ def test_models_upload_with_external_data(es_env: str, tmp_path: Path) -> None:
     assert any("Added model #1 big.onnx" in s.value for s in at.success), [e.value for e in at.error]
     ext = _frame(at, "location")
     assert set(ext["location"]) == {"big.onnx.data"} and len(ext) == 3
+
+
+def test_compare_page_shows_gpu_energy_clocks_and_warnings(seeded: Seeded) -> None:
+    from sqlalchemy import update
+
+    from db.models import Run, RunMetric
+    from db.session import session_scope
+
+    rid = seeded.run_ids["fp16"]
+    with session_scope(seeded.url) as s:
+        s.execute(update(Run).where(Run.id == rid).values(config={
+            "device": "cuda:0", "cuda_graph": True, "telemetry_window": {"energy_method": "energy_counter"},
+            "telemetry_warnings": ["GPU clocks were limited during the measured window (sw_power_cap in 40% of samples)"],
+            "engine_warnings": ["CPU fallback: 1 of 9 node(s) did not run on CUDAExecutionProvider: shape (Shape)"]}))
+        s.add_all([RunMetric(run_id=rid, name="energy_per_inference_j", value=0.0123, unit="J"),
+                   RunMetric(run_id=rid, name="avg_power_w", value=412.5, unit="W"),
+                   RunMetric(run_id=rid, name="sm_clock_median_mhz", value=1980.0, unit="MHz"),
+                   RunMetric(run_id=rid, name="mem_clock_median_mhz", value=3201.0, unit="MHz")])
+    at = page("compare").run()
+    assert not at.exception, at.exception
+    table = _frame(at, "J / inference", "avg W", "device")
+    gpu = table.loc[table["run"] == rid].iloc[0]
+    assert (gpu["device"], gpu["CUDA graph"], gpu["J / inference"], gpu["avg W"], gpu["SM MHz (median)"]) == (
+        "cuda:0", "yes", 0.0123, 412.5, 1980.0)
+    assert set(table.loc[table["run"] != rid, "device"]) == {"cpu"}
+    warnings = [w.value for w in at.warning]
+    assert any("sw_power_cap in 40% of samples" in w for w in warnings)
+    assert any("did not run on CUDAExecutionProvider" in w for w in warnings)
+    assert "over the measured window only" in _texts(at) and "energy_counter" in _texts(at)
+
+
+def test_new_benchmark_cuda_graph_option_reaches_the_spec(seeded: Seeded) -> None:
+    from db.models import Job
+    from db.session import session_scope
+
+    at = page("new_benchmark").run()
+    assert all(c.key != "newbench_cuda_graph" for c in at.checkbox)  # CPU: not offered
+    at.radio(key="newbench_device_onnxruntime").set_value("cuda").run()
+    at.checkbox(key="newbench_cuda_graph").check().run()
+    at.multiselect(key="newbench_precisions_onnxruntime_cuda").set_value(["fp16"]).run()
+    at.button(key="newbench_submit").click().run()
+    assert not at.exception, at.exception
+    with session_scope(seeded.url) as s:
+        job = s.execute(select(Job).where(Job.status == "queued")).scalar_one()
+    assert job.spec["device"] == "cuda:0" and job.spec["cuda_graph"] is True and job.spec["precisions"] == ["fp16"]

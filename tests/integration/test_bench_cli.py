@@ -188,3 +188,19 @@ def test_bad_names_exit_2_naming_the_flag(tmp_path: Path, args: list[str], messa
     assert res.stdout == ""
     assert message in res.stderr
     assert "precisions." not in res.stderr and "batch_sizes" not in res.stderr
+
+
+def test_cuda_device_without_the_gpu_build_fails_clearly(tmp_path: Path) -> None:
+    """On a CPU-only onnxruntime, ``--device cuda:0`` is refused before any job runs (exit 1, an
+    EngineError naming CUDAExecutionProvider and onnxruntime-gpu); it never silently runs on the CPU."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDAExecutionProvider")
+    model = build_cnn(tmp_path / "cnn.onnx")
+    res = enginescope(tmp_path / "home", "bench", str(model), "--device", "cuda:0", "--json", *FAST)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "CUDAExecutionProvider is not available" in res.stderr and "pip install onnxruntime-gpu" in res.stderr
+    assert res.stdout == ""  # no job document: nothing ran
+    res = enginescope(tmp_path / "home", "bench", str(model), "--cuda-graph", *FAST)
+    assert res.returncode == 2 and "--cuda-graph: CUDA graphs need a CUDA device" in res.stderr

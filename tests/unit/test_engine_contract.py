@@ -90,7 +90,9 @@ def test_engine_modules_cover_the_catalogue() -> None:
     from profiles import catalog
 
     assert list(ENGINE_MODULES) == catalog.engines()
-    assert all(m == f"engine_runner.engines.{name}" for name, m in ENGINE_MODULES.items())
+    # engines/<name>.py, except torch: torch_engine.py, so that no module of ours is named like the torch package
+    assert all(m == f"engine_runner.engines.{name}" + ("_engine" if name == "torch" else "")
+               for name, m in ENGINE_MODULES.items())
 
 
 def test_get_engine_impl_takes_aliases_and_refuses_unknown_names() -> None:
@@ -111,3 +113,16 @@ def test_a_catalogued_engine_without_its_module_is_unavailable(monkeypatch: pyte
     monkeypatch.setitem(engines.ENGINE_MODULES, "torch", "engine_runner.engines.no_such_engine_module")
     with pytest.raises(EngineUnavailableError, match=r"--engine torch: the torch engine is not implemented"):
         engines.get_engine_impl("pytorch")
+
+
+def test_the_torch_engine_runs_native_formats() -> None:
+    """The PyTorch engine is a BenchEngine and a NativeModelEngine (hf folders, pt2 programs); ONNX engines
+    run ONNX only (``model_formats``)."""
+    from engine_runner.engines import get_engine_impl
+    from engine_runner.engines.base import BenchEngine, NativeModelEngine, model_formats
+
+    torch_engine = get_engine_impl("pytorch")
+    assert isinstance(torch_engine, BenchEngine) and isinstance(torch_engine, NativeModelEngine)
+    assert model_formats(torch_engine) == ("hf", "pt2")
+    assert model_formats(get_engine_impl("onnxruntime")) == ("onnx",)
+    assert not isinstance(get_engine_impl("onnxruntime"), NativeModelEngine)

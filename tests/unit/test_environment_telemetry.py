@@ -3,64 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
 import types
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine_runner.environment import fingerprint
-from engine_runner.telemetry import TelemetryPoint, TelemetrySampler, store_telemetry
+from fake_nvml import fake_pynvml
+from engine_runner.telemetry import GPU_INTERVAL_S, TelemetryPoint, TelemetrySampler, nvml_index_for, store_telemetry
 from profiles.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- a scripted NVML (no GPU needed)
-
-
-def fake_pynvml(*, power_supported: bool = True, init_fails: bool = False, count: int = 1) -> types.ModuleType:
-    """A stand-in for nvidia-ml-py's ``pynvml`` with its names, errors and units (power in mW)."""
-    m = types.ModuleType("pynvml")
-
-    class NVMLError(Exception):
-        pass
-
-    class NVMLError_NotSupported(NVMLError):  # noqa: N801 - pynvml's spelling
-        pass
-
-    m.NVMLError, m.NVMLError_NotSupported = NVMLError, NVMLError_NotSupported
-    m.NVML_TEMPERATURE_GPU, m.NVML_CLOCK_SM = 0, 1
-    m.calls = {"init": 0, "shutdown": 0}
-
-    def init() -> None:
-        if init_fails:
-            raise NVMLError("Driver Not Loaded")
-        m.calls["init"] += 1
-
-    def power(h: object) -> int:
-        if not power_supported:
-            raise NVMLError_NotSupported("Not Supported")
-        return 251_500
-
-    m.nvmlInit = init
-    m.nvmlShutdown = lambda: m.calls.__setitem__("shutdown", m.calls["shutdown"] + 1)
-    m.nvmlDeviceGetCount = lambda: count
-    m.nvmlDeviceGetHandleByIndex = lambda i: ("handle", i)
-    m.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=87, memory=40)
-    m.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=3 * 2**30, total=141 * 2**30, free=0)
-    m.nvmlDeviceGetPowerUsage = power
-    m.nvmlDeviceGetTemperature = lambda h, sensor: 41
-    m.nvmlDeviceGetClockInfo = lambda h, clock: 1980
-    m.nvmlSystemGetDriverVersion = lambda: "580.95.05"
-    m.nvmlSystemGetCudaDriverVersion = lambda: 13000
-    m.nvmlDeviceGetName = lambda h: b"NVIDIA H200"
-    m.nvmlDeviceGetUUID = lambda h: f"GPU-{h[1]:08d}"
-    m.nvmlDeviceGetCudaComputeCapability = lambda h: (9, 0)
-    return m
 
 
 # ---------------------------------------------------------------- fingerprint
@@ -151,15 +114,18 @@ def test_sampler_arguments_are_checked() -> None:
 
 
 def test_nvml_sampler_with_scripted_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = fake_pynvml(power_supported=False)
+    fake = fake_pynvml(power_supported=False, processes=[(4242, 2**30)])
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     with TelemetrySampler(interval_s=0.05, device_index=0) as tel:
         time.sleep(0.2)
-    assert tel.device == "cuda:0" and len(tel.samples) >= 3
+    assert tel.device == "cuda:0" and len(tel.samples) >= 2
     p = tel.samples[0]
-    assert (p.device, p.util_pct, p.mem_used_bytes, p.temp_c, p.sm_clock_mhz) == ("cuda:0", 87.0, 3 * 2**30, 41.0, 1980.0)
+    assert (p.device, p.util_pct, p.mem_util_pct, p.mem_used_bytes, p.temp_c, p.sm_clock_mhz, p.mem_clock_mhz) == (
+        "cuda:0", 87.0, 40.0, 3 * 2**30, 41.0, 1980.0, 3201.0)
+    assert (p.energy_mj, p.throttle_reasons, p.processes) == (1_000_000, 0, ((4242, 2**30),))
     assert all(x.power_w is None for x in tel.samples)
     assert tel.notes == ["cuda:0: power_w not supported by this device (NVML)"]
+    assert tel.process_names == {4242: "proc4242"}
     assert fake.calls == {"init": 1, "shutdown": 1}
 
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml())
@@ -169,6 +135,142 @@ def test_nvml_sampler_with_scripted_nvml(monkeypatch: pytest.MonkeyPatch) -> Non
 
     with pytest.raises(InputError, match="device_index 3: NVML sees 1 GPU"):
         TelemetrySampler(device_index=3).start()
+
+
+def test_throttle_reasons_fall_back_to_the_deprecated_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(reasons=0x4, event_reasons_api=False,
+                                                           energy_supported=False))
+    with TelemetrySampler(interval_s=0.05, device_index=0) as tel:
+        pass
+    assert {p.throttle_reasons for p in tel.samples} == {0x4}
+    assert all(p.energy_mj is None for p in tel.samples)
+    assert tel.notes == ["cuda:0: energy_mj not supported by this device (NVML)"]
+
+
+class ScriptedClock:
+    """A clock that moves only when the sampler waits: ``wait(s)`` advances it by ``s`` and asks to stop
+    once it reaches ``stop_at_ns``; ``on_tick(clock)`` runs after each advance (scripts NVML readings)."""
+
+    def __init__(self, stop_at_ns: int, on_tick: Any = None) -> None:
+        self.now = 10_000_000_000  # an arbitrary origin: the sampler must use differences only
+        self.origin = self.now
+        self.stop_at = self.origin + stop_at_ns
+        self.on_tick = on_tick
+
+    def __call__(self) -> int:
+        return self.now
+
+    def wait(self, seconds: float) -> bool:
+        if self.now >= self.stop_at:
+            return True
+        self.now += int(round(seconds * 1e9))
+        if self.on_tick is not None:
+            self.on_tick(self)
+        return False
+
+
+def test_sampler_rate_on_a_scripted_clock_and_off_the_measured_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = fake_pynvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    clock = ScriptedClock(stop_at_ns=2_000_000_000)
+    tel = TelemetrySampler(GPU_INTERVAL_S, device_index=0, clock=clock, wait=clock.wait).start()
+    tel._thread.join(timeout=30)  # the scripted wait asks to stop at 2 s of scripted time
+    tel.stop()
+    ts = [p.ts_ns for p in tel.samples]
+    # entry sample at 0, one every 50 ms up to 2 s, and the exit sample (at 2 s again)
+    assert ts[:-1] == [i * 50_000_000 for i in range(41)] and ts[-1] == 2_000_000_000
+    assert GPU_INTERVAL_S == 0.05  # 20 Hz beside GPU jobs (>= 10 Hz asked)
+    # every periodic sample is read on the sampler's own thread; only the entry and exit samples (before and
+    # after the measured work) are read on the caller's
+    me = threading.current_thread().name
+    assert fake.read_threads[0] == fake.read_threads[-1] == me != "enginescope-telemetry"
+    assert set(fake.read_threads[1:-1]) == {"enginescope-telemetry"} and len(fake.read_threads) == 42
+
+
+def test_window_energy_from_the_counter_and_from_power(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripted: 300 W flat; the counter advances 300 J per second of scripted time. The measured window is
+    0.5 s .. 1.5 s of a 2 s sampler run, so 300 J over 1 s whatever happens outside it."""
+    fake = fake_pynvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    fake.state["power_mw"] = 300_000
+
+    def tick(c: ScriptedClock) -> None:
+        fake.state["energy_mj"] = 1_000_000 + (c.now - c.origin) * 300 // 1_000_000  # 300 W = 300 mJ/ms
+    clock = ScriptedClock(stop_at_ns=2_000_000_000, on_tick=tick)
+    tel = TelemetrySampler(GPU_INTERVAL_S, device_index=0, clock=clock, wait=clock.wait).start()
+    tel._thread.join(timeout=30)
+    tel.stop()
+    tel.mark_window(clock.origin + 500_000_000, clock.origin + 1_500_000_000)
+    assert tel.window_ns == (500_000_000, 1_500_000_000)
+    rep = tel.window_report(inferences=100, own_pids={os.getpid()})
+    assert rep.energy_method == "energy_counter"
+    assert rep.energy_j == pytest.approx(300.0)
+    assert rep.avg_power_w == pytest.approx(300.0) and rep.energy_per_inference_j == pytest.approx(3.0)
+    assert rep.samples_in_window == 21 and rep.sample_rate_hz == pytest.approx(20.0)
+    assert rep.stats["sm_clock_mhz"]["median"] == 1980.0 and rep.stats["mem_clock_mhz"]["min"] == 3201.0
+    assert rep.warnings == []
+
+    # no counter on this board: trapezoidal integration of the 300 W samples gives the same 300 J
+    fake2 = fake_pynvml(energy_supported=False)
+    monkeypatch.setitem(sys.modules, "pynvml", fake2)
+    fake2.state["power_mw"] = 300_000
+    clock = ScriptedClock(stop_at_ns=2_000_000_000)
+    tel = TelemetrySampler(GPU_INTERVAL_S, device_index=0, clock=clock, wait=clock.wait).start()
+    tel._thread.join(timeout=30)
+    tel.stop()
+    tel.mark_window(clock.origin + 500_000_000, clock.origin + 1_500_000_000)
+    rep = tel.window_report(inferences=100, own_pids={os.getpid()})
+    assert rep.energy_method == "power_integration" and rep.energy_j == pytest.approx(300.0)
+    assert any("not available" in n for n in rep.notes) and any("trapezoidal" in n for n in rep.notes)
+
+
+def test_throttle_and_other_process_warnings_inside_the_window_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Power capping and a foreign process appear only after the window ended: no warning. Inside: warned."""
+    fake = fake_pynvml(processes=[(os.getpid(), 2**30)])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+
+    def tick(c: ScriptedClock) -> None:
+        late = c.now - c.origin > 1_600_000_000
+        fake.state["reasons"] = 0x4 | 0x1 if late else 0x1  # sw power cap (+ idle) after 1.6 s only
+        fake.state["processes"] = [(os.getpid(), 2**30)] + ([(777, 5 * 2**30)] if late else [])
+    clock = ScriptedClock(stop_at_ns=2_000_000_000, on_tick=tick)
+    tel = TelemetrySampler(GPU_INTERVAL_S, device_index=0, clock=clock, wait=clock.wait).start()
+    tel._thread.join(timeout=30)
+    tel.stop()
+    tel.mark_window(clock.origin + 500_000_000, clock.origin + 1_500_000_000)
+    rep = tel.window_report(inferences=10, own_pids={os.getpid()})
+    assert rep.warnings == [] and rep.throttle == {"gpu_idle": 1.0} and rep.other_processes == []
+
+    tel.window_ns = None
+    tel.mark_window(clock.origin + 1_000_000_000, clock.origin + 1_900_000_000)  # samples at 1.00 .. 1.90 s
+    rep = tel.window_report(inferences=10, own_pids={os.getpid()})
+    assert rep.samples_in_window == 19
+    assert rep.throttle == {"gpu_idle": 1.0, "sw_power_cap": pytest.approx(6 / 19)}  # 1.65 .. 1.90 s
+    assert rep.other_processes == [{"pid": 777, "max_used_bytes": 5 * 2**30, "samples": 6, "name": "proc777"}]
+    assert len(rep.warnings) == 2
+    assert "sw_power_cap in 32% of samples" in rep.warnings[0]
+    assert "pid 777 proc777 (6 of 19 samples, 5120 MiB)" in rep.warnings[1]
+
+
+def test_mark_window_checks() -> None:
+    tel = TelemetrySampler(0.05)
+    with pytest.raises(InputError, match="not started"):
+        tel.mark_window(0, 1)
+    with TelemetrySampler(0.05) as tel:
+        with pytest.raises(InputError, match="before it starts"):
+            tel.mark_window(10, 5)
+    assert tel.window_report(inferences=1) is None  # no window marked
+
+
+def test_nvml_index_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert nvml_index_for("cpu") is None and nvml_index_for("cuda:1") == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert nvml_index_for("cuda:0") == 2 and nvml_index_for("cuda:1") == 3
+    with pytest.raises(InputError, match="only 2 device"):
+        nvml_index_for("cuda:2")
+    with pytest.raises(InputError, match="--device 'gpu0'"):
+        nvml_index_for("gpu0")
 
 
 def test_nvml_missing_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

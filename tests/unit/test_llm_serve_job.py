@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,7 @@ def test_sweep_stores_everything(es_env: str, tiny: Path) -> None:
             assert rep["ttft_ms"]["p50"] >= 20.0
             # the server's counters moved by exactly what the client received (warm-up included)
             assert rep["server"]["generation_tokens_delta"] == 13 * 32
+            assert rep["server"]["request_success_delta"] == 13
             assert rep["server"]["max_num_requests_running"] >= 1
             names = set(s.execute(select(Summary.metric).where(Summary.point_id == p.id)).scalars())
             assert {"ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"} <= names
@@ -173,7 +175,7 @@ def test_cli_serve_bench_input_errors_exit_2_before_any_job_row(es_env: str, tin
     from sqlalchemy import func, select
     from typer.testing import CliRunner
 
-    import engine_runner.commands.serve_bench as sb
+    import profiles.llm_preflight as pf
     from db.models import Job
     from db.session import session_scope
     from engine_runner.cli import app
@@ -193,7 +195,7 @@ def test_cli_serve_bench_input_errors_exit_2_before_any_job_row(es_env: str, tin
         assert needle in res.output and "Repo id" not in res.output
     # no local tokenizer and the hub unreachable: fail fast with advice (the probe is replaced, not timed)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(sb, "_hub_reachable", lambda timeout_s=sb.HUB_PROBE_TIMEOUT_S: False)
+    monkeypatch.setattr(pf, "hub_reachable", lambda timeout_s=pf.HUB_PROBE_TIMEOUT_S: False)
     res = runner.invoke(app, ["serve-bench", "--model", "no-such-org/no-such-model-xyz"])
     assert res.exit_code == 2 and "pass --tokenizer DIR" in res.output, res.output
     with session_scope(es_env) as s:
@@ -210,3 +212,160 @@ def test_cli_serve_bench_failure_printed_once_without_empty_table(es_env: str, t
     assert res.exit_code == 1, res.output
     assert res.output.count("cannot reach /v1/models") == 1, res.output
     assert "TTFT p50/p99" not in res.output
+
+
+class _P:
+    """A prompt as the load generator makes it (only the lengths matter for sizing)."""
+
+    def __init__(self, input_tokens: int, output_tokens: int) -> None:
+        self.input_tokens, self.output_tokens = input_tokens, output_tokens
+
+
+def _tiny_config(folder: Path, **extra) -> Path:  # type: ignore[no-untyped-def]
+    import json
+
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "hidden_size": 256,
+        "max_position_embeddings": 2048, "torch_dtype": "float32", **extra}))
+    return folder
+
+
+def test_kv_cache_sizing_on_cpu_from_the_sweep(tmp_path: Path) -> None:
+    from engine_runner.jobs.llm_serve import kv_cache_sizing
+    from profiles.llm_spec import ServeBenchSpec
+
+    model = _tiny_config(tmp_path / "m")
+    spec = ServeBenchSpec(model=str(model), concurrency=[1, 4, 16], input_len=128, output_len=128)
+    got = kv_cache_sizing(spec, [_P(128, 128)] * 66, on_cpu=True, env={})
+    assert got["source"] == "sized for the sweep (CPU)"
+    assert (got["max_running"], got["tokens_per_request"], got["max_model_len"], got["block_size"],
+            got["bytes_per_token"], got["dtype"]) == (16, 256, 2048, 128, 4096, "float32")
+    assert got["kv_cache_memory_bytes"] == 64 * 2**20 and "override with --kv-cache-memory-bytes" in got["message"]
+    # dataset prompts: the longest one counts; --max-model-len and --block-size are honoured; bf16 halves it
+    spec = ServeBenchSpec(model=str(model), concurrency=[200], max_model_len=4096, dtype="bfloat16",
+                          vllm_args=["--block-size=16"], max_num_seqs=256)
+    got = kv_cache_sizing(spec, [_P(30, 10), _P(500, 100)], on_cpu=True, env={})
+    assert (got["max_running"], got["tokens_per_request"], got["max_model_len"], got["block_size"],
+            got["bytes_per_token"]) == (200, 600, 4096, 16, 2048)
+    # 200 x 608 (600 in 16-token blocks) x 1.5 = 182,400 tokens x 2 KiB = 356.25 MiB, rounded up to a MiB
+    assert got["kv_cache_memory_bytes"] == 357 * 2**20
+    # vLLM runs at most max_num_seqs at once (CPU default 128); a request-rate level may have all in flight
+    rate = ServeBenchSpec(model=str(model), request_rate=["inf"], num_prompts=500, warmup=2)
+    assert kv_cache_sizing(rate, [_P(10, 10)], on_cpu=True, env={})["max_running"] == 128
+    rate = ServeBenchSpec(model=str(model), request_rate=[4.0], num_prompts=30, warmup=2)
+    assert kv_cache_sizing(rate, [_P(10, 10)], on_cpu=True, env={})["max_running"] == 32
+    # the model's context length sets it when it needs more than the sweep, and the message says what to do
+    long = _tiny_config(tmp_path / "long", max_position_embeddings=131_072)
+    got = kv_cache_sizing(ServeBenchSpec(model=str(long), concurrency=[1]), [_P(32, 16)], on_cpu=True, env={})
+    assert got["limited_by"] == "max_model_len" and got["kv_cache_memory_bytes"] == 131_072 * 4096
+    assert "--max-model-len 48 would size it for the sweep alone" in got["message"]
+
+
+def test_kv_cache_sizing_leaves_a_users_choice_and_the_gpu_alone(tmp_path: Path) -> None:
+    from engine_runner.jobs.llm_serve import kv_cache_sizing
+    from profiles.llm_spec import ServeBenchSpec
+
+    model = str(_tiny_config(tmp_path / "m"))
+    p = [_P(32, 16)]
+
+    def choice(env=None, on_cpu=True, **kw):  # type: ignore[no-untyped-def]
+        got = kv_cache_sizing(ServeBenchSpec(model=model, concurrency=[4], **kw), p, on_cpu=on_cpu, env=env or {})
+        return got["source"], got["kv_cache_memory_bytes"]
+
+    assert choice(kv_cache_memory_bytes=2**30) == ("--kv-cache-memory-bytes", 2**30)
+    assert choice(env={"VLLM_CPU_KVCACHE_SPACE": "2"}) == ("VLLM_CPU_KVCACHE_SPACE", None)
+    assert choice(env={"VLLM_CPU_KVCACHE_SPACE": ""})[0] == "sized for the sweep (CPU)"  # vLLM ignores empty too
+    assert choice(gpu_memory_utilization=0.5) == ("--gpu-memory-utilization", None)
+    assert choice(vllm_args=["--num-gpu-blocks-override", "64"]) == ("--vllm-arg", None)
+    assert choice(on_cpu=False) == ("vLLM default (GPU)", None)
+    got = kv_cache_sizing(ServeBenchSpec(model="no-such-org/not-cached-xyz", concurrency=[4]), p, on_cpu=True, env={})
+    assert got["source"] == "vLLM default (no model config)" and got["kv_cache_memory_bytes"] is None
+    assert got["warning"] and "pass --kv-cache-memory-bytes" in got["message"]
+
+
+def test_preflight_plan_is_one_function_for_cli_page_and_job(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import json
+
+    import profiles.llm_preflight as pf
+    from profiles.errors import InputError
+
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    (tok / "tokenizer.json").write_text("{}")
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps([{"prompt": "hi", "output_tokens": 3}]))
+    base = {"engine": "endpoint", "endpoint": "http://127.0.0.1:1", "model": "served", "concurrency": [1]}
+    spec = pf.plan({**base, "tokenizer": str(tok), "dataset": str(ds)})
+    assert spec.tokenizer == str(tok)
+    with pytest.raises(pf.PreflightError) as exc:
+        pf.plan({**base, "tokenizer": str(tmp_path / "none")})
+    assert [(i.field, i.problem) for i in exc.value.issues] == [("tokenizer", "no such file or folder")]
+    assert str(exc.value) == f"--tokenizer {tmp_path / 'none'}: no such file or folder"
+    with pytest.raises(pf.PreflightError, match=r"^Tokenizer folder .*: no such file") as exc:
+        pf.plan({**base, "tokenizer": str(tmp_path / "none")}, {"tokenizer": "Tokenizer folder"})
+    # an invalid field is the spec's own InputError, before any file is looked at
+    with pytest.raises(InputError, match="concurrency"):
+        pf.plan({**base, "concurrency": [0], "tokenizer": str(tmp_path / "none")})
+    # the JSON array and JSONL readers
+    jl = tmp_path / "d.jsonl"
+    jl.write_text('{"prompt": "a"}\n\n{"prompt": "b"}\n')
+    assert len(pf.read_dataset_entries(jl)) == 2 and len(pf.read_dataset_entries(ds)) == 1
+    monkeypatch.setattr(pf, "hub_reachable", lambda timeout_s=pf.HUB_PROBE_TIMEOUT_S: True)
+    assert pf.preflight(pf.plan({**base, "model": "org/model"})) == []  # a hub id, hub reachable
+
+
+def test_the_job_runs_the_same_preflight_before_a_run_row(es_env: str, tmp_path: Path) -> None:
+    """A job queued elsewhere (the worker may run on another machine than the dashboard) is refused by the
+    same pre-flight, naming the flag, before a run row or a server exists."""
+    from db.jobs import get_job
+    from db.models import Run
+    from db.session import session_scope
+
+    job_id, status = run_llm_job(es_env, {"engine": "vllm", "model": str(tmp_path / "gone"), "concurrency": [1]})
+    assert status == "failed"
+    assert f"--model {tmp_path / 'gone'}: no such file or folder" in get_job(job_id, url=es_env).error
+    with session_scope(es_env) as s:
+        assert s.execute(select(func.count()).select_from(Run)).scalar_one() == 0
+
+
+def test_a_vllm_job_on_cpu_sizes_the_kv_cache_and_records_the_interpreter(es_env: str, tmp_path: Path,
+                                                                         monkeypatch) -> None:  # noqa: ANN001
+    """engine "vllm" against the fake `python -m vllm...` of test_vllm_server (it serves /health and
+    /v1/models only, so every request fails and the run fails): what matters here is what was launched and
+    recorded before the load."""
+    import json
+
+    from db.models import Run
+    from db.session import session_scope
+    from tests.unit.test_vllm_server import FAKE
+
+    script = tmp_path / "fake_vllm.py"
+    script.write_text(FAKE)
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f"#!/bin/sh\nshift 2\nexec {sys.executable} {script} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("ENGINESCOPE_VLLM_PYTHON", str(wrapper))
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    from engine_runner import gpu
+
+    monkeypatch.setattr(gpu, "snapshot", lambda indices=None, nvml=None: [])  # a CPU-only machine, also on a GPU host
+    model = tiny_tokenizer(tmp_path)
+    _tiny_config(model)
+    events: list = []
+    job_id, status = run_llm_job(es_env, {"engine": "vllm", "model": str(model), "concurrency": [1, 4],
+                                          "input_len": 16, "output_len": 8, "num_prompts": 2, "warmup": 0,
+                                          "dtype": "float32", "startup_timeout_s": 30}, events)
+    assert status == "failed"  # the fake has no /v1/completions
+    with session_scope(es_env) as s:
+        run = s.execute(select(Run).where(Run.job_id == job_id)).scalar_one()
+        cfg, env = run.config, run.environment
+    sizing = cfg["kv_cache_sizing"]
+    assert sizing["source"] == "sized for the sweep (CPU)" and sizing["max_running"] == 4
+    assert sizing["kv_cache_memory_bytes"] == 64 * 2**20  # 2,048-token context x 4,096 B = 8 MiB < the floor
+    cmd = cfg["command"]
+    assert cmd[cmd.index("--kv-cache-memory-bytes") + 1] == str(64 * 2**20)
+    assert env["vllm_python"] == {"path": str(wrapper), "source": "ENGINESCOPE_VLLM_PYTHON", "skipped": []}
+    assert any(m.startswith("KV cache: sized for the sweep on CPU: max(4 requests") for _, m, _ in events)
+    assert any(m.startswith("launching vLLM on port") and str(wrapper) in m for _, m, _ in events)
+    assert json.dumps(cfg)  # JSON-serialisable as stored

@@ -106,3 +106,28 @@ def test_real_onnxruntime_trace(tmp_path: Path) -> None:
     assert names["mm"].count == 3 and names["mm"].total_ms > 0
     assert names["mm"].input_shapes[0] == [4, 16]
     json.loads(Path(trace).read_text())  # the file is what we parsed
+
+
+def test_provider_placement_counts_nodes_and_names_fallbacks() -> None:
+    from profiles.ort_profile import provider_placement
+
+    def node(name: str, op: str, ts: float, provider: str) -> dict:
+        ev = _node(name, op, ts, 5)
+        ev["args"]["provider"] = provider
+        return ev
+
+    cuda, cpu = "CUDAExecutionProvider", "CPUExecutionProvider"
+    ev = [_run(0, 100), node("conv", "Conv", 1, cuda), node("shape", "Shape", 10, cpu),
+          node("Memcpy_token_1", "MemcpyToHost", 20, cuda), node("nms", "NonMaxSuppression", 30, cpu),
+          _run(200, 100), node("conv", "Conv", 201, cuda), node("shape", "Shape", 210, cpu),
+          node("Memcpy_token_1", "MemcpyToHost", 220, cuda), node("nms", "NonMaxSuppression", 230, cpu)]
+    pl = provider_placement(parse_ort_trace(ev), cuda)
+    assert pl.counts == {cuda: 2, cpu: 2}
+    assert pl.fallback_nodes == [("shape", "Shape", cpu), ("nms", "NonMaxSuppression", cpu)]
+    assert pl.copy_nodes == ["Memcpy_token_1"]
+    w = pl.warning()
+    assert w.startswith("2 of 4 node(s) did not run on CUDAExecutionProvider: shape (Shape on CPUExecutionProvider)")
+    assert "1 host-device copy node(s)" in w
+    assert pl.as_dict()["nodes_per_provider"] == {cuda: 2, cpu: 2}
+    all_cuda = provider_placement(parse_ort_trace([_run(0, 10), node("conv", "Conv", 1, cuda)]), cuda)
+    assert all_cuda.warning() is None and all_cuda.fallback_nodes == []

