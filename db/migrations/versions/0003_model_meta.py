@@ -1,7 +1,7 @@
 """models.meta: where a model came from (e.g. the export that made it)
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003_model_meta
+Revises: 0002_gpu_telemetry
 Create Date: 2026-12-02 16:10:00
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0002'
-down_revision = '0001'
+revision = '0003_model_meta'
+down_revision = '0002_gpu_telemetry'
 branch_labels = None
 depends_on = None
 
