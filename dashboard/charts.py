@@ -208,3 +208,44 @@ def layer_side_by_side_figure(table: Sequence[Mapping[str, Any]], run_labels: Se
 
 def _short(name: str, limit: int = 60) -> str:
     return name if len(name) <= limit else name[: limit // 2 - 2] + " ... " + name[-(limit // 2 - 3):]
+
+
+def batch_sweep_figure(series: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Throughput (items/s) vs batch size of batch sweeps, log2 x axis, the knee of each sweep marked with a
+    star and its label, the batch that ran out of memory (or failed) marked with an x at the bottom.
+
+    Args:
+        series: :func:`dashboard.data.sweep_series` dicts (``label``, ``points`` with ``batch_size``,
+            ``items_per_s``, ``status``, ``valid``, ``limit``; ``stop`` with ``knee_batch``, ``reason``).
+    """
+    if not series:
+        return _empty("Throughput vs batch (batch sweep)", "no batch sweep among these runs")
+    fig = go.Figure()
+    for k, s in enumerate(series):
+        color = PALETTE[k % len(PALETTE)]
+        ok = [p for p in s["points"] if p["status"] == "succeeded" and p.get("items_per_s") is not None]
+        fig.add_trace(go.Scatter(
+            x=[p["batch_size"] for p in ok], y=[float(p["items_per_s"]) for p in ok], mode="lines+markers",
+            name=s["label"], line=dict(color=color),
+            marker=dict(color=[INVALID_COLOR if p.get("valid") is False else color for p in ok]),
+            customdata=[[p["run_id"], INVALID_LABEL if p.get("valid") is False else "valid"] for p in ok],
+            hovertemplate="batch %{x}<br>%{y:.4g} items/s<br>run %{customdata[0]}, %{customdata[1]}<extra>%{fullData.name}</extra>"))
+        stop = s.get("stop") or {}
+        knee = stop.get("knee_batch")
+        kp = next((p for p in ok if p["batch_size"] == knee), None)
+        if kp is not None:
+            fig.add_trace(go.Scatter(x=[knee], y=[float(kp["items_per_s"])], mode="markers+text",
+                                     marker=dict(symbol="star", size=16, color=color, line=dict(color="black", width=1)),
+                                     text=[f"knee: batch {knee}"], textposition="top center",
+                                     name=f"{s['label']}: knee (batch {knee})", showlegend=True))
+        bad = [p for p in s["points"] if p["status"] != "succeeded"]
+        if bad:
+            fig.add_trace(go.Scatter(
+                x=[p["batch_size"] for p in bad], y=[0.0] * len(bad), mode="markers+text",
+                marker=dict(symbol="x", size=14, color="#d62728"),
+                text=["out of memory" if p.get("limit") else "failed" for p in bad], textposition="top center",
+                name=f"{s['label']}: {stop.get('reason') or 'failed'} (batch {', '.join(str(p['batch_size']) for p in bad)})"))
+    fig.update_layout(title="Throughput vs batch (batch sweep)",
+                      xaxis=dict(title=dict(text="batch size"), type="log", dtick=np.log10(2)),
+                      yaxis=dict(title=dict(text="throughput (items/s)"), rangemode="tozero"))
+    return fig

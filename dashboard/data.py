@@ -368,3 +368,46 @@ def environment_status() -> list[dict[str, str]]:
     except EngineScopeError as exc:  # EngineUnavailableError: not installed, or ENGINESCOPE_VLLM_PYTHON wrong
         rows.append({"component": "vLLM", "status": "missing", "detail": str(exc)})
     return rows
+
+
+# ------------------------------------------------------------------------------------------ scenarios
+
+def budget_report(url: str | None, run_ids: Sequence[int], p99_budget_ms: float) -> Any:
+    """:func:`profiles.budget.evaluate_p99_budget` of the runs, p99 from all their stored raw samples
+    (``db.results.budget_candidates``); returns the ``BudgetReport``."""
+    from db.results import budget_candidates
+    from profiles.budget import evaluate_p99_budget
+
+    return evaluate_p99_budget(budget_candidates(run_ids, url), p99_budget_ms)
+
+
+def job_budget_ms(jobs: Iterable[Mapping[str, Any]]) -> float | None:
+    """The first ``p99_budget_ms`` found in the jobs' specs (what the user asked for), or None."""
+    for j in jobs:
+        v = (j.get("spec") or {}).get("p99_budget_ms")
+        if v:
+            return float(v)
+    return None
+
+
+def sweep_series(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Batch sweeps among :func:`run_rows` dicts (runs whose ``config`` has ``batch_sweep``), one series per
+    (job, engine, precision): ``{"label", "job_id", "points": [{"batch_size", "items_per_s", "status",
+    "run_id", "valid", "limit", "error"}] (by batch), "stop": {"reason", "detail", "knee_batch",
+    "limit_batch", ...} | None}`` (``stop`` as the job recorded it, ``profiles.sweep``)."""
+    series: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    for r in rows:
+        info = (r.get("config") or {}).get("batch_sweep")
+        if not info:
+            continue
+        key = (r.get("job_id"), r.get("engine"), r.get("precision"))
+        entry = series.setdefault(key, {"label": f"{variant_label(r.get('engine'), r.get('precision'))} (job {r.get('job_id')})",
+                                        "job_id": r.get("job_id"), "points": [], "stop": None})
+        entry["points"].append({"batch_size": r.get("batch_size"), "items_per_s": r.get("items_per_s"),
+                                "status": r.get("status"), "run_id": r.get("run_id", r.get("id")),
+                                "valid": r.get("valid"), "limit": bool(info.get("limit")), "error": r.get("error")})
+        if info.get("stop"):
+            entry["stop"] = info["stop"]
+    for entry in series.values():
+        entry["points"].sort(key=lambda p: p["batch_size"] or 0)
+    return list(series.values())

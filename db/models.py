@@ -68,7 +68,9 @@ class Model(Base):
 
     ``inputs``/``outputs``: list of ``{"name", "dtype", "shape": [int | str | None]}`` (str = symbolic dim).
     ``op_histogram``: ``{"domain::OpType" or "OpType": count}``. ``external_data``: list of
-    ``{"tensor", "location", "offset", "length"}``.
+    ``{"tensor", "location", "offset", "length"}``. ``meta``: where the model came from, e.g.
+    ``{"export": <report of engine_runner.onnx_export>}`` for a model made by ``enginescope export``
+    (``{}`` for an upload).
     """
 
     __tablename__ = "models"
@@ -88,6 +90,7 @@ class Model(Base):
     param_count: Mapped[int | None] = mapped_column(BigInteger)
     external_data: Mapped[list[Any]] = mapped_column(JSON, default=list)
     preflight: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     runs: Mapped[list[Run]] = relationship(back_populates="model", passive_deletes=True)

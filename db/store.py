@@ -69,7 +69,8 @@ def _limit(env: str, default: int) -> int:
 # Public API
 
 
-def add_model(sources: Path | Sequence[Path], original_name: str | None = None, *, url: str | None = None) -> Model:
+def add_model(sources: Path | Sequence[Path], original_name: str | None = None, *, url: str | None = None,
+              meta: dict[str, Any] | None = None) -> Model:
     """Validate, store and register a model; return its ``models`` row (an existing row when the same
     content was added before).
 
@@ -81,6 +82,9 @@ def add_model(sources: Path | Sequence[Path], original_name: str | None = None, 
             ``x.bin``). Write uploads to disk under their uploaded names, or use :func:`add_uploaded`.
         original_name: the name to show (default: the ``.onnx`` file's name); metadata only.
         url: SQLAlchemy URL (default ``db.config.db_url()``).
+        meta: JSON stored as ``Model.meta`` (where the model came from, e.g. ``{"export": report}`` from
+            ``enginescope export``). When the same content is already registered, its row is returned and
+            ``meta`` fills its ``meta`` only if that was empty (an upload's ``{}``); a non-empty one is kept.
 
     Returns:
         The ``Model`` row (detached; attributes loaded).
@@ -118,7 +122,7 @@ def add_model(sources: Path | Sequence[Path], original_name: str | None = None, 
             inspection = inspect_onnx(staging / "store" / STORED_ONNX_NAME)
             inspection.warnings.extend(extra)
             final_dir, content_hash = staging / "store", _content_hash(staging / "store", inspection)
-        return _register(final_dir, content_hash, name, inspection, url)
+        return _register(final_dir, content_hash, name, inspection, url, meta)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -528,13 +532,13 @@ def _safe_unzip(archive: Path, dest: Path) -> Path:
         return onnx_files[0]
 
 
-def _register(folder: Path, content_hash: str, name: str, inspection: ModelInspection, url: str | None) -> Model:
+def _register(folder: Path, content_hash: str, name: str, inspection: ModelInspection, url: str | None,
+              meta: dict[str, Any] | None = None) -> Model:
     """Move the staged ``folder`` to ``models/<content_hash>`` and insert the row, or return the row
-    already holding this content."""
-    with session_scope(url) as s:
-        existing = s.scalar(select(Model).where(Model.content_hash == content_hash).order_by(Model.id).limit(1))
-        if existing is not None:
-            return existing
+    already holding this content (its empty ``meta`` filled with ``meta``)."""
+    existing = _existing(content_hash, url, meta)
+    if existing is not None:
+        return existing
     models_root = home() / "models"
     final = models_root / content_hash
     if final.exists():  # left by an interrupted intake (no row refers to it)
@@ -543,8 +547,7 @@ def _register(folder: Path, content_hash: str, name: str, inspection: ModelInspe
         os.replace(folder, final)
     except OSError:
         # another process stored the same content between our check and the move: use its row
-        with session_scope(url) as s:
-            existing = s.scalar(select(Model).where(Model.content_hash == content_hash).order_by(Model.id).limit(1))
+        existing = _existing(content_hash, url, meta)
         if existing is not None:
             return existing
         raise
@@ -565,6 +568,7 @@ def _register(folder: Path, content_hash: str, name: str, inspection: ModelInspe
         param_count=inspection.param_count,
         external_data=inspection.external_data,
         preflight=build_preflight(stored, inspection),
+        meta=dict(meta or {}),
     )
     try:
         with session_scope(url) as s:
@@ -573,6 +577,15 @@ def _register(folder: Path, content_hash: str, name: str, inspection: ModelInspe
         shutil.rmtree(final, ignore_errors=True)
         raise
     return row
+
+
+def _existing(content_hash: str, url: str | None, meta: dict[str, Any] | None) -> Model | None:
+    """The first row holding ``content_hash`` (None if none); an empty ``meta`` of it is set to ``meta``."""
+    with session_scope(url) as s:
+        existing = s.scalar(select(Model).where(Model.content_hash == content_hash).order_by(Model.id).limit(1))
+        if existing is not None and meta and not existing.meta:
+            existing.meta = dict(meta)
+        return existing
 
 
 def _remove_under(root: Path, target: Path) -> None:

@@ -35,6 +35,17 @@ class EngineUnavailableError(EngineError):
     """The engine's package or executable is not installed on this machine; the message says how to install it."""
 
 
+class ExportError(EngineError):
+    """Exporting a PyTorch / Hugging Face model to ONNX failed. ``operator`` names the operator (or the
+    data-dependent expression) at fault when the exporter's message says; ``kind`` is
+    ``profiles.onnx_export.FAILURE_KINDS``; the message quotes the exporter. CLI exit code 1."""
+
+    def __init__(self, message: str, *, operator: str | None = None, kind: str = "other") -> None:
+        super().__init__(message)
+        self.operator = operator
+        self.kind = kind
+
+
 class JobCancelled(EngineScopeError):
     """Raised inside a job when the user asked to cancel it."""
 

@@ -393,6 +393,16 @@ def load_proto(path: Path):  # type: ignore[no-untyped-def]
     return model
 
 
+def op_histogram(model) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Node count per operator of a loaded ``onnx.ModelProto``, over the main graph, control-flow subgraphs
+    and model-local functions: ``{"OpType" | "domain::OpType": count}``, most frequent first. The sum is
+    the model's node count."""
+    hist: Counter[str] = Counter()
+    for n in _all_nodes(model):
+        hist[n.op_type if n.domain in DEFAULT_DOMAINS else f"{n.domain}::{n.op_type}"] += 1
+    return dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def inspect_onnx(path: Path) -> ModelInspection:
     """Validate the ONNX file at ``path`` and describe it (see the module docstring for the records).
 
@@ -427,12 +437,10 @@ def inspect_onnx(path: Path) -> ModelInspection:
         opset_imports["ai.onnx" if imp.domain in DEFAULT_DOMAINS else imp.domain] = int(imp.version)
 
     local_functions = {(f.domain, f.name) for f in model.functions}
-    hist: Counter[str] = Counter()
+    hist = Counter(op_histogram(model))
     domain_ops: dict[str, set[str]] = {}
     for n in _all_nodes(model):
         dom = n.domain
-        key = n.op_type if dom in DEFAULT_DOMAINS else f"{dom}::{n.op_type}"
-        hist[key] += 1
         if dom not in DEFAULT_DOMAINS and (dom, n.op_type) not in local_functions:
             domain_ops.setdefault(dom, set()).add(n.op_type)
 

@@ -7,7 +7,7 @@ field's name before any job is queued.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -21,7 +21,8 @@ BENCH_SPEC_FLAGS: dict[str, str] = {
     "warmup_s": "--warmup-s", "iterations": "--iterations", "min_duration_s": "--min-duration",
     "max_duration_s": "--max-duration", "calibration_npz": "--calibration",
     "calibration_samples": "--calibration-samples", "inputs_npz": "--inputs", "profile_layers": "--no-layers",
-    "intra_op_threads": "--threads", "seed": "--seed", "cuda_graph": "--cuda-graph",
+    "intra_op_threads": "--threads", "seed": "--seed", "cuda_graph": "--cuda-graph", "p99_budget_ms": "--p99-budget-ms",
+    "batch_sweep": "--batch-sweep", "max_batch": "--max-batch",
 }
 
 
@@ -88,6 +89,27 @@ class BenchSpec(BaseModel):
                                   "(profiles.torch_spec.TorchOptions: --compile, --cast, "
                                   "--allow-pickle, --seq-len)")
     timeout_s: float = Field(3600, gt=0, le=7 * 86_400)
+    p99_budget_ms: float | None = Field(
+        None, gt=0, le=3_600_000, description="latency budget, ms: Compare and the bench JSON mark the runs whose "
+                                              "p99 meets it and the fastest one that does (profiles.budget)")
+    max_batch: int = Field(4096, ge=1, le=65_536, description="largest batch a batch sweep may reach")
+    batch_sweep: bool = Field(False, description="double the batch from batch_sizes[0] until items/s rises < 3%, "
+                                                 "memory runs out or max_batch (profiles.sweep)")
+
+    @field_validator("batch_sweep")
+    @classmethod
+    def _sweep(cls, v: bool, info: ValidationInfo) -> bool:
+        if not v:
+            return v
+        batches = info.data.get("batch_sizes") or [1]
+        if len(batches) != 1:
+            raise ValueError(f"starts from one batch size; got {', '.join(map(str, batches))}")
+        if info.data.get("max_batch") is not None and info.data["max_batch"] < batches[0]:
+            raise ValueError(f"the max batch {info.data['max_batch']} is smaller than the first batch {batches[0]}")
+        if info.data.get("inputs_npz"):
+            raise ValueError("uses generated inputs (an inputs file would have to split into every swept batch "
+                             "size); drop the inputs file: accuracy is still checked against fp32 per batch")
+        return v
 
     @field_validator("batch_sizes")
     @classmethod
@@ -232,3 +254,52 @@ def validate_spec(model: type[BaseModel], data: dict[str, Any], labels: Mapping[
             msg = str(e["ctx"]["error"]) if e["type"] == "value_error" and "error" in e.get("ctx", {}) else e["msg"]
             parts.append(f"{field_label(tuple(e['loc']), names)}: {msg}")
         raise InputError("invalid spec: " + "; ".join(parts)) from None
+
+
+#: ``ExportSpec`` field -> the ``enginescope export`` flag that sets it (validation errors name the flag).
+EXPORT_SPEC_FLAGS: dict[str, str] = {
+    "source": "MODEL_ID_OR_DIR", "out_path": "--out", "opset": "--opset", "dynamic_batch": "--dynamic-batch",
+    "seq_len": "--seq-len", "exporter": "--exporter", "simplify": "--no-simplify", "simplifier": "--simplifier",
+    "allow_pickle": "--allow-pickle", "name": "--name", "timeout_s": "--timeout",
+}
+
+
+class ExportSpec(BaseModel):
+    """Spec of an ``export`` job: a PyTorch / Hugging Face model -> ONNX, registered in Models.
+
+    ``source``: a local Hugging Face model folder, a hub id found in the local Hugging Face cache (no
+    download), or a ``torch.export`` program (``.pt2``), as ``engine_runner.torch_models.resolve_source``
+    reads it. ``out_path``: the ``.onnx`` to write (server path; None = under ENGINESCOPE_HOME/exports). The
+    example inputs have batch 1 (2 with ``dynamic_batch``, so the exporter cannot specialise the batch dim)
+    and ``seq_len`` tokens for text models. ``simplifier``: ``auto`` = onnxsim when installed, else
+    Polygraphy's constant folding (needs onnx-graphsurgeon).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    FIELD_FLAGS: ClassVar[dict[str, str]] = EXPORT_SPEC_FLAGS
+
+    source: str = Field(min_length=1, max_length=4096)
+    out_path: str | None = Field(None, max_length=4096)
+    opset: int = Field(18, ge=9, le=23, description="ONNX opset of the export")
+    dynamic_batch: bool = False
+    seq_len: int = Field(128, ge=1, le=1_048_576, description="tokens of the example text inputs")
+    exporter: Literal["dynamo", "torchscript"] = "dynamo"
+    simplify: bool = True
+    simplifier: Literal["auto", "onnxsim", "polygraphy"] = "auto"
+    allow_pickle: bool = Field(False, description="allow pickled weights / .pt2 entries (runs the file's code)")
+    name: str | None = Field(None, max_length=1024, description="display name in Models (default: the file name)")
+    timeout_s: float = Field(3600, gt=0, le=7 * 86_400)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("give a model folder, a hub id or a .pt2 file")
+        return v.strip()
+
+    @field_validator("out_path")
+    @classmethod
+    def _out(cls, v: str | None) -> str | None:
+        if v is not None and not v.lower().endswith(".onnx"):
+            raise ValueError(f"{v!r} must end in .onnx")
+        return v

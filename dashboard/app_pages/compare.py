@@ -70,6 +70,10 @@ for r in rows:
         st.info(f"Run {r['run_id']} ({r['variant']}, batch {r['batch_size']}) is still running.")
 invalid = [r for r in ok_rows if r["valid"] is False]
 for r in failed:
+    if ((r.get("config") or {}).get("batch_sweep") or {}).get("limit"):
+        st.info(f"Run {r['run_id']} ({r['variant']}, batch {r['batch_size']}) ran out of memory: it is the batch "
+                f"sweep's recorded memory limit ({(r['error'] or '').splitlines()[0] if r['error'] else 'no message'}).")
+        continue
     st.error(f"Run {r['run_id']} ({r['variant']}, batch {r['batch_size']}) {r['status']}: {r['error'] or 'no reason recorded'}")
 for r in invalid:
     st.warning(f"Run {r['run_id']} ({r['variant']}, batch {r['batch_size']}) is **numerically invalid** (outputs "
@@ -147,6 +151,47 @@ if not table.empty:
     st.caption("Raw per-iteration samples after warm-up"
                + (f"; runs {strided} are evenly thinned to about {data.MAX_PLOT_SAMPLES} points for plotting "
                   "(statistics use all samples)." if strided else "."))
+
+st.subheader("Latency budget", anchor=False)
+asked = data.job_budget_ms(jobs_meta[j] for j in picked_jobs if j in jobs_meta)
+budget_ms = st.number_input("p99 budget (ms, 0 = none)", min_value=0.0, max_value=3_600_000.0,
+                            value=float(asked or 0.0), step=0.1, format="%.4g", key="compare_p99_budget",
+                            help="Which engine / precision / batch has a p99 within the budget (p99 from every raw "
+                                 "sample, profiles.stats), and the fastest (highest items/s) numerically valid one. "
+                                 "Prefilled from the job's --p99-budget-ms.")
+if budget_ms > 0:
+    report = data.budget_report(url, [int(r["run_id"]) for r in rows], float(budget_ms))
+    if report.fastest is not None:
+        f = report.fastest
+        b = st.columns(3)
+        b[0].metric(f"Fastest within p99 {budget_ms:g} ms", f"{data.variant_label(f.engine, f.precision)}"
+                    f"{ui.batch_suffix(f.batch_size)}", help="highest items/s among valid runs meeting the budget")
+        b[1].metric("items/s", f"{f.items_per_s:,.4g}")
+        b[2].metric("p99", ui.fmt_ms(f.p99_ms), help=f"n={f.samples} samples ({f.p99_source})")
+    else:
+        st.warning(report.note)
+    st.dataframe(pd.DataFrame([{
+        "run": v.run_id, "variant": data.variant_label(v.engine, v.precision), "batch": v.batch_size,
+        "p99 ms": v.p99_ms, "n": v.samples, "items/s": v.items_per_s,
+        "meets budget": {True: "yes", False: "no", None: "-"}[v.meets],
+        "fastest": "FASTEST" if report.fastest is not None and v.run_id == report.fastest.run_id else "",
+        "why": v.reason,
+    } for v in report.verdicts]), hide_index=True, key="compare_budget_table",
+        column_config={k: st.column_config.NumberColumn(format="%.4g") for k in ("p99 ms", "items/s")})
+    st.caption(report.note + ". p99: linear interpolation over every raw sample of the run (n shown). A numerically "
+               "invalid run is never the fastest, even when it fits.")
+else:
+    st.caption("Set a p99 budget to see which variants meet it (or run the benchmark with a budget).")
+
+sweeps = data.sweep_series(rows)
+if sweeps:
+    st.subheader("Batch sweep: throughput vs batch", anchor=False)
+    st.plotly_chart(charts.batch_sweep_figure(sweeps), key="compare_sweep_chart")
+    for sw in sweeps:
+        stop = sw["stop"] or {}
+        st.caption(f"**{sw['label']}**: stopped by **{stop.get('reason', '?')}** - {stop.get('detail', 'no stop recorded')}; "
+                   f"knee at batch {stop.get('knee_batch')} (the smallest batch within 3% of the best items/s)"
+                   + (f"; memory limit at batch {stop['limit_batch']}" if stop.get("limit_batch") else ""))
 
 st.subheader("Accuracy vs reference", anchor=False)
 acc = data.accuracy_rows(url, [int(r["run_id"]) for r in rows])

@@ -84,6 +84,10 @@ def job_panel(job_id: int) -> None:
         st.error(job["error"] or "failed (no reason recorded)")
     elif status == "cancelled":
         st.warning(job["error"] or "cancelled")
+    elif status == "succeeded" and job["kind"] == "export":
+        st.success(f"Exported and registered as model #{job['model_id']}.")
+        ui.link_to_page("models", "Inspect the exported model", {"model": job["model_id"]})
+        ui.link_to_page("new_benchmark", "Benchmark it", {"model": job["model_id"]})
     elif status == "succeeded":
         st.success("Done. See the results on the Compare and Layers pages.")
         ui.link_to_page("compare", "Compare the runs of this job", {"job": job_id})

@@ -55,7 +55,39 @@ def _show(result: tuple[str, str] | None) -> None:
         (st.success if result[0] == "success" else st.error)(result[1])
 
 
-add_tab, path_tab = st.tabs(["Upload (drag and drop)", "Register a path on the server"])
+#: ``ExportSpec`` field -> this page's export form label (validation errors name these).
+EXPORT_LABELS: dict[str, str] = {
+    "source": "Model folder, hub id or .pt2 on the server", "opset": "Opset", "exporter": "Exporter",
+    "dynamic_batch": "Dynamic batch", "seq_len": "Sequence length (text models)", "simplify": "Simplify",
+    "allow_pickle": "Allow pickled weights", "name": "Display name", "out_path": "Output file",
+    "simplifier": "Simplifier", "timeout_s": "Job timeout (s)",
+}
+
+
+def queue_export(form: dict[str, Any]) -> tuple[str, str]:
+    """Validate the export form (``profiles.specs.ExportSpec``, errors name :data:`EXPORT_LABELS`) and queue an
+    ``export`` job on ``cpu`` for the worker; returns ``(kind, message)``. A path that does not exist is
+    refused here; a hub id is looked up by the job, in the server's local Hugging Face cache."""
+    from db.jobs import submit_job
+    from profiles.specs import ExportSpec, validate_spec
+
+    source = str(form.get("source") or "").strip()
+    looks_like_path = source.startswith(("/", ".", "~")) or source.endswith(".pt2") or source.count("/") > 1
+    if looks_like_path and not Path(source).expanduser().exists():
+        return "error", f"{EXPORT_LABELS['source']}: {source} does not exist on the server"
+    try:
+        spec = validate_spec(ExportSpec, {**form, "source": str(Path(source).expanduser()) if looks_like_path else source},
+                             EXPORT_LABELS)
+        job_id = submit_job("export", spec.model_dump(mode="json"), device="cpu", timeout_s=spec.timeout_s,
+                            origin="dashboard", url=url)
+    except EngineScopeError as exc:
+        return "error", str(exc)
+    st.session_state["models_export_job"] = job_id
+    return "success", f"Queued export job {job_id} ({spec.exporter}, opset {spec.opset}); the model appears below when it ends."
+
+
+add_tab, path_tab, export_tab = st.tabs(["Upload (drag and drop)", "Register a path on the server",
+                                         "Export from PyTorch / Hugging Face"])
 with add_tab:
     files = st.file_uploader(
         "Drop an .onnx model (with its external data files, e.g. model.onnx.data / .bin) or a .zip of them",
@@ -77,6 +109,44 @@ with path_tab:
     if st.button("Register", key="models_register_path", disabled=not server_path.strip()):
         st.session_state["models_path_result"] = _register_path(Path(server_path.strip()).expanduser())
     _show(st.session_state.get("models_path_result"))
+
+with export_tab:
+    st.caption("Exports a Hugging Face model folder (config.json + safetensors), a hub id already in the server's "
+               "Hugging Face cache (nothing is downloaded) or a torch.export program (.pt2) to ONNX: dynamic axes, "
+               "shape inference, simplification, onnx.checker, and a check against PyTorch on ONNX Runtime. The "
+               "worker runs it as a job; the ONNX model is then registered here like an upload.")
+    e_source = st.text_input(EXPORT_LABELS["source"], key="models_export_source",
+                             placeholder="/data/models/bert-base-uncased  or  org/name  or  /data/net.pt2")
+    e1, e2, e3, e4 = st.columns(4)
+    e_exporter = e1.radio(EXPORT_LABELS["exporter"], ["dynamo", "torchscript"], key="models_export_exporter",
+                          help="dynamo: torch.export + ONNX Script (PyTorch's default); torchscript: the tracing exporter")
+    e_opset = e2.number_input(EXPORT_LABELS["opset"], 9, 23, 18, key="models_export_opset")
+    e_seq = e3.number_input(EXPORT_LABELS["seq_len"], 1, 1_048_576, 128, key="models_export_seq_len",
+                            help="tokens of the example inputs; the sequence axis of a text model stays dynamic")
+    e_name = e4.text_input(EXPORT_LABELS["name"], key="models_export_name")
+    e5, e6, e7 = st.columns(3)
+    e_dyn = e5.checkbox(EXPORT_LABELS["dynamic_batch"], True, key="models_export_dynamic_batch",
+                        help="export the batch dim as dynamic (needed for several batch sizes and the batch sweep)")
+    e_simplify = e6.checkbox(EXPORT_LABELS["simplify"], True, key="models_export_simplify",
+                             help="onnxsim (or Polygraphy's constant folding when onnxsim is not installed)")
+    e_pickle = e7.checkbox(EXPORT_LABELS["allow_pickle"], False, key="models_export_allow_pickle",
+                           help="pytorch_model.bin / pickled .pt2 entries: unpickling runs code from the file")
+    if st.button("Queue export", key="models_export_submit", disabled=not e_source.strip()):
+        st.session_state["models_export_result"] = queue_export({
+            "source": e_source, "exporter": e_exporter, "opset": int(e_opset), "seq_len": int(e_seq),
+            "dynamic_batch": bool(e_dyn), "simplify": bool(e_simplify), "allow_pickle": bool(e_pickle),
+            "name": e_name.strip() or None})
+    _show(st.session_state.get("models_export_result"))
+    exports = [j for j in data.list_jobs(url, limit=200) if j["kind"] == "export"][:10]
+    if exports:
+        st.dataframe(pd.DataFrame([{
+            "job": j["id"], "source": (j["spec"] or {}).get("source"), "status": j["status"],
+            "model": j["model_id"], "message": (j["error"] or j["progress_message"] or "").splitlines()[0][:200]
+            if (j["error"] or j["progress_message"]) else "",
+        } for j in exports]), hide_index=True, key="models_export_jobs")
+    if st.session_state.get("models_export_job"):
+        ui.link_to_page("jobs", f"Follow export job {st.session_state['models_export_job']} on the Jobs page",
+                        {"job": st.session_state["models_export_job"]})
 
 models = data.list_models(url)
 if not models:
@@ -104,6 +174,23 @@ c[2].metric("Size", ui.fmt_bytes(m["size_bytes"]))
 c[3].metric("Parameters", f"{m['param_count']:,}" if m["param_count"] is not None else "?")
 c[4].metric("Operators", sum(int(v) for v in (m["op_histogram"] or {}).values()))
 st.caption(f"Producer: {m['producer'] or '?'} - stored at `{m['path']}` - sha256 `{m['content_hash'][:16]}...`")
+
+export = (m.get("meta") or {}).get("export")
+if export:
+    src, ex, ver = export["source"], export["exporter"], export["verification"]
+    st.markdown(f"**Exported** from `{src['input']}` ({src.get('architecture') or src['format']}) with the "
+                f"{ex['name']} exporter, opset {ex['opset']}, torch {ex['torch_version']}; "
+                f"simplifier: {export['simplifier'].get('name') or 'none'}; nodes {export['nodes']['before']} -> "
+                f"{export['nodes']['after']}.")
+    ok = "within" if ver["within_tolerance"] else "**OUTSIDE**"
+    st.caption(f"Verified against PyTorch on ONNX Runtime CPU ({ok} tolerance: {ver['tolerance']}): max abs err "
+               f"{ver['example']['max_abs_err']:.3g}, cosine {ver['example']['cosine']:.6f} at "
+               f"{ver['example']['shapes']}" + (f"; at {ver['other_shapes']['shapes']}: max abs err "
+                                                f"{ver['other_shapes']['max_abs_err']:.3g}" if ver.get("other_shapes") else ""))
+    for w in export.get("warnings") or []:
+        st.warning(f"Export: {w}")
+    with st.expander("Export report"):
+        st.json(export)
 
 preflight = m["preflight"] or {}
 domains = sorted(set(data.non_default_domains(m["op_histogram"] or {}, m["opset_imports"] or {}))

@@ -37,6 +37,8 @@ LABELS: dict[str, str] = {
     "intra_op_threads": "Intra-op threads (0 = engine default)", "timeout_s": "Job timeout (s)",
     "profile_layers": "Per-layer profile", "inputs_npz": "Inputs (.npz)", "calibration_npz": "Calibration inputs",
     "calibration_samples": "Calibration samples", "tensorrt": "TensorRT options", "cuda_graph": "CUDA graph",
+    "p99_budget_ms": "p99 latency budget (ms, 0 = none)", "batch_sweep": "Batch sweep (max throughput)",
+    "max_batch": "Max batch of the sweep",
 }
 #: Display names of the device kinds of ``profiles.catalog.DEVICE_KINDS``.
 DEVICE_KIND_LABELS: dict[str, str] = {"cpu": "CPU", "cuda": "CUDA GPU"}
@@ -227,6 +229,18 @@ timeout_s = t7.number_input(LABELS["timeout_s"], 10.0, 7 * 86_400.0, 3600.0, key
 profile_layers = t8.checkbox(LABELS["profile_layers"], True, key="newbench_profile_layers",
                              help="A separate profiled pass records per-layer times; the headline latency is not profiled.")
 
+st.subheader("Scenarios", anchor=False)
+s1, s2, s3 = st.columns(3)
+p99_budget_ms = s1.number_input(
+    LABELS["p99_budget_ms"], 0.0, 3_600_000.0, 0.0, step=1.0, key="newbench_p99_budget",
+    help="Compare marks which engine / precision / batch has a p99 (from the raw samples) within this budget, and "
+         "names the fastest (highest items/s) numerically valid one.")
+batch_sweep = s2.checkbox(
+    LABELS["batch_sweep"], False, key="newbench_batch_sweep",
+    help="Doubles the batch from the (single) batch size above until items/s rises less than 3%, memory runs out "
+         "(recorded as the limit) or the max batch; Compare shows throughput vs batch with the knee.")
+max_batch = s3.number_input(LABELS["max_batch"], 1, 65_536, 4096, key="newbench_max_batch", disabled=not batch_sweep)
+
 st.subheader("Inputs", anchor=False)
 inputs_upload = st.file_uploader(
     "Inputs (.npz, one array per input name, first axis = samples)", type=["npz"], key="newbench_inputs",
@@ -278,7 +292,8 @@ spec_data: dict[str, Any] = {
     "min_duration_s": float(min_duration_s), "max_duration_s": float(max_duration_s),
     "calibration_npz": calib_path, "calibration_samples": int(calib_samples), "profile_layers": bool(profile_layers),
     "intra_op_threads": int(threads) or None, "tensorrt": tensorrt_options, "timeout_s": float(timeout_s),
-    "inputs_npz": inputs_path, "cuda_graph": bool(cuda_graph),
+    "inputs_npz": inputs_path, "cuda_graph": bool(cuda_graph), "p99_budget_ms": float(p99_budget_ms) or None, "batch_sweep": bool(batch_sweep),
+    "max_batch": int(max_batch),
 }
 
 if st.button("Start benchmark", type="primary", key="newbench_submit", icon=":material/play_arrow:"):

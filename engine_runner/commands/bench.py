@@ -38,6 +38,16 @@ loop, not warm-up or profiling), from the NVML sampler beside the run (``engine_
 Runtime says "int8 resolved to int8-qdq (static Q/DQ, calibrated)"); engine, precision and device names
 come from ``profiles.catalog`` (any case, aliases).
 
+With ``--p99-budget-ms X`` the document also has ``"budget": {"p99_budget_ms", "runs": [{"run_id", "engine",
+"precision", "batch_size", "p99_ms", "samples", "p99_source", "items_per_s", "meets", "eligible", "reason"}],
+"fastest": {...} | null, "note"}`` (``profiles.budget``: p99 from the stored raw samples; the fastest is the
+highest items/s among numerically valid runs that meet the budget), else ``"budget": null``. With
+``--batch-sweep`` it has ``"batch_sweep": {precision: {"points": [{"batch_size", "items_per_s", "status",
+"gain_vs_previous", "run_id", "limit"}], "stop": {"reason", "detail", "knee_batch", "limit_batch",
+"batches"}}}`` (``profiles.sweep``; ``reason`` is plateau | out_of_memory | failed | max_batch), else null; each
+run carries its ``runs.config["batch_sweep"]`` as ``batch_sweep``. A sweep's out-of-memory run is failed with
+its error but is the recorded limit: it does not make the exit status 1.
+
 ``timing_window`` is ``runs.timing_window`` (what one latency sample includes; null when unknown).
 ``warnings`` lists what the run's ``runs.config`` records as degraded: the timed loop capped by
 ``--max-duration`` (``timing_stop_note``), a failed per-layer profile (``layer_profile_error``), a failed
@@ -191,7 +201,43 @@ def collect_results(job_id: int, url: str | None = None) -> dict[str, Any]:
                 "precision_detail": (r.config or {}).get("precision_detail"),
                 "mode": (r.config or {}).get("mode"),
                 "warnings": run_warnings(r.config),
+                "batch_sweep": (r.config or {}).get("batch_sweep"),
             })
+        spec = (job.spec or {}) if job is not None else {}
+    out["budget"] = budget_block(job_id, spec.get("p99_budget_ms"), url)
+    out["batch_sweep"] = sweep_block(out["runs"]) if spec.get("batch_sweep") else None
+    return out
+
+
+def budget_block(job_id: int, p99_budget_ms: float | None, url: str | None = None) -> dict[str, Any] | None:
+    """The ``budget`` block of the JSON document (None without ``--p99-budget-ms``):
+    :meth:`profiles.budget.BudgetReport.as_dict` of the job's runs, p99 from their stored raw samples."""
+    if p99_budget_ms is None:
+        return None
+    from sqlalchemy import select
+
+    from db.models import Run
+    from db.results import budget_candidates
+    from db.session import session_scope
+    from profiles.budget import evaluate_p99_budget
+
+    with session_scope(url) as s:
+        ids = list(s.execute(select(Run.id).where(Run.job_id == job_id)).scalars())
+    return evaluate_p99_budget(budget_candidates(ids, url), float(p99_budget_ms)).as_dict()
+
+
+def sweep_block(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``batch_sweep`` block: per precision, the swept batches with items/s and status, and the stop
+    record (``reason`` of ``profiles.sweep.STOP_REASONS``, ``detail``, ``knee_batch``, ``limit_batch``)."""
+    out: dict[str, Any] = {}
+    for r in runs:
+        info = r.get("batch_sweep") or {}
+        entry = out.setdefault(r["precision"], {"points": [], "stop": None})
+        entry["points"].append({"batch_size": r["batch_size"], "items_per_s": r["items_per_s"], "status": r["status"],
+                                "gain_vs_previous": info.get("gain_vs_previous"), "run_id": r["run_id"],
+                                "limit": bool(info.get("limit"))})
+        if info.get("stop"):
+            entry["stop"] = info["stop"]
     return out
 
 
@@ -271,6 +317,19 @@ def format_table(doc: dict[str, Any]) -> str:
             lines.append(f"{'':>6}outputs NOT numerically valid (NaN/Inf/all zero): not a usable speed-up")
         if r["error"]:
             lines.append(f"{'':>6}error: {r['error'].splitlines()[0]}")
+    budget = doc.get("budget")
+    if budget:
+        lines.append(f"p99 budget {budget['p99_budget_ms']:g} ms (p99 from the raw samples):")
+        for v in budget["runs"]:
+            mark = {True: "meets", False: "over", None: "n/a"}[v["meets"]]
+            lines.append(f"{'':>6}run {v['run_id']:>4} {v['precision'] or '?':<12} b{v['batch_size']}: {mark:<5} {v['reason']}")
+        lines.append(f"{'':>6}{budget['note']}")
+    for precision, sweep in (doc.get("batch_sweep") or {}).items():
+        stop = sweep.get("stop") or {}
+        pts = ", ".join(f"b{pt['batch_size']} " + (_fmt(pt["items_per_s"], ".4g") if pt["status"] == "succeeded"
+                                                   else pt["status"]) for pt in sweep["points"])
+        lines.append(f"batch sweep {precision}: {pts} (items/s)")
+        lines.append(f"{'':>6}stopped: {stop.get('reason')} - {stop.get('detail')}; knee at batch {stop.get('knee_batch')}")
     return "\n".join(lines)
 
 
@@ -328,6 +387,13 @@ def register(app: typer.Typer) -> None:
         cast: str = typer.Option("weights", "--cast", help="torch fp16/bf16: weights (model.to(dtype)) | autocast"),
         allow_pickle: bool = typer.Option(False, "--allow-pickle", help="torch: allow pickle weights "
                                           "(pytorch_model.bin, pickled .pt2 entries); recorded in the run config"),
+        p99_budget_ms: float = typer.Option(None, "--p99-budget-ms", help="latency budget (ms): mark the runs whose p99 "
+                                            "(from the raw samples) meets it and name the fastest (highest items/s) "
+                                            "numerically valid one; JSON: the 'budget' block"),
+        batch_sweep: bool = typer.Option(False, "--batch-sweep", help="double the batch from the first --batch "
+                                         "(default 1) until items/s rises < 3%, memory runs out (recorded as the "
+                                         "limit) or --max-batch; JSON: the 'batch_sweep' block"),
+        max_batch: int = typer.Option(4096, "--max-batch", help="largest batch of --batch-sweep"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON document on stdout"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress on stderr"),
     ) -> None:
@@ -360,6 +426,7 @@ def register(app: typer.Typer) -> None:
                 "calibration_npz": str(calibration.resolve()) if calibration else None,
                 "calibration_samples": calibration_samples, "profile_layers": not no_layers, "seed": seed,
                 "inputs_npz": str(inputs.resolve()) if inputs else None, "cuda_graph": cuda_graph,
+                "p99_budget_ms": p99_budget_ms, "batch_sweep": batch_sweep, "max_batch": max_batch,
             }
             torch_opts = {k: v for k, v in {"seq_len": seq_len, "compile": compile_ or None,
                                             "compile_backend": compile_backend if compile_backend != "inductor" else None,
@@ -391,5 +458,6 @@ def register(app: typer.Typer) -> None:
             typer.echo(format_table(doc))
             if doc["error"]:
                 typer.echo(f"job error: {doc['error'].splitlines()[0]}", err=True)
-        ok = status == "succeeded" and bool(doc["runs"]) and all(r["status"] == "succeeded" for r in doc["runs"])
+        ok = status == "succeeded" and bool(doc["runs"]) and all(
+            r["status"] == "succeeded" or (r.get("batch_sweep") or {}).get("limit") for r in doc["runs"])
         raise typer.Exit(0 if ok else 1)

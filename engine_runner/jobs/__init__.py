@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     "model_bench": "engine_runner.jobs.model_bench:run",
     "llm_serve": "engine_runner.jobs.llm_serve:run",
     "clock_check": "engine_runner.jobs.clock_check:run",
+    "export": "engine_runner.jobs.export:run",
 }
 
 
@@ -42,7 +43,8 @@ def execute(ctx: JobContext) -> str:
     """Run the job of ``ctx`` to its end and record the outcome on the ``jobs`` row.
 
     Marks the job running, calls the job function, then sets status ``succeeded`` (or ``failed`` when
-    any of its runs failed, or ``cancelled``) and ``error``. Runs left in ``running`` are failed.
+    any of its runs failed, except a batch sweep's out-of-memory limit run (:func:`sweep_limit`), or
+    ``cancelled``) and ``error``. Runs left in ``running`` are failed.
     Returns the final status. Never raises for a job failure (the failure is data); re-raises
     ``KeyboardInterrupt``/``SystemExit`` after recording them.
     """
@@ -63,13 +65,21 @@ def execute(ctx: JobContext) -> str:
         status, error = "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
     if status == "succeeded":
         with ctx.session() as s:
-            failed = s.execute(select(Run.error).where(Run.job_id == ctx.job_id, Run.status == "failed")).scalars().all()
+            rows = s.execute(select(Run.error, Run.config).where(Run.job_id == ctx.job_id, Run.status == "failed")).all()
+        # a batch sweep's out-of-memory run is its recorded limit, not a failure of the job
+        failed = [err for err, cfg in rows if not sweep_limit(cfg)]
         if failed:
             status, error = "failed", f"{len(failed)} run(s) failed; first: {failed[0]}"
     if status == "failed":
         ctx.log.error("job failed: %s", error)
     _finish(ctx, status, error)
     return status
+
+
+def sweep_limit(config: dict[str, Any] | None) -> bool:
+    """True when a failed run's ``runs.config`` marks it as the out-of-memory limit of a batch sweep
+    (``config["batch_sweep"]["limit"]``, set by ``engine_runner.jobs.model_bench``)."""
+    return bool(((config or {}).get("batch_sweep") or {}).get("limit"))
 
 
 def _finish(ctx: JobContext, status: str, error: str | None) -> None:

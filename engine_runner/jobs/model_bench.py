@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from db.config import home
 from db.models import AccuracyResult, Artifact, LatencySample, LayerTiming, Model, Run, RunMetric, Summary, utcnow
@@ -72,6 +72,7 @@ from profiles.accuracy import AGGREGATE, AccuracyRecord, compare_output, compare
 from profiles.errors import EngineError, EngineScopeError, InputError, JobCancelled, ModelError
 from profiles.specs import BenchSpec, validate_spec
 from profiles.stats import summarize_ns
+from profiles.sweep import MIN_GAIN, SweepPoint, decide, sweep_batches
 
 #: Rows per INSERT of raw samples.
 SAMPLE_INSERT_CHUNK = 50_000
@@ -205,7 +206,7 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
         extra = npz_dim_values(inputs_data, specs, spec.shapes, spec.dim_values)
         if extra:
             spec = spec.model_copy(update={"dim_values": {**spec.dim_values, **extra}})
-    shapes_by_batch = {b: resolve_shapes(specs, b, spec.shapes, spec.dim_values) for b in spec.batch_sizes}
+    shapes_by_batch = {b: resolve_shapes(specs, b, spec.shapes, spec.dim_values) for b in _planned_batches(spec, specs)}
     inputs = load_inputs_npz(spec.inputs_npz, specs, shapes_by_batch, data=inputs_data) \
         if spec.inputs_npz and inputs_data is not None else None
     wanted = {p: eng.onnx_variant_for(p) for p in spec.precisions}
@@ -225,6 +226,22 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
 
 
 _FORMAT_NAMES = {"onnx": "ONNX", "hf": "Hugging Face folder", "pt2": "torch.export .pt2"}
+
+
+def _planned_batches(spec: BenchSpec, specs: list[InputSpec]) -> list[int]:
+    """The batch sizes a job may run: ``spec.batch_sizes``, or with ``--batch-sweep`` every batch the sweep
+    may reach (``profiles.sweep.sweep_batches``: the first batch doubled up to ``--max-batch``).
+
+    Raises:
+        InputError: a sweep on a model whose batch dim is fixed (names --batch-sweep and the size).
+    """
+    if not spec.batch_sweep:
+        return list(spec.batch_sizes)
+    fb = fixed_batch(specs)
+    if fb is not None:
+        raise InputError(f"--batch-sweep: the model's batch dim is fixed at {fb}; a sweep needs a symbolic "
+                         "first dim (export it with a dynamic batch, e.g. enginescope export --dynamic-batch)")
+    return sweep_batches(spec.batch_sizes[0], spec.max_batch)
 
 
 def _plan_native(spec: BenchSpec, eng: NativeModelEngine, path: Path, fmt: str, mhash: str, mname: str) -> BenchPlan:
@@ -256,7 +273,7 @@ def _plan_native(spec: BenchSpec, eng: NativeModelEngine, path: Path, fmt: str, 
             dims.setdefault(k, int(v))
     if dims != spec.dim_values:
         spec = spec.model_copy(update={"dim_values": dims})
-    shapes_by_batch = {b: resolve_shapes(specs, b, spec.shapes, spec.dim_values) for b in spec.batch_sizes}
+    shapes_by_batch = {b: resolve_shapes(specs, b, spec.shapes, spec.dim_values) for b in _planned_batches(spec, specs)}
     inputs = load_inputs_npz(spec.inputs_npz, specs, shapes_by_batch, data=inputs_data) \
         if spec.inputs_npz and inputs_data is not None else None
     native_config = {**mi.config, **eng.check_run(path, fmt, spec, shapes_by_batch)}
@@ -432,7 +449,7 @@ def run(ctx: JobContext) -> None:
     eng = get_engine_impl(spec0.engine)
     p = plan(spec0, ctx.db_url, engine=eng)
     spec = p.spec
-    steps = len(p.precisions) * len(spec.batch_sizes)
+    steps = len(p.precisions) * len(p.shapes_by_batch)  # a sweep's upper bound
     ctx.event("stage", f"plan: {p.model_name}, {spec.engine} on {spec.device}, precisions {p.precisions}, "
                        f"batches {spec.batch_sizes}", progress=0.0, shapes={str(b): s for b, s in p.shapes_by_batch.items()})
     for note in spec.precision_notes:
@@ -475,7 +492,11 @@ def run(ctx: JobContext) -> None:
                                        "path": _rel(variant.path), "reused": variant.reused,
                                        **{k: v for k, v in variant.meta.items() if k not in ("versions",)}}} \
                 if variant else {}
-            for batch in spec.batch_sizes:
+            queue = [spec.batch_sizes[0]] if spec.batch_sweep else list(spec.batch_sizes)
+            sweep_points: list[SweepPoint] = []
+            sweep_runs: list[int] = []
+            while queue:
+                batch = queue.pop(0)
                 ctx.check_cancelled()
                 frac0 = step / steps
                 config = {"engine": spec.engine, "device": spec.device, **p.native_config,
@@ -489,20 +510,91 @@ def run(ctx: JobContext) -> None:
                 step += 1
                 if setup_error is not None or prepared is None:
                     _fail_run(ctx, run_id, setup_error or "variant was not prepared")
-                    continue
-                try:
-                    _measure_one(ctx, eng, p, prepared, precision, batch, run_id, config, references,
-                                 job_dir / f"{precision}_b{batch}", frac0, 1.0 / steps)
-                except JobCancelled:
-                    _fail_run(ctx, run_id, "cancelled by the user")
-                    raise
-                except EngineScopeError as exc:
-                    _fail_run(ctx, run_id, f"{type(exc).__name__}: {exc}")
-                except Exception as exc:  # noqa: BLE001 - an engine bug fails this run, with its traceback
-                    _fail_run(ctx, run_id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
+                else:
+                    try:
+                        _measure_one(ctx, eng, p, prepared, precision, batch, run_id, config, references,
+                                     job_dir / f"{precision}_b{batch}", frac0, 1.0 / steps)
+                    except JobCancelled:
+                        _fail_run(ctx, run_id, "cancelled by the user")
+                        raise
+                    except EngineScopeError as exc:
+                        _fail_run(ctx, run_id, f"{type(exc).__name__}: {exc}")
+                    except Exception as exc:  # noqa: BLE001 - an engine bug (or MemoryError) fails this run, with its traceback
+                        _fail_run(ctx, run_id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
+                if spec.batch_sweep:
+                    sweep_runs.append(run_id)
+                    nxt = _sweep_step(ctx, spec, precision, run_id, batch, sweep_points, sweep_runs)
+                    if nxt is not None:
+                        queue.append(nxt)
             if prepared is not None:
                 eng.release(prepared)
+    if spec.p99_budget_ms is not None:
+        _budget_event(ctx, spec.p99_budget_ms)
     ctx.progress(1.0, "all runs done")
+
+
+def _budget_event(ctx: JobContext, p99_budget_ms: float) -> None:
+    """An ``info`` event naming the fastest run of this job within the p99 budget (``profiles.budget``,
+    p99 from the stored raw samples); the bench JSON and the Compare page compute the same from the DB."""
+    from db.results import budget_candidates
+    from profiles.budget import evaluate_p99_budget
+
+    with ctx.session() as s:
+        ids = list(s.execute(select(Run.id).where(Run.job_id == ctx.job_id)).scalars())
+    report = evaluate_p99_budget(budget_candidates(ids, ctx.db_url), p99_budget_ms)
+    ctx.event("info", f"latency budget: {report.note}",
+              fastest_run_id=report.fastest.run_id if report.fastest else None)
+
+
+def _sweep_step(ctx: JobContext, spec: BenchSpec, precision: str, run_id: int, batch: int,
+                points: list[SweepPoint], run_ids: list[int]) -> int | None:
+    """Record the batch just run in the sweep of ``precision`` and decide on the next one
+    (:func:`profiles.sweep.decide`); returns the next batch, or None when the sweep stops.
+
+    Every run of a sweep gets ``runs.config["batch_sweep"]``: ``{"precision", "step", "start_batch",
+    "max_batch", "min_gain", "gain_vs_previous"}``; when it stops, every run of that sweep also gets
+    ``"stop": {"reason", "detail", "knee_batch", "limit_batch", "batches"}`` and the run that ran out of
+    memory ``"limit": true`` (it is the sweep's memory limit: it stays failed with its error, but does not
+    fail the job; :func:`engine_runner.jobs.execute`).
+    """
+    with ctx.session() as s:
+        run = s.get(Run, run_id)
+        status, error = (run.status, run.error) if run else ("failed", "run row missing")
+        items = s.execute(select(RunMetric.value).where(RunMetric.run_id == run_id, RunMetric.point_id.is_(None),
+                                                        RunMetric.name == "items_per_s")).scalars().first()
+    ok = status == "succeeded" and items is not None
+    points.append(SweepPoint(batch, float(items) if ok and items is not None else None,
+                             None if ok else (error or f"run {status}")))
+    d = decide(points, spec.max_batch)
+    info = {"precision": precision, "step": len(points) - 1, "start_batch": spec.batch_sizes[0],
+            "max_batch": spec.max_batch, "min_gain": MIN_GAIN, "gain_vs_previous": d.gain}
+    _merge_run_config(ctx, run_id, {"batch_sweep": info})
+    if d.next_batch is not None:
+        ctx.event("info", f"{precision} batch sweep: {d.detail}", run_id=run_id, gain=d.gain)
+        return d.next_batch
+    stop = {"reason": d.reason, "detail": d.detail, "knee_batch": d.knee_batch, "limit_batch": d.limit_batch,
+            "batches": [pt.batch for pt in points]}
+    for rid in run_ids:
+        extra: dict[str, Any] = {"stop": stop}
+        if rid == run_id and d.reason == "out_of_memory":
+            extra["limit"] = True
+        _merge_run_config(ctx, rid, {"batch_sweep": extra})
+    ctx.event("warning" if d.reason == "failed" else "info",
+              f"{precision} batch sweep stopped ({d.reason}): {d.detail}; knee at batch {d.knee_batch}",
+              run_id=run_id, sweep=stop)
+    return None
+
+
+def _merge_run_config(ctx: JobContext, run_id: int, extra: dict[str, Any]) -> None:
+    """Merge ``extra`` into ``runs.config`` (one level deep for dict values), in one short transaction."""
+    with ctx.session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            return
+        cfg = dict(run.config or {})
+        for k, v in extra.items():
+            cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+        run.config = cfg
 
 
 def _inputs_config(p: BenchPlan, batch: int) -> dict[str, Any]:
