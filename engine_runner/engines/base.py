@@ -118,6 +118,22 @@ class MeasureHooks:
     stage: Callable[[str], None]
     mark_window: Callable[[int, int], None] = field(default=lambda start_ns, end_ns: None)
 
+    def timing_progress(self, min_duration_s: float, weight: float) -> Callable[[str, int, int, int], None]:
+        """The ``progress`` callback of :func:`engine_runner.timing.time_calls` for this measurement.
+
+        Warm-up reports 10% of ``weight``; the timed loop the rest, by the larger of iterations done/target and
+        elapsed/``min_duration_s`` (whichever bound ends the loop). ``weight`` is the share of the measurement
+        the timed loop takes (the rest is per-layer profiling), in [0, 1].
+        """
+        def on_progress(phase: str, done: int, target: int, elapsed_ns: int) -> None:
+            if phase == "warmup":
+                self.progress(f"warm-up {done}/{target}", 0.1 * weight)
+            else:
+                frac = max(done / max(target, 1), elapsed_ns / max(min_duration_s * 1e9, 1.0))
+                self.progress(f"timing {done}/{target}", weight * (0.1 + 0.9 * min(frac, 1.0)))
+
+        return on_progress
+
 
 @runtime_checkable
 class BenchEngine(Protocol):

@@ -513,12 +513,7 @@ class Engine:
         config: dict[str, Any] = {}
         warnings: list[str] = []
 
-        def on_progress(phase: str, done: int, target_n: int, elapsed_ns: int) -> None:
-            if phase == "warmup":
-                hooks.progress(f"warm-up {done}/{target_n}", 0.1 * weight)
-            else:
-                frac = max(done / target_n, elapsed_ns / max(policy.min_duration_s * 1e9, 1.0))
-                hooks.progress(f"timing {done}/{target_n}", weight * (0.1 + 0.9 * min(frac, 1.0)))
+        on_progress = hooks.timing_progress(policy.min_duration_s, weight)
 
         bound: BoundIO | None = None
         graph_session = None

@@ -562,12 +562,7 @@ class Engine:
                               max_duration_s=spec.max_duration_s)
         weight = 0.85 if spec.profile_layers else 1.0
 
-        def on_progress(phase: str, done: int, target: int, elapsed_ns: int) -> None:
-            if phase == "warmup":
-                hooks.progress(f"warm-up {done}/{target}", 0.1 * weight)
-            else:
-                frac = max(done / target, elapsed_ns / max(policy.min_duration_s * 1e9, 1.0))
-                hooks.progress(f"timing {done}/{target}", weight * (0.1 + 0.9 * min(frac, 1.0)))
+        on_progress = hooks.timing_progress(policy.min_duration_s, weight)
 
         with self._math(h):
             forward = self._forward(h)
