@@ -369,6 +369,132 @@ class TelemetrySampler:
         self.stop()
 
 
+class OutOfProcessSampler(TelemetrySampler):
+    """:class:`TelemetrySampler` whose sampling runs in a child process (``python -m engine_runner.telemetry``),
+    so that nothing samples inside the process being measured.
+
+    Why (benchmarks/RESULTS.md, H200, 2026-12-02): with the 20 Hz NVML thread inside the benchmark process, ONNX
+    Runtime's launch-bound ResNet-50 batch 1 took p50 1.89 / 1.78 ms against 1.42-1.73 ms without it and 1.40 ms
+    with the same NVML queries polled at 20 Hz from another process (one of them,
+    ``nvmlDeviceGetTotalEnergyConsumption``, takes 3.3 ms per call there).
+
+    The child samples with the in-process sampler's code and the same schedule, buffers the samples and sends them
+    on :meth:`stop` (one JSON document on its stdout), so the parent does no work while the benchmark runs. Times:
+    the child's ``time.perf_counter_ns`` is CLOCK_MONOTONIC on Linux, the same clock as the parent's, so window
+    marks from the parent line up with the child's samples. When the child cannot start (or answer), the sampler
+    falls back to sampling in-process and says so in ``notes``. Arguments and attributes as the base class (no
+    injected clock: the child's clock is the system's).
+
+    Raises:
+        InputError: as :class:`TelemetrySampler`.
+    """
+
+    #: seconds to wait for the child's first sample
+    START_TIMEOUT_S = 60.0
+
+    def __init__(self, interval_s: float = 0.5, device_index: int | None = None, *, pid: int | None = None) -> None:
+        super().__init__(interval_s, device_index, pid=pid)
+        self._proc: Any = None
+        self._local = False
+
+    def start(self) -> TelemetrySampler:
+        """Start the child; fall back to the in-process thread when it does not come up."""
+        import json
+        import subprocess
+        import sys
+
+        if self._proc is not None or self._thread is not None:
+            raise InputError("TelemetrySampler: already started")
+        argv = [sys.executable, "-m", "engine_runner.telemetry", "--child", str(self.interval_s),
+                "cpu" if self.device_index is None else str(self.device_index), str(self.pid or os.getpid())]
+        try:
+            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            line = _read_line(self._proc, self.START_TIMEOUT_S)
+            hello = json.loads(line)
+        except (OSError, ValueError, TimeoutError) as exc:
+            self._kill()
+            self.notes.append(f"telemetry child did not start ({type(exc).__name__}: {exc}); sampling in-process")
+            self._local = True
+            return super().start()
+        self._t0_ns = int(hello["t0_ns"])
+        self.device = str(hello["device"])
+        self._started = True
+        return self
+
+    def stop(self) -> list[TelemetryPoint]:
+        """Ask the child to stop and take its samples (the base class's thread when it fell back)."""
+        import json
+        import subprocess
+
+        if self._local:
+            return super().stop()
+        if self._proc is None:
+            return self.samples
+        try:
+            out, err = self._proc.communicate("stop\n", timeout=60)
+            doc = json.loads(out.strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:  # telemetry never fails a run
+            self._kill()
+            self.notes.append(f"telemetry child failed at stop ({type(exc).__name__}: {exc}): no samples")
+            self._proc = None
+            return self.samples
+        try:
+            pts = [TelemetryPoint(**{**d, "processes": tuple(tuple(x) for x in d["processes"])
+                                     if d.get("processes") is not None else None}) for d in doc["samples"]]
+        except (KeyError, TypeError) as exc:
+            self.notes.append(f"telemetry child sent unreadable samples ({exc}): no samples")
+            self._proc = None
+            return self.samples
+        with self._lock:
+            self.samples = pts
+        self.notes.extend(doc.get("notes", []))
+        self.process_names.update({int(k): v for k, v in doc.get("process_names", {}).items()})
+        self.notes.append("sampled out of process (python -m engine_runner.telemetry)")
+        self._proc = None
+        return self.samples
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(10)
+
+
+def _read_line(proc: Any, timeout_s: float) -> str:
+    """One line of ``proc``'s stdout within ``timeout_s``.
+
+    Raises:
+        TimeoutError: nothing arrived; ValueError: the child exited first (its stderr tail quoted).
+    """
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    if not sel.select(timeout_s):
+        raise TimeoutError(f"no answer within {timeout_s:.0f} s")
+    line = proc.stdout.readline()
+    if not line:
+        raise ValueError(f"exited with {proc.wait(10)}: {proc.stderr.read()[-300:]}")
+    return line
+
+
+def _child_main(argv: list[str]) -> int:
+    """``python -m engine_runner.telemetry --child INTERVAL_S DEVICE PID``: sample until a line arrives on
+    stdin, then print ``{"samples", "notes", "process_names"}`` as one JSON line. The first line printed is
+    ``{"t0_ns", "device"}`` once the first sample is taken."""
+    import json
+    import sys
+
+    interval, dev, pid = float(argv[1]), argv[2], int(argv[3])
+    tel = TelemetrySampler(interval, None if dev == "cpu" else int(dev), pid=pid).start()
+    print(json.dumps({"t0_ns": tel._t0_ns, "device": tel.device}), flush=True)
+    sys.stdin.readline()
+    tel.stop()
+    print(json.dumps({"samples": [asdict(p) for p in tel.samples], "notes": tel.notes,
+                      "process_names": {str(k): v for k, v in tel.process_names.items()}}), flush=True)
+    return 0
+
+
 def _own_pids() -> set[int]:
     """This process and its descendants (a compile worker or helper process is not 'another process')."""
     pids = {os.getpid()}
@@ -424,3 +550,11 @@ def store_telemetry(session: Any, run_id: int, samples: Iterable[TelemetryPoint]
     if rows:
         session.execute(insert(TelemetrySample), rows)
     return len(rows)
+
+
+if __name__ == "__main__":
+    import sys as _sys
+
+    if len(_sys.argv) == 5 and _sys.argv[1] == "--child":
+        raise SystemExit(_child_main(_sys.argv[1:]))
+    raise SystemExit("usage: python -m engine_runner.telemetry --child INTERVAL_S DEVICE|cpu PID")

@@ -307,12 +307,15 @@ def _environment() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _telemetry(device: str = "cpu") -> Iterator[Any]:
-    """``engine_runner.telemetry.TelemetrySampler`` around a measurement: NVML on ``cuda:N`` at
-    ``GPU_INTERVAL_S`` (20 Hz), else the CPU of this process tree (every 0.5 s)."""
-    from engine_runner.telemetry import GPU_INTERVAL_S, TelemetrySampler, nvml_index_for
+    """Telemetry around a measurement: NVML on ``cuda:N`` at ``GPU_INTERVAL_S`` (20 Hz) sampled by a child
+    process (``engine_runner.telemetry.OutOfProcessSampler``: an NVML thread inside the measured process slowed
+    launch-bound GPU runs, benchmarks/RESULTS.md), else the CPU of this process tree every 0.5 s in a thread."""
+    from engine_runner.telemetry import GPU_INTERVAL_S, OutOfProcessSampler, TelemetrySampler, nvml_index_for
 
     index = nvml_index_for(device)
-    with TelemetrySampler(GPU_INTERVAL_S if index is not None else 0.5, device_index=index) as sampler:
+    sampler: TelemetrySampler = (OutOfProcessSampler(GPU_INTERVAL_S, device_index=index) if index is not None
+                                 else TelemetrySampler(0.5))
+    with sampler:
         yield sampler
 
 

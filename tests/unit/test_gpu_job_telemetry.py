@@ -36,6 +36,11 @@ def test_energy_power_clocks_and_warnings_of_a_gpu_run(es_env: str, tmp_path: Pa
     fake.state["power_mw"] = 300_000
     fake.state["energy_mj"] = lambda: 5_000_000 + (time.perf_counter_ns() - t0) * 300 // 1_000_000
     monkeypatch.setitem(sys.modules, "pynvml", fake)
+    # the fake NVML lives in this process: sample here instead of in the job's telemetry child process
+    import engine_runner.telemetry as telemetry
+
+    monkeypatch.setattr(telemetry, "OutOfProcessSampler",
+                        lambda interval_s, device_index=None: telemetry.TelemetrySampler(interval_s, device_index))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     real_target_for = ortx.target_for
     monkeypatch.setattr(ortx, "target_for", lambda device, cuda_graph=False: ortx.Target(
