@@ -601,6 +601,10 @@ class Engine:
                                     timed=timed)
             else:
                 result = time_calls(call, policy, check_cancelled=hooks.check_cancelled, progress=on_progress)
+            # the timed loop's window (perf_counter_ns), so the job's GPU telemetry (energy per inference, power,
+            # clocks) covers exactly it
+            if result.timed_start_ns is not None and result.timed_end_ns is not None:
+                hooks.mark_window(result.timed_start_ns, result.timed_end_ns)
             if h.opts.cuda_graph:
                 call()
                 self._sync(h)
