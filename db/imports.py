@@ -138,6 +138,9 @@ def group_files(paths: Sequence[Path]) -> list[ImportGroup]:
     by_stem: dict[str, list[ImportGroup]] = {}
     for p in paths:
         p = Path(p)
+        if p.is_dir():
+            raise InputError(f"{p}: is a folder; give the trtexec output files themselves (log, --exportTimes, "
+                             "--exportProfile, --exportLayerInfo JSON)")
         if not p.is_file():
             raise InputError(f"{p}: no such file")
         kind = classify(p, p.read_text(errors="replace"))

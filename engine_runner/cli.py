@@ -60,9 +60,24 @@ _register_all()
 
 
 def fail(exc: BaseException) -> None:
-    """Print ``exc`` on stderr and exit with its code (2 bad input, 1 otherwise)."""
+    """Print ``exc`` on stderr and exit with its code (2 bad input, 1 otherwise); stdout stays empty."""
     typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(exit_code_for(exc))
+
+
+def exit_for_job_error(error: str | None) -> int:
+    """Exit status of a failed job from its recorded error (``"<ExceptionClass>: message"``, as
+    ``engine_runner.jobs.execute`` writes it): 2 when the class is ``InputError`` or a subclass (bad input
+    found inside the job, e.g. pickled weights without --allow-pickle, a model the endpoint does not serve),
+    else 1."""
+    from profiles.errors import InputError
+
+    def family(cls: type) -> list[type]:
+        return [cls] + [c for sub in cls.__subclasses__() for c in family(sub)]
+
+    names = {c.__name__ for c in family(InputError)}
+    head = (error or "").split(":", 1)[0].strip()
+    return 2 if head in names else 1
 
 
 def main() -> None:

@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         from db.config import db_url
         from db.jobs import start_inline_job
         from db.session import migrate
-        from engine_runner.cli import fail
+        from engine_runner.cli import exit_for_job_error, fail
         from engine_runner.commands.bench import _StderrProgress
         from engine_runner.jobctx import JobContext
         from engine_runner.jobs import execute
@@ -119,15 +119,3 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"export failed: {doc['error']}", err=True)
         raise typer.Exit(0 if status == "succeeded" else exit_for_job_error(doc["error"]))
 
-
-def exit_for_job_error(error: str | None) -> int:
-    """Exit status of a failed job from its recorded error (``"<ExceptionClass>: message"``, as
-    ``engine_runner.jobs.execute`` writes it): 2 when the class is ``InputError`` or a subclass (bad input
-    found inside the job, e.g. pickled weights without --allow-pickle), else 1."""
-    def family(cls: type) -> list[type]:
-        subs: list[type] = cls.__subclasses__()
-        return [cls] + [c for sub in subs for c in family(sub)]
-
-    names = {c.__name__ for c in family(InputError)}
-    head = (error or "").split(":", 1)[0].strip()
-    return 2 if head in names else 1

@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
         from db.config import db_url, home
         from db.jobs import start_inline_job
         from db.session import migrate
-        from engine_runner.cli import fail
+        from engine_runner.cli import exit_for_job_error, fail
         from engine_runner.jobctx import JobContext
         from engine_runner.jobs import execute
         from profiles.errors import EngineScopeError
@@ -218,4 +218,5 @@ def register(app: typer.Typer) -> None:
         if status != "succeeded" and doc["error"] and not any(r["error"] for r in doc["runs"]):
             typer.echo(f"error: job {status}: {doc['error'].splitlines()[0]}", err=True)
         if status != "succeeded" or any(r["status"] != "succeeded" for r in doc["runs"]):
-            raise typer.Exit(1)
+            errors = [doc["error"]] + [r["error"] for r in doc["runs"]]
+            raise typer.Exit(max(exit_for_job_error(e) for e in errors if e) if any(errors) else 1)

@@ -161,6 +161,12 @@ def test_cli_serve_bench_json_and_exit_codes(es_env: str, tiny: Path) -> None:
         doc = json.loads(ok.stdout[ok.stdout.index("{"):])
         assert [p["request_rate"] for p in doc["runs"][0]["points"]] == [50.0, "inf"]
         assert doc["runs"][0]["engine"] == "openai-endpoint"
+        # a model the endpoint does not serve is bad input found inside the job: exit 2, the reason named
+        wrong = runner.invoke(app, ["serve-bench", "--endpoint", url, "--model", "wrong-model", "--tokenizer",
+                                    str(tiny), "--concurrency", "1", "--input-len", "16", "--output-len", "4",
+                                    "--num-prompts", "2", "--warmup", "0"])
+        assert wrong.exit_code == 2, wrong.output
+        assert "--model 'wrong-model'" in wrong.output
     # the mock answers HTTP 500 to every request: the level has no success, the run fails, exit 1
     with mock_server(model="mock-llm", fail_rate=1.0) as url:
         failed = runner.invoke(app, ["serve-bench", "--endpoint", url, "--model", "mock-llm", "--tokenizer", str(tiny),
