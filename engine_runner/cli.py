@@ -73,7 +73,8 @@ def exit_for_job_error(error: str | None) -> int:
     from profiles.errors import InputError
 
     def family(cls: type) -> list[type]:
-        return [cls] + [c for sub in cls.__subclasses__() for c in family(sub)]
+        subs: list[type] = cls.__subclasses__()
+        return [cls] + [c for sub in subs for c in family(sub)]
 
     names = {c.__name__ for c in family(InputError)}
     head = (error or "").split(":", 1)[0].strip()

@@ -333,6 +333,26 @@ def format_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_inline(job_id: int, kind: str, spec_json: dict[str, Any], url: str | None, *, quiet: bool, as_json: bool,
+               collect: Any, render: Any, error_prefix: str) -> tuple[str, dict[str, Any]]:
+    """Run the queued-inline job ``job_id`` in this process (the worker's code: ``engine_runner.jobs.execute``)
+    with progress on stderr unless ``quiet``, then print ``collect(job_id, url)`` as one JSON document on stdout
+    (``as_json``) or as ``render(doc)`` with the job's error's first line on stderr. Returns (status, doc)."""
+    from engine_runner.jobctx import JobContext
+    from engine_runner.jobs import execute
+
+    ctx = JobContext(job_id=job_id, kind=kind, spec=spec_json, db_url=url, hooks=[] if quiet else [_StderrProgress()])
+    status = execute(ctx)
+    doc = collect(job_id, url)
+    if as_json:
+        sys.stdout.write(json.dumps(doc, allow_nan=False, default=str) + "\n")
+    else:
+        typer.echo(render(doc))
+        if doc["error"]:
+            typer.echo(f"{error_prefix}: {doc['error'].splitlines()[0]}", err=True)
+    return status, doc
+
+
 class _StderrProgress:
     """Event hook printing stages and (throttled) progress on stderr."""
 
@@ -403,8 +423,6 @@ def register(app: typer.Typer) -> None:
         from db.jobs import start_inline_job
         from db.session import migrate
         from engine_runner.cli import fail
-        from engine_runner.jobctx import JobContext
-        from engine_runner.jobs import execute
         from engine_runner.jobs.model_bench import plan
         from profiles.specs import BenchSpec, parse_shape_flag, validate_spec
 
@@ -448,16 +466,8 @@ def register(app: typer.Typer) -> None:
         except EngineScopeError as exc:
             fail(exc)
             return
-        ctx = JobContext(job_id=job_id, kind="model_bench", spec=spec_json, db_url=url,
-                         hooks=[] if quiet else [_StderrProgress()])
-        status = execute(ctx)
-        doc = collect_results(job_id, url)
-        if as_json:
-            sys.stdout.write(json.dumps(doc, allow_nan=False, default=str) + "\n")
-        else:
-            typer.echo(format_table(doc))
-            if doc["error"]:
-                typer.echo(f"job error: {doc['error'].splitlines()[0]}", err=True)
+        status, doc = run_inline(job_id, "model_bench", spec_json, url, quiet=quiet, as_json=as_json,
+                                 collect=collect_results, render=format_table, error_prefix="job error")
         ok = status == "succeeded" and bool(doc["runs"]) and all(
             r["status"] == "succeeded" or (r.get("batch_sweep") or {}).get("limit") for r in doc["runs"])
         raise typer.Exit(0 if ok else 1)

@@ -16,8 +16,6 @@ exporter), 2 bad input (flags, a missing folder, a hub id not in the cache, pick
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +84,7 @@ def register(app: typer.Typer) -> None:
         from db.jobs import start_inline_job
         from db.session import migrate
         from engine_runner.cli import exit_for_job_error, fail
-        from engine_runner.commands.bench import _StderrProgress
-        from engine_runner.jobctx import JobContext
-        from engine_runner.jobs import execute
+        from engine_runner.commands.bench import run_inline
         from engine_runner.torch_models import resolve_source
         from profiles.specs import ExportSpec, validate_spec
 
@@ -107,15 +103,7 @@ def register(app: typer.Typer) -> None:
         except EngineScopeError as exc:
             fail(exc)
             return
-        ctx = JobContext(job_id=job_id, kind="export", spec=spec_json, db_url=url,
-                         hooks=[] if quiet else [_StderrProgress()])
-        status = execute(ctx)
-        doc = collect(job_id, url)
-        if as_json:
-            sys.stdout.write(json.dumps(doc, allow_nan=False, default=str) + "\n")
-        else:
-            typer.echo(format_summary(doc))
-            if doc["error"]:
-                typer.echo(f"export failed: {doc['error']}", err=True)
+        status, doc = run_inline(job_id, "export", spec_json, url, quiet=quiet, as_json=as_json, collect=collect,
+                                 render=format_summary, error_prefix="export failed")
         raise typer.Exit(0 if status == "succeeded" else exit_for_job_error(doc["error"]))
 
