@@ -328,6 +328,8 @@ class LlmRequest(Base):
     send_ns: Mapped[int | None] = mapped_column(BigInteger)
     first_token_ns: Mapped[int | None] = mapped_column(BigInteger)
     first_content_ns: Mapped[int | None] = mapped_column(BigInteger)
+    #: first event carrying a choice, empty text or not (vLLM's client's TTFT point); None before 0004
+    first_event_ns: Mapped[int | None] = mapped_column(BigInteger)
     end_ns: Mapped[int | None] = mapped_column(BigInteger)
     chunk_ns: Mapped[list[Any]] = mapped_column(JSON, default=list)
     chunk_tokens: Mapped[list[Any]] = mapped_column(JSON, default=list)

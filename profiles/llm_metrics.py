@@ -61,6 +61,10 @@ class RequestRecord:
         send_ns: time the request was handed to the HTTP client.
         first_token_ns: arrival of the first token chunk (content or reasoning); ``None`` if none.
         first_content_ns: arrival of the first chunk with visible ``content`` (not reasoning).
+        first_event_ns: arrival of the first SSE event that carries a choice with a token, even one whose
+            text is empty (a token the server's detokenizer holds back, e.g. half of a UTF-8 character).
+            This is where vLLM's benchmark client stops its TTFT clock; ours (``first_token_ns``) waits
+            for the first non-empty token, as the metric definitions say. ``<= first_token_ns``.
         end_ns: arrival of the last token chunk (``== chunk_ns[-1]``).
         chunk_ns: arrival time of every token-carrying chunk, ascending.
         chunk_tokens: tokens carried by each of those chunks (>= 1 each).
@@ -78,6 +82,7 @@ class RequestRecord:
     send_ns: int | None = None
     first_token_ns: int | None = None
     first_content_ns: int | None = None
+    first_event_ns: int | None = None
     end_ns: int | None = None
     chunk_ns: list[int] = field(default_factory=list)
     chunk_tokens: list[int] = field(default_factory=list)
@@ -98,7 +103,8 @@ class RequestRecord:
         return {
             "seq": self.seq, "warmup": self.warmup, "scheduled_ns": self.scheduled_ns,
             "send_ns": self.send_ns, "first_token_ns": self.first_token_ns,
-            "first_content_ns": self.first_content_ns, "end_ns": self.end_ns,
+            "first_content_ns": self.first_content_ns, "first_event_ns": self.first_event_ns,
+            "end_ns": self.end_ns,
             "chunk_ns": list(self.chunk_ns), "chunk_tokens": list(self.chunk_tokens),
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
             "client_output_tokens": self.client_output_tokens, "http_status": self.http_status,
@@ -116,6 +122,8 @@ class RequestMetrics:
         itl_ms: one sample per token after the first chunk (chunk gap / chunk tokens).
         itl_chunk_ms: one sample per chunk gap.
         first_content_ms: first visible content - send; ``None`` when only reasoning was streamed.
+        ttft_first_event_ms: first choice-carrying event - send (vLLM's benchmark client's TTFT, which
+            counts an empty-text token chunk); equals ``ttft_ms`` unless the first token's text was empty.
         ttft_from_schedule_ms, e2e_from_schedule_ms, dispatch_lag_ms: ``None`` without ``scheduled_ns``.
         output_tokens: tokens used for TPOT and throughput (usage, else the client's count).
         usage_missing: the server sent no usage; ``output_tokens`` is the client's count.
@@ -128,6 +136,7 @@ class RequestMetrics:
     itl_ms: list[float]
     itl_chunk_ms: list[float]
     first_content_ms: float | None
+    ttft_first_event_ms: float
     ttft_from_schedule_ms: float | None
     e2e_from_schedule_ms: float | None
     dispatch_lag_ms: float | None
@@ -198,6 +207,7 @@ def request_metrics(r: RequestRecord) -> RequestMetrics:
         itl_ms=itl_ms,
         itl_chunk_ms=[_ms(g) for g in gaps_ns],
         first_content_ms=_ms(r.first_content_ns - r.send_ns) if r.first_content_ns is not None else None,
+        ttft_first_event_ms=_ms(min(first, r.first_event_ns) - r.send_ns) if r.first_event_ns is not None else _ms(ttft_ns),
         ttft_from_schedule_ms=_ms(first - sched) if sched is not None else None,
         e2e_from_schedule_ms=_ms(last - sched) if sched is not None else None,
         dispatch_lag_ms=_ms(r.send_ns - sched) if sched is not None else None,
@@ -242,7 +252,8 @@ def point_report(
     ``itl_chunk_ms``, ``e2e_ms``, ``ttft_from_schedule_ms``, ``e2e_from_schedule_ms``,
     ``dispatch_lag_ms``, ``first_content_ms`` (each ``summarize(...).as_dict()``: count, mean, std,
     min, max, p50, p90, p95, p99, median CI), ``output_tokens_total``, ``input_tokens_total``,
-    ``usage_missing``, ``usage_mismatches``.
+    ``usage_missing``, ``usage_mismatches``, ``ttft_first_event_ms`` (vLLM's client's TTFT point, see
+    :class:`RequestRecord`) and ``empty_first_token_requests`` (how many requests it differs for).
 
     Raises:
         InputError: ``duration_s`` is not positive, an SLO key is unknown or its value not positive,
@@ -276,6 +287,8 @@ def point_report(
         "output_tokens_total": out_total,
         "input_tokens_total": in_total,
         "usage_missing": sum(1 for m in metrics if m.usage_missing),
+        # requests whose first token chunk had empty text (vLLM's client starts TTFT there, we do not)
+        "empty_first_token_requests": sum(1 for m in metrics if m.ttft_first_event_ms < m.ttft_ms),
         "usage_mismatches": sum(
             1 for r in ok
             if r.output_tokens is not None and r.client_output_tokens is not None
@@ -290,6 +303,7 @@ def point_report(
         ("ttft_from_schedule_ms", col("ttft_from_schedule_ms")),
         ("e2e_from_schedule_ms", col("e2e_from_schedule_ms")),
         ("dispatch_lag_ms", col("dispatch_lag_ms")), ("first_content_ms", col("first_content_ms")),
+        ("ttft_first_event_ms", col("ttft_first_event_ms")),
     ):
         report[name] = summarize(values, "ms").as_dict()
     return report

@@ -4,7 +4,9 @@
 # order alternating, means and spreads (benchmarks/vllm_agreement.py --targets h200).
 # Usage (device, after /tmp/stage/on_device.sh):  bash benchmarks/h200/agreement.sh start|LEVELS|stop
 #   start: launch vLLM in its own session (it outlives this call; pinned to CPUs 4-15 so a pinned calibration
-#          run can use 0-3), wait for /health;  LEVELS e.g. 1,16,64: run those levels;  stop: stop the server.
+#          run can use 0-3); with PREFIX_CACHING=0 the server runs with --no-enable-prefix-caching (vLLM's random
+#          dataset on this 327-token vocabulary repeats prompts, which a prefix cache then serves without prefill:
+#          see c64_diag.py);  wait: wait for /health;  LEVELS e.g. 1,16,64: run those levels;  stop: stop it.
 source "$(dirname "$0")/common.sh"
 PORT=8000
 URL="http://127.0.0.1:$PORT"
@@ -13,8 +15,8 @@ case "${1:-}" in
     echo "GPU memory before launch: $(gpu_mem) MiB"
     setsid taskset -c 4-15 env PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 python3 -m vllm.entrypoints.openai.api_server \
       --model "$MODEL" --served-model-name llama8b --load-format dummy --dtype bfloat16 --max-model-len 4096 \
-      --port $PORT > /tmp/vllm_server.log 2>&1 < /dev/null &
-    echo "vLLM starting (log /tmp/vllm_server.log)"
+      --port $PORT $([[ ${PREFIX_CACHING:-1} == 0 ]] && echo --no-enable-prefix-caching) > /tmp/vllm_server.log 2>&1 < /dev/null &
+    echo "vLLM starting (log /tmp/vllm_server.log; prefix caching ${PREFIX_CACHING:-1})"
     ;;
   wait)
     for i in $(seq 1 300); do curl -sf "$URL/health" >/dev/null && { echo "healthy after ~${i}s more"; exit 0; }; sleep 1; done
@@ -24,7 +26,7 @@ case "${1:-}" in
     pkill -TERM -f "vllm.entrypoints.openai.api_server" ; sleep 8
     pkill -KILL -f "vllm.entrypoints.openai.api_server" 2>/dev/null
     sleep 2; echo "GPU memory after stop: $(gpu_mem) MiB"
-    cp /tmp/vllm_server.log "$OUT/" 2>/dev/null
+    cp /tmp/vllm_server.log "$OUT/vllm_server_$(date +%H%M%S).log" 2>/dev/null
     ;;
   *)
     curl -sf "$URL/health" >/dev/null || { echo "server not healthy"; tail -20 /tmp/vllm_server.log; exit 1; }

@@ -42,7 +42,8 @@ def results_json(job_id: int, url: str | None = None) -> dict[str, Any]:
     "model", "status", "error", "kv_cache", "kv_cache_sizing", "vllm_python", "startup_report",
     "points": [...]}]}``; each point has
     ``concurrency`` or ``request_rate`` (``"inf"`` for an infinite rate), counts, throughputs, goodput
-    and ``ttft_ms``/``tpot_ms``/``itl_ms``/``e2e_ms`` as ``{"mean", "p50", "p90", "p99", "count"}``."""
+    and ``ttft_ms``/``tpot_ms``/``itl_ms``/``e2e_ms``/``ttft_first_event_ms`` as ``{"mean", "p50", "p90", "p99",
+    "count"}``, with ``empty_first_token_requests`` (see :func:`profiles.llm_metrics.point_report`)."""
     from sqlalchemy import select
 
     from db.models import Job, LoadPoint, Run
@@ -66,7 +67,8 @@ def results_json(job_id: int, url: str | None = None) -> dict[str, Any]:
                     "output_token_throughput_per_s": rep.get("output_token_throughput_per_s"),
                     "total_token_throughput_per_s": rep.get("total_token_throughput_per_s"),
                     "goodput_per_s": rep.get("goodput_per_s"),
-                    **{m: _stat(rep.get(m)) for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms")},
+                    **{m: _stat(rep.get(m)) for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "ttft_first_event_ms")},
+                    "empty_first_token_requests": rep.get("empty_first_token_requests"),
                     "server": rep.get("server"), "client_cpu_s_per_s": rep.get("client_cpu_s_per_s"),
                     "client_health": rep.get("client_health"),
                     **({"peers": rep["peers"]} if rep.get("peers") else {}),

@@ -9,7 +9,9 @@ Token accounting per chunk (see :mod:`profiles.llm_metrics` for the metric defin
   ``delta.content`` / ``delta.reasoning_content`` / ``delta.reasoning`` (chat);
 - its token count is the growth of ``usage.completion_tokens`` since the previous token chunk when
   the server sends usage on every chunk (vLLM's ``continuous_usage_stats``), else 1;
-- ``output_tokens``/``input_tokens`` come from the last ``usage`` seen (the final usage chunk).
+- ``output_tokens``/``input_tokens`` come from the last ``usage`` seen (the final usage chunk);
+- ``first_event_ns`` is the first event with a non-empty ``choices`` list, token text or not: where vLLM's
+  benchmark client reads its TTFT, kept so the two clients can be compared like with like.
 """
 
 from __future__ import annotations
@@ -145,6 +147,9 @@ class StreamParser:
                 self.error = f"server error in stream: {str(err)[:300]}"
             return
         c = choices[0]
+        rec = self.rec
+        if rec.first_event_ns is None:
+            rec.first_event_ns = now_ns - self.t0_ns  # vLLM's client's TTFT point: any choice event
         if self.chat:
             delta = c.get("delta") or {}
             content = delta.get("content")
@@ -154,7 +159,6 @@ class StreamParser:
             reasoning = None
         if not content and not reasoning:
             return  # role-only, usage-only, finish-only or empty chunk: not a token
-        rec = self.rec
         t = now_ns - self.t0_ns
         if ct is not None and ct > self.usage_base:
             k = ct - self.usage_base

@@ -277,7 +277,7 @@ async def run_level(
         if w:
             shift = t0 - tw
             for r in st.records:
-                for name in ("send_ns", "first_token_ns", "first_content_ns", "end_ns"):
+                for name in ("send_ns", "first_token_ns", "first_content_ns", "first_event_ns", "end_ns"):
                     v = getattr(r, name)
                     if v is not None:
                         setattr(r, name, v - shift)

@@ -347,3 +347,26 @@ def test_raw_http_error_status_with_content_length_and_connection_close() -> Non
     status, err, pool, t = asyncio.run(main())
     assert status == 503 and err == b'{"e":"x"}'
     assert t.closed and not pool.idle
+
+
+def test_empty_text_first_token_is_where_vllms_client_starts_ttft() -> None:
+    """A byte-level tokenizer's first token can be half a UTF-8 character: the server streams it with empty
+    text. It is not a token for our TTFT (metric definitions), but vLLM's client stops its TTFT clock there;
+    the record keeps that instant as ``first_event_ns`` so the two can be compared like with like."""
+    clock = Clock()
+    reads = [(at(5), comp("")), (at(9), comp("\u00e9")), (at(13), comp("x")),
+             (at(14), sse({"choices": [], "usage": usage(4, 3)})), (at(14), DONE)]
+    rec = asyncio.run(send(FakeResponse(200, reads, clock), clock, chat_api=False))
+    assert rec.first_event_ns == 5 * MS and rec.first_token_ns == 9 * MS  # times from t0; sent at 1 ms
+    assert rec.chunk_ns == [9 * MS, 13 * MS]
+    m = request_metrics(rec)
+    assert (m.ttft_first_event_ms, m.ttft_ms) == (4.0, 8.0)
+    rep = point_report([rec], duration_s=1.0)
+    assert rep["empty_first_token_requests"] == 1
+    assert rep["ttft_first_event_ms"]["p50"] == 4.0 and rep["ttft_ms"]["p50"] == 8.0
+    # a first chunk with text: both clocks stop at the same instant
+    clock2 = Clock()
+    rec2 = asyncio.run(send(FakeResponse(200, [(at(5), comp("a")), (at(9), comp("b")), (at(9), DONE)], clock2), clock2,
+                            chat_api=False))
+    assert rec2.first_event_ns == rec2.first_token_ns == 5 * MS
+    assert point_report([rec2], duration_s=1.0)["empty_first_token_requests"] == 0
