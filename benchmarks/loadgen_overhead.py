@@ -145,26 +145,38 @@ def cpu_s(who: int) -> float:
 
 
 def run_ours(mock: MockProc, prompts: list[Any], name: str, level: LoadLevel, out_tokens: int, *,
-             use_uvloop: bool = True, transport: str = "aiohttp") -> dict[str, Any]:
-    """One level of our load generator; errors against the script and the server timeline."""
+             use_uvloop: bool = True, transport: str = "aiohttp", processes: int = 1) -> dict[str, Any]:
+    """One level of our load generator; errors against the script and the server timeline.
+
+    ``processes`` > 1: the level runs from that many client processes
+    (:func:`engine_runner.loadgen.shards.run_level_sharded`), shard k pinned to the k-th CPU of
+    ``--client-cpus`` when given; client CPU then includes the shards' (RUSAGE_CHILDREN).
+    """
     ep = EndpointConfig(base_url=mock.url, model="mock-llm", api="completions", timeout_s=120,
                         request_id_prefix=f"{name}-", transport=transport)  # type: ignore[arg-type]
     for p in prompts:
         p.output_tokens = out_tokens
     mock.timeline()  # clear
-    c0 = cpu_s(resource.RUSAGE_SELF)
-    res = run_level_blocking(ep, prompts, level, use_uvloop=use_uvloop)
-    cpu = cpu_s(resource.RUSAGE_SELF) - c0
+    c0 = cpu_s(resource.RUSAGE_SELF) + cpu_s(resource.RUSAGE_CHILDREN)
+    if processes > 1:
+        from engine_runner.loadgen.health import parse_cpu_list
+        from engine_runner.loadgen.shards import run_level_sharded
+
+        cpus = sorted(parse_cpu_list(PIN["client"])) if PIN["client"] else None
+        res = run_level_sharded(ep, prompts, level, processes=processes, use_uvloop=use_uvloop, cpus=cpus)
+    else:
+        res = run_level_blocking(ep, prompts, level, use_uvloop=use_uvloop)
+    cpu = cpu_s(resource.RUSAGE_SELF) + cpu_s(resource.RUSAGE_CHILDREN) - c0
     tl = mock.timeline()
     rep = point_report(res.records, res.duration_s)
     ttft_err, itl_err, client_delay, server_late, send_to_recv = [], [], [], [], []
-    for r in res.records:
+    for r, rid in zip(res.records, res.request_ids or []):
         if r.warmup or not r.ok:
             continue
         m = request_metrics(r)
         ttft_err.append(m.ttft_ms - TTFT_MS)
         itl_err.extend(v - ITL_MS for v in m.itl_ms)
-        t = tl.get(f"{name}-{r.seq}")
+        t = tl.get(rid)
         if t is None or len(t["emit_ns"]) != len(r.chunk_ns):
             continue
         server_late.append((t["emit_ns"][0] - t["recv_ns"]) / 1e6 - TTFT_MS)
@@ -172,7 +184,9 @@ def run_ours(mock: MockProc, prompts: list[Any], name: str, level: LoadLevel, ou
         client_delay.extend((res.t0_ns + c - e) / 1e6 for c, e in zip(r.chunk_ns, t["emit_ns"]))
     measured = [r for r in res.records if not r.warmup]
     out: dict[str, Any] = {
-        "tool": f"enginescope {transport}" + ("" if use_uvloop else " (asyncio loop)"), "level": name, "mode": level.mode, "value": level.value,
+        "tool": f"enginescope {transport}" + ("" if use_uvloop else " (asyncio loop)")
+                + (f" x{processes} processes" if processes > 1 else ""),
+        "client_processes": processes, "level": name, "mode": level.mode, "value": level.value,
         "requests": len(measured), "completed": rep["completed"], "failed": rep["failed"],
         "failures_by_reason": rep["failures_by_reason"], "duration_s": res.duration_s,
         "completed_per_s": rep["request_throughput_per_s"],
@@ -464,6 +478,9 @@ def main() -> None:
     ap.add_argument("--server-cpus", default="", help="taskset CPU list for the mock server, e.g. 0-7")
     ap.add_argument("--client-cpus", default="", help="CPU list for the clients (this process and the peers), e.g. 8-15")
     ap.add_argument("--peers", default="vllm,guidellm", help="peer clients to run (vllm, guidellm)")
+    ap.add_argument("--client-processes", default="1",
+                    help="comma list of client process counts to run our levels with, e.g. 1,4 "
+                         "(engine_runner.loadgen.shards; each shard pinned to one CPU of --client-cpus)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "loadgen_overhead.json")
     args = ap.parse_args()
     PIN["server"], PIN["client"] = args.server_cpus, args.client_cpus
@@ -505,11 +522,12 @@ def main() -> None:
     result["server_loop"] = "uvloop" if args.server_uvloop else "asyncio"
     try:
         for transport in args.transports.split(","):
-            for name, level, out_tokens in levels:
-                row = run_ours(mock, prompts, name, level, out_tokens, use_uvloop=not args.no_uvloop,
-                               transport=transport)
-                result["rows"].append(row)
-                print(json.dumps(row), flush=True)
+            for procs in [int(x) for x in args.client_processes.split(",")]:
+                for name, level, out_tokens in levels:
+                    row = run_ours(mock, prompts, name, level, out_tokens, use_uvloop=not args.no_uvloop,
+                                   transport=transport, processes=procs)
+                    result["rows"].append(row)
+                    print(json.dumps(row), flush=True)
         if not args.skip_peers:
             peer_levels = [("c64", dict(concurrency=64), int(640 * q), 16),
                            ("c256", dict(concurrency=256), int(2048 * q), 16),

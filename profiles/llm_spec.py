@@ -9,7 +9,7 @@ Validate with ``profiles.specs.validate_spec(ServeBenchSpec, data)`` (turns erro
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -37,6 +37,19 @@ class SloSpec(BaseModel):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+#: ``ServeBenchSpec`` field -> the ``enginescope serve-bench`` flag that sets it (validation errors name the flag).
+LLM_SPEC_FLAGS: dict[str, str] = {
+    **{f: "--" + f.replace("_", "-") for f in (
+        "model", "endpoint", "engine", "api_key", "concurrency", "request_rate", "input_len", "output_len",
+        "dataset", "num_prompts", "prompts_per_concurrency", "warmup", "api", "tokenizer", "dtype", "quantization",
+        "kv_cache_dtype", "max_num_seqs", "max_model_len", "tensor_parallel_size", "gpu_memory_utilization",
+        "kv_cache_memory_bytes", "load_format", "trust_remote_code", "startup_timeout_s", "max_level_duration_s",
+        "seed", "client_processes")},
+    "enable_prefix_caching": "--prefix-caching", "vllm_args": "--vllm-arg", "slos": "--slo",
+    "continuous_usage_stats": "--continuous-usage", "peer_clients": "--peer",
+}
+
+
 class ServeBenchSpec(BaseModel):
     """Spec of an ``llm_serve`` job.
 
@@ -51,6 +64,7 @@ class ServeBenchSpec(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
+    FIELD_FLAGS: ClassVar[dict[str, str]] = LLM_SPEC_FLAGS
 
     engine: Literal["vllm", "endpoint"] = "vllm"
     model: str = Field(min_length=1, max_length=2048, description="local path or HF id (vllm); served name (endpoint)")
@@ -69,6 +83,10 @@ class ServeBenchSpec(BaseModel):
         None, ge=1, le=10_000, description="a concurrency-C level sends max(num_prompts, this x C) requests")
     warmup: int = Field(2, ge=0, le=10_000)
     max_level_duration_s: float = Field(600.0, gt=0, le=86_400)
+    client_processes: int = Field(
+        1, ge=1, le=64, description="send each level from this many client processes, each with its own "
+                                    "event loop (engine_runner.loadgen.shards): for hundreds of streams, where "
+                                    "one loop's queue of chunks to stamp adds client delay")
     request_timeout_s: float = Field(600.0, gt=0, le=86_400)
     slos: SloSpec = Field(default_factory=lambda: SloSpec.model_validate({}))
     seed: int = Field(0, ge=0)

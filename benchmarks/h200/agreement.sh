@@ -3,8 +3,8 @@
 # weights, 128 in / 128 out), per concurrency level: a warm-up of C requests in each client, 3 rounds with the
 # order alternating, means and spreads (benchmarks/vllm_agreement.py --targets h200).
 # Usage (device, after /tmp/stage/on_device.sh):  bash benchmarks/h200/agreement.sh start|LEVELS|stop
-#   start: launch vLLM in its own session (it outlives this call; pinned to CPUs 4-15 so a pinned calibration
-#          run can use 0-3); with PREFIX_CACHING=0 the server runs with --no-enable-prefix-caching (vLLM's random
+#   start: launch vLLM in its own session (it outlives this call; pinned to CPUs $SERVER_CPUS, default 4-15, so a pinned calibration
+#          run can use the others); with PREFIX_CACHING=0 the server runs with --no-enable-prefix-caching (vLLM's random
 #          dataset on this 327-token vocabulary repeats prompts, which a prefix cache then serves without prefill:
 #          see c64_diag.py);  wait: wait for /health;  LEVELS e.g. 1,16,64: run those levels;  stop: stop it.
 source "$(dirname "$0")/common.sh"
@@ -13,7 +13,7 @@ URL="http://127.0.0.1:$PORT"
 case "${1:-}" in
   start)
     echo "GPU memory before launch: $(gpu_mem) MiB"
-    setsid taskset -c 4-15 env PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 python3 -m vllm.entrypoints.openai.api_server \
+    setsid taskset -c "${SERVER_CPUS:-4-15}" env PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 python3 -m vllm.entrypoints.openai.api_server \
       --model "$MODEL" --served-model-name llama8b --load-format dummy --dtype bfloat16 --max-model-len 4096 \
       --port $PORT $([[ ${PREFIX_CACHING:-1} == 0 ]] && echo --no-enable-prefix-caching) > /tmp/vllm_server.log 2>&1 < /dev/null &
     echo "vLLM starting (log /tmp/vllm_server.log; prefix caching ${PREFIX_CACHING:-1})"

@@ -153,6 +153,7 @@ def register(app: typer.Typer) -> None:
         startup_timeout_s: float = typer.Option(900.0, "--startup-timeout-s", help="Give up waiting for vLLM after this long."),
         max_level_duration_s: float = typer.Option(600.0, "--max-level-duration-s", help="Stop sending new requests in a level after this long."),
         seed: int = typer.Option(0, "--seed", help="Seeds prompts and arrivals."),
+        client_processes: int = typer.Option(1, "--client-processes", help="Send each level from this many client processes (one event loop and core each); for hundreds of streams."),
         device: str = typer.Option(None, "--device", help="Device the job occupies (default: cuda:N if a GPU is seen, else cpu)."),
         as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout (progress on stderr)."),
     ) -> None:
@@ -184,7 +185,7 @@ def register(app: typer.Typer) -> None:
                 "vllm_args": list(vllm_arg or []), "slos": parse_slo_flags(list(slo or [])),
                 "trust_remote_code": trust_remote_code, "startup_timeout_s": startup_timeout_s,
                 "max_level_duration_s": max_level_duration_s, "seed": seed, "peer_clients": list(peer or []),
-                "continuous_usage_stats": continuous_usage,
+                "continuous_usage_stats": continuous_usage, "client_processes": client_processes,
             }
             if data["concurrency"] is None and data["request_rate"] is None:
                 data["concurrency"] = [1]

@@ -112,7 +112,9 @@ def run(ctx: JobContext) -> None:
                               duration_s=spec.max_level_duration_s, warmup_requests=spec.warmup,
                               seed=spec.seed + idx)
             res, scrapes, bounds = _run_level_with_scrape(ctx, endpoint, prompts, level, idx, len(levels),
-                                                         lambda t: count_tokens(tokenizer, t, special=False))
+                                                         lambda t: count_tokens(tokenizer, t, special=False),
+                                                         processes=spec.client_processes,
+                                                         tokenizer_path=spec.tokenizer or spec.model)
             point_max, completed, failures = _store_point(ctx, run_id, idx, mode, value, res, scrapes, bounds, spec)
             health = getattr(res, "client_health", None) or {}
             if health.get("starved"):
@@ -273,23 +275,17 @@ def _finish_run(ctx: JobContext, run_id: int, status: str, error: str | None) ->
 
 
 def _load_tokenizer(spec: ServeBenchSpec) -> Any:
-    """The client tokenizer: for a local folder with ``tokenizer.json``, ``PreTrainedTokenizerFast``
-    directly (``AutoTokenizer`` first imports the model's config class, which pulls in torch.distributed:
-    ~15 s on a loaded 2-core machine); otherwise ``AutoTokenizer`` via the load generator.
+    """The client tokenizer (:func:`engine_runner.loadgen.datasets.load_fast_tokenizer` for a local folder
+    with ``tokenizer.json``; the client shards load it the same way).
 
     Raises:
         InputError: no tokenizer can be loaded (names the flag).
     """
-    from engine_runner.loadgen.datasets import load_tokenizer
+    from engine_runner.loadgen.datasets import load_fast_tokenizer, load_tokenizer
 
     name = spec.tokenizer or spec.model
     if (Path(name) / "tokenizer.json").is_file():
-        from transformers import PreTrainedTokenizerFast
-
-        try:
-            return PreTrainedTokenizerFast.from_pretrained(name)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"tokenizer {name}: cannot load tokenizer.json: {exc}") from None
+        return load_fast_tokenizer(name)
     if spec.engine == "endpoint" and not spec.tokenizer and not Path(spec.model).is_dir():
         # a served name is often also a hub id; try it, else ask for --tokenizer
         try:
@@ -621,12 +617,15 @@ class _Watcher(threading.Thread):
 
 
 def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], level: Any, idx: int, n_levels: int,
-                           count_tokens: Any) -> tuple[Any, list[tuple[int, list[PromSample]]], dict[str, Any]]:
-    """Run one level (the load generator's own event loop) while a :class:`_Watcher` thread scrapes
-    ``/metrics``, polls cancellation and writes progress.
+                           count_tokens: Any, *, processes: int = 1,
+                           tokenizer_path: str | None = None) -> tuple[Any, list[tuple[int, list[PromSample]]], dict[str, Any]]:
+    """Run one level (the load generator's own event loop; ``processes`` > 1: that many client processes,
+    :func:`engine_runner.loadgen.shards.run_level_sharded`, each loading ``tokenizer_path``) while a
+    :class:`_Watcher` thread scrapes ``/metrics``, polls cancellation and writes progress.
 
     Returns (LevelResult, [(abs perf_counter_ns, samples)], {"before": {...}, "after": {...}}) where
-    before/after are counter sums scraped just before the warm-up and just after the level.
+    before/after are counter sums scraped just before the warm-up and just after the level;
+    ``client_cpu_s`` includes the client processes' CPU (their start-up too).
     """
     import httpx
 
@@ -640,8 +639,14 @@ def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], l
         watcher.start()
         cpu0 = _process_cpu_s()
         try:
-            res = run_level_blocking(endpoint, prompts, level, on_progress=watcher.note_progress,
-                                     should_stop=watcher.cancel.is_set, count_tokens=count_tokens)
+            if processes > 1:
+                from engine_runner.loadgen.shards import run_level_sharded
+
+                res = run_level_sharded(endpoint, prompts, level, processes=processes, tokenizer_path=tokenizer_path,
+                                        on_progress=watcher.note_progress, should_stop=watcher.cancel.is_set)
+            else:
+                res = run_level_blocking(endpoint, prompts, level, on_progress=watcher.note_progress,
+                                         should_stop=watcher.cancel.is_set, count_tokens=count_tokens)
         finally:
             watcher.done.set()
             watcher.join(30)
@@ -658,11 +663,12 @@ def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], l
 
 
 def _process_cpu_s() -> float:
-    """User + system CPU seconds of this process (all threads: load generator, scraper, DB writes)."""
+    """User + system CPU seconds of this process (all threads: load generator, scraper, DB writes) and of its
+    finished child processes (client shards; RUSAGE_CHILDREN)."""
     import resource
 
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+    return sum(ru.ru_utime + ru.ru_stime for ru in (resource.getrusage(resource.RUSAGE_SELF),
+                                                    resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def _server_block(scrapes: list[tuple[int, list[PromSample]]], bounds: dict[str, Any]) -> dict[str, Any]:

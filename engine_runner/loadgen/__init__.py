@@ -101,12 +101,15 @@ class LevelResult:
     """Raw outcome of one level: records (warm-up included, flagged), the absolute ``t0_ns``
     (``time.perf_counter_ns``) all record times are relative to, and the measured phase's duration
     (t0 to the last measured completion) in seconds, and ``client_health``: whether the client itself could
-    run during the measured phase (:func:`engine_runner.loadgen.health.assess`; ``None`` when not measured)."""
+    run during the measured phase (:func:`engine_runner.loadgen.health.assess`; ``None`` when not measured),
+    and ``request_ids``: the ``X-Request-Id`` each record was sent with, in ``records``' order (``None`` when
+    the endpoint sets no ``request_id_prefix``)."""
 
     records: list[RequestRecord]
     t0_ns: int
     duration_s: float
     client_health: dict[str, Any] | None = None
+    request_ids: list[str] | None = None
 
 
 async def run_level(

@@ -151,8 +151,8 @@ class _Level:
 
         await self._supervise([worker() for _ in range(concurrency)])
 
-    async def open_loop(self, t0_ns: int, first_seq: int) -> None:
-        """Dispatch requests at their scheduled offsets (see module docstring)."""
+    async def open_loop(self, t0_ns: int, first_seq: int, offsets_ns: Sequence[int] | None = None) -> None:
+        """Dispatch requests at their scheduled offsets (see module docstring; ``offsets_ns`` given: those)."""
         lv = self.level
         n = lv.num_requests
         end_off = int(lv.duration_s * 1e9) if lv.duration_s is not None else None
@@ -167,13 +167,15 @@ class _Level:
                 if sem is not None:
                     sem.release()
 
-        for k, off in enumerate(arrival_offsets_ns(lv.value, lv.arrival, lv.burstiness, lv.seed)):
+        offsets = offsets_ns if offsets_ns is not None else arrival_offsets_ns(lv.value, lv.arrival, lv.burstiness, lv.seed)
+        for k, off in enumerate(offsets):
             if (n is not None and k >= n) or (end_off is not None and off >= end_off):
                 break
             if self.stop_requested():
                 break
-            wait_ns = t0_ns + off - clock()
-            if wait_ns > 0:
+            # a loop's timers may fire early (uvloop's have 1 ms resolution: sends up to 0.5 ms before
+            # their time were seen), so sleep again until the scheduled time has passed
+            while (wait_ns := t0_ns + off - clock()) > 0:
                 await asyncio.sleep(wait_ns / 1e9)
             if sem is not None:
                 await sem.acquire()
@@ -215,6 +217,8 @@ async def run_level(
     count_tokens: Callable[[str], int] | None = None,
     session: Any | None = None,
     monitor: bool = True,
+    after_warmup: Callable[[], None] | None = None,
+    offsets_ns: Sequence[int] | None = None,
 ) -> LevelResult:
     """Run one load level and return every request's raw record.
 
@@ -234,10 +238,15 @@ async def run_level(
             sized by :func:`pool_limit`.
         monitor: measure the client's own health over the measured phase (event-loop lag and the loop
             thread's run-queue wait: :mod:`engine_runner.loadgen.health`), in ``LevelResult.client_health``.
+        after_warmup: called (blocking, nothing in flight) between the warm-up and t0; the client shards of
+            :mod:`engine_runner.loadgen.shards` wait on a barrier there so that they start together.
+        offsets_ns: rate mode only: the arrival offsets to send at (ascending ns from t0) instead of drawing
+            them from ``level``'s arrival process; a shard gets its share of one schedule this way.
 
     Returns:
         :class:`LevelResult` with all records sorted by ``seq``, the measured phase's duration and the
-        client-health summary (``None`` when ``monitor`` is false).
+        client-health summary (``None`` when ``monitor`` is false), and the ``X-Request-Id`` of each record
+        (``f"{endpoint.request_id_prefix}{seq}"``; ``None`` without a prefix).
 
     Raises:
         InputError: invalid level fields or no prompts.
@@ -269,6 +278,8 @@ async def run_level(
             tw = clock()
             await st.closed_loop(min(wconc, w), w, None, tw, warmup=True, first_seq=0)
             # re-base warm-up times on t0 (set below) so all records share one origin
+        if after_warmup is not None:
+            after_warmup()
         t0 = clock()
         if monitor:
             from engine_runner.loadgen.health import LoopHealth
@@ -287,7 +298,7 @@ async def run_level(
                 end_ns = t0 + int(level.duration_s * 1e9) if level.duration_s is not None else None
                 await st.closed_loop(int(level.value), level.num_requests, end_ns, t0, warmup=False, first_seq=w)
             else:
-                await st.open_loop(t0, first_seq=w)
+                await st.open_loop(t0, first_seq=w, offsets_ns=offsets_ns)
         t_end = clock()
     finally:
         if health is not None:
@@ -298,8 +309,10 @@ async def run_level(
             await session.close()
     st._progress(force=True)
     records = sorted(st.records, key=lambda r: r.seq)
+    prefix = endpoint.request_id_prefix
     return LevelResult(records=records, t0_ns=t0, duration_s=max(t_end - t0, 1) / 1e9,
-                       client_health=health.result if health is not None else None)
+                       client_health=health.result if health is not None else None,
+                       request_ids=[f"{prefix}{r.seq}" for r in records] if prefix is not None else None)
 
 
 def run_level_blocking(*args: Any, use_uvloop: bool | None = None, **kwargs: Any) -> LevelResult:

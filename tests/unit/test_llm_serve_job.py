@@ -375,3 +375,44 @@ def test_a_vllm_job_on_cpu_sizes_the_kv_cache_and_records_the_interpreter(es_env
     assert any(m.startswith("KV cache: sized for the sweep on CPU: max(4 requests") for _, m, _ in events)
     assert any(m.startswith("launching vLLM on port") and str(wrapper) in m for _, m, _ in events)
     assert json.dumps(cfg)  # JSON-serialisable as stored
+
+
+def test_cli_serve_bench_from_two_client_processes_stores_one_level(es_env: str, tiny: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from db.models import LlmRequest, LoadPoint
+    from db.session import session_scope
+    from engine_runner.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["serve-bench", "--model", "m", "--client-processes", "0"])
+    assert bad.exit_code == 2 and "--client-processes:" in bad.output
+    def bench(url: str, procs: int):  # noqa: ANN202
+        return runner.invoke(app, ["serve-bench", "--endpoint", url, "--model", "mock-llm", "--tokenizer", str(tiny),
+                                   "--concurrency", "4", "--input-len", "16", "--output-len", "6", "--num-prompts",
+                                   "10", "--warmup", "2", "--client-processes", str(procs), "--json"])
+
+    def client_counts() -> list:
+        with session_scope(es_env) as s:
+            p = s.execute(select(LoadPoint).order_by(LoadPoint.id.desc())).scalars().first()
+            return sorted(r.client_output_tokens for r in s.execute(select(LlmRequest).where(
+                LlmRequest.point_id == p.id)).scalars())
+
+    with mock_server(ttft_ms=5, itl_ms=1, model="mock-llm") as url:
+        assert bench(url, 1).exit_code == 0
+        one_process = client_counts()
+        ok = bench(url, 2)
+    assert ok.exit_code == 0, ok.output
+    doc = json.loads(ok.stdout[ok.stdout.index("{"):])
+    pt = doc["runs"][0]["points"][0]
+    assert pt["completed"] == 10 and pt["failed"] == 0
+    assert [s["shard"] for s in pt["client_health"]["shards"]] == [0, 1]
+    with session_scope(es_env) as s:
+        p = s.execute(select(LoadPoint).order_by(LoadPoint.id.desc())).scalars().first()
+        reqs = s.execute(select(LlmRequest).where(LlmRequest.point_id == p.id)).scalars().all()
+        assert sorted(r.seq for r in reqs) == list(range(12)) and sum(r.warmup for r in reqs) == 2
+        assert all(r.output_tokens == 6 for r in reqs)
+    # the shards count completion text with the same client tokenizer as one process does
+    assert client_counts() == one_process and None not in one_process

@@ -25,20 +25,21 @@ def test_defaults_and_levels() -> None:
 @pytest.mark.parametrize(("kw", "field"), [
     ({"concurrency": None}, "exactly one of concurrency or request_rate"),
     ({"request_rate": [1.0]}, "exactly one of concurrency or request_rate"),
-    ({"concurrency": [0]}, "concurrency"),
-    ({"concurrency": None, "request_rate": [-1.0]}, "request_rate"),
-    ({"input_len": 0}, "input_len"),
-    ({"num_prompts": 0}, "num_prompts"),
-    ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"),
+    ({"concurrency": [0]}, "--concurrency"),
+    ({"concurrency": None, "request_rate": [-1.0]}, "--request-rate"),
+    ({"input_len": 0}, "--input-len:"),
+    ({"num_prompts": 0}, "--num-prompts:"),
+    ({"gpu_memory_utilization": 1.5}, "--gpu-memory-utilization:"),
     ({"engine": "endpoint"}, "needs endpoint"),
     ({"engine": "endpoint", "endpoint": "localhost:8000"}, "http://"),
     ({"endpoint": "http://x:1"}, "only used with engine 'endpoint'"),
     ({"vllm_args": ["--port=9"]}, "--port is set by EngineScope"),
-    ({"slos": {"ttft_ms": -1}}, "slos.ttft_ms"),
-    ({"dtype": "float8"}, "dtype"),
+    ({"slos": {"ttft_ms": -1}}, "--slo ttft_ms:"),
+    ({"dtype": "float8"}, "--dtype:"),
     ({"bogus": 1}, "bogus"),
 ])
 def test_invalid_fields_are_named(kw: dict, field: str) -> None:
+    """Errors name the serve-bench flag (profiles.llm_spec.LLM_SPEC_FLAGS), not the spec's field."""
     with pytest.raises(InputError, match=field.replace("(", r"\(").replace(".", r"\.")):
         spec(**kw)
 
@@ -72,3 +73,15 @@ def test_prompts_per_concurrency_scales_concurrency_levels_only() -> None:
     r = ServeBenchSpec(model="m", request_rate=[2.0], num_prompts=10, prompts_per_concurrency=4)
     assert [r.requests_for(m, v) for m, v in r.levels] == [10]
     assert ServeBenchSpec(model="m", concurrency=[8], num_prompts=5).requests_for("concurrency", 8) == 5
+
+
+def test_every_flag_named_in_errors_is_a_serve_bench_option() -> None:
+    import typer.main
+
+    from engine_runner.cli import app
+    from profiles.llm_spec import LLM_SPEC_FLAGS
+
+    cmd = typer.main.get_command(app).commands["serve-bench"]  # type: ignore[attr-defined]
+    opts = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+    assert set(LLM_SPEC_FLAGS.values()) <= opts
+    assert set(LLM_SPEC_FLAGS) <= set(ServeBenchSpec.model_fields)
