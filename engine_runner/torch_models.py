@@ -523,10 +523,17 @@ def pt2_input_specs(ep: Any) -> tuple[list[InputSpec], dict[str, int], dict[str,
                 defaults.setdefault(dn, int(ex.shape[axis]))
             vr = constraints.get(sym)
             if vr is not None:
-                lo, hi = vr.lower, vr.upper
-                ranges[dn] = (int(lo), int(hi) if hi.is_finite else None)  # type: ignore[union-attr]
+                ranges[dn] = (_bound(vr.lower) or 0, _bound(vr.upper))
         specs.append(InputSpec(name, dtype, tuple(dims)))
     return specs, defaults, ranges
+
+
+def _bound(v: Any) -> int | None:
+    """A ``range_constraints`` bound as an int, ``None`` when unbounded: torch's ``int_oo`` (printed ``int_oo``,
+    whose ``is_finite`` is not False and whose ``int()`` fails) or sympy's ``oo``."""
+    if v is None or "oo" in str(v):
+        return None
+    return int(v)
 
 
 def _inspect_pt2(path: Path, allow_pickle: bool) -> SourceInfo:
