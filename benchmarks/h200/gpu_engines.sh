@@ -73,6 +73,9 @@ if "${ES[@]}" bench --help 2>/dev/null | grep -q -- "--compile" && python3 -c "i
   step "[TORCH] EngineScope: torch eager fp16 + bf16 on the Hugging Face ResNet-50 folder"
   timeout 200 "${ES[@]}" bench /tmp/r50/hf_resnet50 --engine torch --device cuda:0 --precision fp16 --precision bf16 \
     "${TIMING[@]}" --json > "$OUT/bench_torch_eager.json" 2> "$OUT/bench_torch_eager.log"; echo "exit $?"
+  step "[TORCH] bare torch loop on the same folder, precisions and batches (benchmarks/h200/torch_bare.py)"
+  timeout 150 python3 benchmarks/h200/torch_bare.py --folder /tmp/r50/hf_resnet50 --precision fp16 --precision bf16 \
+    --batch 1 --batch 8 --batch 64 --iterations 300 --warmup 50 --out "$OUT/torch_bare_r50.json" 2>&1 | tail -8
   if [[ ${WITH_COMPILE:-0} == 1 ]]; then
     step "[TORCH] EngineScope: torch.compile fp16 + bf16"
     timeout 300 "${ES[@]}" bench /tmp/r50/hf_resnet50 --engine torch --device cuda:0 --precision fp16 --precision bf16 \
@@ -92,6 +95,17 @@ if timeout 120 python3 benchmarks/h200/make_bert.py /tmp/bert > "$OUT/bert_meta.
     --cuda-graph --no-layers "${BT[@]}" --json > "$OUT/bench_bert_ort_graph.json" 2> "$OUT/bench_bert_ort_graph.log"; echo "exit $?"
   timeout 200 "${ES[@]}" bench /tmp/bert/hf_bert_base --engine torch --device cuda:0 --precision fp16 --precision bf16 --seq-len 128 \
     "${BT[@]}" --json > "$OUT/bench_bert_torch.json" 2> "$OUT/bench_bert_torch.log"; echo "exit $?"
+  step "bare loops for BERT: onnxruntime (same variant files) and torch (same folder)"
+  JOBS=$(python3 -c "
+import json,sys
+ids=[]
+for f in sys.argv[1:]:
+    try: ids.append(json.load(open(f))['job_id'])
+    except Exception: pass
+print(' '.join(f'--job {i}' for i in ids))" "$OUT/bench_bert_ort.json" "$OUT/bench_bert_ort_graph.json")
+  [[ -n "$JOBS" ]] && timeout 120 python3 benchmarks/h200/ort_bare.py $JOBS --out "$OUT/ort_bare_bert.json" 2>&1 | tail -8
+  timeout 120 python3 benchmarks/h200/torch_bare.py --folder /tmp/bert/hf_bert_base --precision fp16 --precision bf16 \
+    --batch 1 --batch 8 --batch 64 --seq-len 128 --iterations 200 --warmup 30 --out "$OUT/torch_bare_bert.json" 2>&1 | tail -8
 else
   tail -5 "$OUT/bert_meta.log"
 fi
