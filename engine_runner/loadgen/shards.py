@@ -30,12 +30,15 @@ raised here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import sys
 import time
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from engine_runner.loadgen import EndpointConfig, LevelResult, LoadLevel, Prompt
@@ -144,6 +147,21 @@ def token_counter(tokenizer_path: str | None) -> Callable[[str], int] | None:
 
     tok = load_fast_tokenizer(tokenizer_path)
     return lambda text: count_tokens(tok, text, special=False)
+
+
+@contextlib.contextmanager
+def _no_main_rerun() -> Iterator[None]:
+    """While shards start, present a bare ``__main__`` to multiprocessing: ``spawn`` would otherwise re-run the
+    parent's main script in every shard (as it does for a script's ``if __name__ == "__main__"`` guard), and a
+    caller's ``__main__`` may be any file (a Streamlit page run by the dashboard's tests was). A shard needs
+    nothing from it: its entry point, :func:`_shard_main`, is imported from this module by name."""
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
 
 
 def _shard_main(plan: ShardPlan, barrier: Any, stop: Any, done: Any, results: Any) -> None:
@@ -274,8 +292,9 @@ def run_level_sharded(
     failure: BaseException | None = None
     last_progress = 0.0
     try:
-        for proc in procs.values():
-            proc.start()
+        with _no_main_rerun():
+            for proc in procs.values():
+                proc.start()
         while len(results) < len(procs) and failure is None:
             try:
                 k, status, payload = results_q.get(timeout=POLL_S)

@@ -108,3 +108,19 @@ def test_a_shard_that_fails_raises_its_error_here(mock_url: str) -> None:
     with pytest.raises(InputError, match="/nonexistent/tokenizer"):
         run_level_sharded(ep, PROMPTS, LoadLevel("concurrency", 2, num_requests=4), processes=2,
                           tokenizer_path="/nonexistent/tokenizer")
+
+
+def test_shards_do_not_rerun_the_callers_main_script(mock_url: str, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """spawn re-runs ``__main__``'s file in each child; a caller's main may be any script (in the suite, a
+    Streamlit page that AppTest ran). Here the main script raises: the level must still run."""
+    import types
+
+    script = tmp_path / "main_script.py"
+    script.write_text("raise SystemExit('the caller main script ran in a client shard')\n")
+    fake = types.ModuleType("__main__")
+    fake.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake)
+    ep = EndpointConfig(base_url=mock_url, model="mock-llm", timeout_s=60)
+    res = run_level_sharded(ep, PROMPTS, LoadLevel("concurrency", 2, num_requests=4), processes=2)
+    assert sum(r.ok for r in res.records) == 4
+    assert sys.modules["__main__"] is fake
