@@ -139,7 +139,7 @@ def preflight(spec: ServeBenchSpec) -> list[PreflightIssue]:
     - ``tokenizer`` and ``model`` (when vLLM is launched here, or when the model doubles as the
       tokenizer) that look like a path (:func:`path_like`) but do not exist;
     - a local tokenizer folder (``tokenizer``, else a local ``model`` folder) without any of
-      :data:`TOKENIZER_FILES`;
+      :data:`TOKENIZER_FILES`, or a tokenizer path that is a file (a ``.gguf`` excepted);
     - a local ``model`` folder launched by vLLM without ``config.json`` (or Mistral's ``params.json``);
     - ``dataset`` missing or not valid JSON/JSONL (:func:`read_dataset_entries`);
     - no local tokenizer, ``HF_HUB_OFFLINE`` unset, not in the local hub cache, and the hub does not
@@ -159,7 +159,10 @@ def preflight(spec: ServeBenchSpec) -> list[PreflightIssue]:
         return issues
     tok_field = "tokenizer" if spec.tokenizer else "model"
     tok = Path(spec.tokenizer or spec.model).expanduser()
-    if tok.is_dir() and not any((tok / f).is_file() for f in TOKENIZER_FILES):
+    if tok.is_file() and tok.suffix != ".gguf":
+        issues.append(PreflightIssue(tok_field, str(spec.tokenizer or spec.model),
+                                     "is a file; a tokenizer is a folder (with tokenizer.json, ...) or a hub id"))
+    elif tok.is_dir() and not any((tok / f).is_file() for f in TOKENIZER_FILES):
         issues.append(PreflightIssue(tok_field, str(spec.tokenizer or spec.model),
                                      f"the folder has no tokenizer files (none of {', '.join(TOKENIZER_FILES[:3])}, ...)"))
     model = Path(spec.model).expanduser()

@@ -153,7 +153,7 @@ class ServeBenchSpec(BaseModel):
     @model_validator(mode="after")
     def _cross(self) -> ServeBenchSpec:
         if (self.concurrency is None) == (self.request_rate is None):
-            raise ValueError("set exactly one of concurrency or request_rate")
+            raise ValueError("set exactly one of --concurrency or --request-rate (the page: concurrency or request rate)")
         if self.engine == "endpoint":
             if not self.endpoint:
                 raise ValueError("engine 'endpoint' needs endpoint (base URL)")

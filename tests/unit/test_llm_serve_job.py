@@ -194,6 +194,7 @@ def test_cli_serve_bench_input_errors_exit_2_before_any_job_row(es_env: str, tin
         (["--tokenizer", str(tmp_path / "no-tok")], f"--tokenizer {tmp_path / 'no-tok'}"),
         (["--tokenizer", str(tiny), "--dataset", str(tmp_path / "none.json")], "none.json"),
         (["--tokenizer", str(tiny), "--dataset", str(bad_jsonl)], "bad.jsonl line 2"),
+        (["--tokenizer", str(bad_jsonl)], f"--tokenizer {bad_jsonl}: is a file"),
     ]
     for extra, needle in cases:
         res = runner.invoke(app, base + extra)

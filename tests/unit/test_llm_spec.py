@@ -23,8 +23,8 @@ def test_defaults_and_levels() -> None:
 
 
 @pytest.mark.parametrize(("kw", "field"), [
-    ({"concurrency": None}, "exactly one of concurrency or request_rate"),
-    ({"request_rate": [1.0]}, "exactly one of concurrency or request_rate"),
+    ({"concurrency": None}, "exactly one of --concurrency or --request-rate"),
+    ({"request_rate": [1.0]}, "exactly one of --concurrency or --request-rate"),
     ({"concurrency": [0]}, "--concurrency"),
     ({"concurrency": None, "request_rate": [-1.0]}, "--request-rate"),
     ({"input_len": 0}, "--input-len:"),
