@@ -295,16 +295,21 @@ def run_level_sharded(
         with _no_main_rerun():
             for proc in procs.values():
                 proc.start()
-        while len(results) < len(procs) and failure is None:
+        def take(timeout_s: float) -> bool:
+            """Read one shard message into ``results`` / ``failure``; False when none came in time."""
+            nonlocal failure
             try:
-                k, status, payload = results_q.get(timeout=POLL_S)
+                k, status, payload = results_q.get(timeout=timeout_s)
             except queue_mod.Empty:
-                pass
+                return False
+            if status == "ok":
+                results[k] = payload
             else:
-                if status == "ok":
-                    results[k] = payload
-                else:
-                    failure = payload
+                failure = payload
+            return True
+
+        while len(results) < len(procs) and failure is None:
+            if take(POLL_S):
                 continue
             if should_stop is not None and not stop.is_set() and should_stop():
                 stop.set()
@@ -312,16 +317,9 @@ def run_level_sharded(
             dead = [k for k, p in procs.items() if k not in results and p.exitcode is not None]
             if dead:
                 # a result put just before exit may still be in the pipe: one more short look
-                try:
-                    k, status, payload = results_q.get(timeout=1.0)
-                except queue_mod.Empty:
+                if not take(1.0):
                     failure = EngineScopeError(f"client shard {dead[0]} exited with code "
                                                f"{procs[dead[0]].exitcode} without a result")
-                else:
-                    if status == "ok":
-                        results[k] = payload
-                    else:
-                        failure = payload
                 continue
             now = time.monotonic()
             if on_progress is not None and now - last_progress >= POLL_S:
