@@ -92,8 +92,12 @@ def bare_median_ns(model_path: Path, feeds: dict[str, np.ndarray], device: str, 
 
 
 def enginescope_median_ns(url: str, model_id: int, batch: int, device: str, cuda_graph: bool, precision: str,
-                          warmup: int, iterations: int, threads: int | None) -> tuple[float, dict[str, Any]]:
-    """One real ``model_bench`` job (module doc); returns (its stored p50 in ns, the run's JSON row)."""
+                          warmup: int, iterations: int, threads: int | None,
+                          extra: dict[str, Any] | None = None) -> tuple[float, dict[str, Any]]:
+    """One real ``model_bench`` job (module doc); returns (its stored p50 in ns, the run's JSON row).
+
+    ``extra``: more spec fields (e.g. ``{"engine": "torch", "torch": {"seq_len": 128}}`` for
+    ``benchmarks/h200/torch_bare.py``'s A/B rounds)."""
     from db.jobs import start_inline_job
     from engine_runner.commands.bench import collect_results
     from engine_runner.jobctx import JobContext
@@ -106,6 +110,7 @@ def enginescope_median_ns(url: str, model_id: int, batch: int, device: str, cuda
                             "min_duration_s": 0.0, "profile_layers": False, "cuda_graph": cuda_graph}
     if threads:
         data["intra_op_threads"] = threads
+    data.update(extra or {})
     spec = validate_spec(BenchSpec, data)
     plan(spec, url)
     spec_json = spec.model_dump(mode="json")

@@ -7,8 +7,13 @@
 # Before the call (see README.md here): ../shared/tools/ort-gpu-on-h200 staged onnxruntime-gpu into /tmp/ortstage
 # (five warm device calls), and benchmarks/h200/prepare_gpu_engines.sh filled .whl/ here. The call itself
 # (carry [".whl"]):   bash benchmarks/h200/gpu_engines.sh
-# Optional: WITH_COMPILE=1 adds torch.compile cases (slow: minutes); WITH_TESTS=0 skips the GPU tests.
+# Optional: WITH_COMPILE=1 adds torch.compile cases (slow: minutes); WITH_TESTS=0 skips the GPU tests;
+# PARTS="ort torch bert compile" (default "ort torch bert", plus compile with WITH_COMPILE=1) picks the parts, so
+# that a run that hit the call limit can be finished in a second call on the same warm machine.
 set -u
+PARTS=${PARTS:-"ort torch bert$([[ ${WITH_COMPILE:-0} == 1 ]] && echo " compile")"}
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+AB_ROUNDS=${AB_ROUNDS:-4}
 cd "$(dirname "$0")/../.."
 : "${OUT:?set OUT (the device tool sets it)}"
 source benchmarks/h200/ort_env.sh || { echo "environment not ready (see above)"; exit 3; }
@@ -40,13 +45,18 @@ nvidia-smi --query-gpu=timestamp,power.draw,clocks.sm,clocks.mem,utilization.gpu
   --format=csv -lms 500 > "$OUT/nvidia_smi_during.csv" 2>/dev/null &
 SMI=$!
 
-step "ResNet-50 (random weights) -> /tmp/r50"
-timeout 180 python3 benchmarks/h200/make_resnet50.py --out-dir /tmp/r50 > "$OUT/model_meta.json" 2> "$OUT/model_meta.log" \
-  || { echo "model build failed"; tail -20 "$OUT/model_meta.log"; kill $SMI; exit 4; }
+step "ResNet-50 (random weights) -> /tmp/r50 (parts: $PARTS)"
+if [[ -f /tmp/r50/model_meta.json ]]; then cp /tmp/r50/model_meta.json "$OUT/model_meta.json"  # same warm machine
+else
+  timeout 180 python3 benchmarks/h200/make_resnet50.py --out-dir /tmp/r50 > "$OUT/model_meta.json" 2> "$OUT/model_meta.log" \
+    || { echo "model build failed"; tail -20 "$OUT/model_meta.log"; kill $SMI; exit 4; }
+  cp "$OUT/model_meta.json" /tmp/r50/model_meta.json
+fi
 cat "$OUT/model_meta.json"
 MODEL=/tmp/r50/resnet50.onnx
 TIMING=(--iterations 300 --min-duration 2 --warmup 50 --warmup-s 1 --batch 1 --batch 8 --batch 64)
 
+if has ort; then
 step "EngineScope: onnxruntime CUDA fp32 + fp16 (io_binding, no CUDA graph)"
 timeout 240 "${ES[@]}" bench "$MODEL" --engine onnxruntime --device cuda:0 --precision fp32 --precision fp16 "${TIMING[@]}" \
   --json > "$OUT/bench_ort_cuda.json" 2> "$OUT/bench_ort_cuda.log"; echo "exit $?"
@@ -67,18 +77,24 @@ print(' '.join(f'--job {i}' for i in ids))" "$OUT/bench_ort_cuda.json" "$OUT/ben
 step "harness overhead, fp16 at batch 1 and 8 (EngineScope job vs bare run_with_iobinding loop, alternating in one process)"
 timeout 150 python3 benchmarks/ort_overhead.py --model "$MODEL" --device cuda:0 --precision fp16 --batch 1 --batch 8 --rounds 4 --target-s 1 \
   --out "$OUT/ort_overhead_cuda.json" > "$OUT/ort_overhead_cuda.log" 2>&1; tail -4 "$OUT/ort_overhead_cuda.log"
+fi
 
 # ---------------------------------------------------------------- [TORCH] only when `--engine torch` exists here
-if "${ES[@]}" bench --help 2>/dev/null | grep -q -- "--compile" && python3 -c "import json,sys; sys.exit(0 if json.load(open('$OUT/model_meta.json')).get('hf_folder') else 1)"; then
+if (has torch || has compile) && python3 -c "import json,sys; sys.exit(0 if json.load(open('$OUT/model_meta.json')).get('hf_folder') else 1)"; then
+  if has torch; then
   step "[TORCH] EngineScope: torch eager fp16 + bf16 on the Hugging Face ResNet-50 folder"
   timeout 200 "${ES[@]}" bench /tmp/r50/hf_resnet50 --engine torch --device cuda:0 --precision fp16 --precision bf16 \
     "${TIMING[@]}" --json > "$OUT/bench_torch_eager.json" 2> "$OUT/bench_torch_eager.log"; echo "exit $?"
-  step "[TORCH] bare torch loop on the same folder, precisions and batches (benchmarks/h200/torch_bare.py)"
-  timeout 150 python3 benchmarks/h200/torch_bare.py --folder /tmp/r50/hf_resnet50 --precision fp16 --precision bf16 \
-    --batch 1 --batch 8 --batch 64 --iterations 300 --warmup 50 --out "$OUT/torch_bare_r50.json" 2>&1 | tail -8
-  if [[ ${WITH_COMPILE:-0} == 1 ]]; then
+  step "[TORCH] bare torch loop on the same folder, precisions and batches, then $AB_ROUNDS in-process A/B rounds (fp16)"
+  timeout 200 python3 benchmarks/h200/torch_bare.py --folder /tmp/r50/hf_resnet50 --precision fp16 --precision bf16 \
+    --batch 1 --batch 8 --batch 64 --iterations 300 --warmup 50 --out "$OUT/torch_bare_r50.json" 2>&1 | grep -v Loading | tail -8
+  ENGINESCOPE_HOME=/tmp/es_torch_ab timeout 200 python3 benchmarks/h200/torch_bare.py --folder /tmp/r50/hf_resnet50 \
+    --precision fp16 --batch 1 --batch 64 --iterations 300 --warmup 50 --ab-rounds "$AB_ROUNDS" \
+    --out "$OUT/torch_ab_r50.json" 2>&1 | grep "^A/B" | tail -12
+  fi
+  if has compile; then
     step "[TORCH] EngineScope: torch.compile fp16 + bf16"
-    timeout 300 "${ES[@]}" bench /tmp/r50/hf_resnet50 --engine torch --device cuda:0 --precision fp16 --precision bf16 \
+    timeout ${COMPILE_TIMEOUT:-480} "${ES[@]}" bench /tmp/r50/hf_resnet50 --engine torch --device cuda:0 --precision fp16 --precision bf16 \
       --compile "${TIMING[@]}" --json > "$OUT/bench_torch_compile.json" 2> "$OUT/bench_torch_compile.log"; echo "exit $?"
   fi
 else
@@ -86,6 +102,7 @@ else
 fi
 # ---------------------------------------------------------------- [/TORCH]
 
+if has bert; then
 step "BERT-base-shaped encoder, sequence 128: ORT CUDA fp16 (+ CUDA graph) and torch eager fp16"
 BT=(--iterations 200 --min-duration 1 --warmup 30 --warmup-s 0.5 --batch 1 --batch 8 --batch 64)
 if timeout 120 python3 benchmarks/h200/make_bert.py /tmp/bert > "$OUT/bert_meta.json" 2> "$OUT/bert_meta.log"; then
@@ -109,6 +126,7 @@ print(' '.join(f'--job {i}' for i in ids))" "$OUT/bench_bert_ort.json" "$OUT/ben
 else
   tail -5 "$OUT/bert_meta.log"
 fi
+fi
 
 if [[ ${WITH_TESTS:-1} == 1 ]] && python3 -c "import pytest" 2>/dev/null; then
   step "GPU tests (tests/gpu)"
@@ -124,4 +142,7 @@ c = sqlite3.connect(db); c.execute("PRAGMA wal_checkpoint(TRUNCATE)"); c.close()
 shutil.copy(db, os.path.join(os.environ["OUT"], "enginescope_gpu.db"))
 PY
 python3 benchmarks/h200/gpu_summary.py "$OUT" | tee "$OUT/summary.md"
+# the device tool brings back only a few files: everything in one archive beside the summary
+(cd "$OUT" && tar czf gpu_engines_out.tgz --exclude=gpu_engines_out.tgz --exclude=summary.md . \
+  && find . -type f ! -name gpu_engines_out.tgz ! -name summary.md -delete)
 step "done"

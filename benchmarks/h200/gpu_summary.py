@@ -27,25 +27,35 @@ def _f(v: Any, spec: str) -> str:
 
 def summarize(out: Path) -> str:
     """The markdown text (module doc)."""
-    bare = {c["run_id"]: c for c in (_load(out / "ort_bare.json") or {}).get("cases", [])}
+    bare = {c["run_id"]: c for f in ("ort_bare.json", "ort_bare_bert.json")
+            for c in (_load(out / f) or {}).get("cases", [])}
+    # the bare torch loop on the same folder: keyed by (bench file, precision, batch)
+    torch_bare = {(bench, r["precision"], r["batch"]): r for bench, f in (("bench_torch_eager.json", "torch_bare_r50.json"),
+                                                                          ("bench_bert_torch.json", "torch_bare_bert.json"))
+                  for r in (_load(out / f) or {}).get("rows", [])}
     lines = ["| engine | precision | CUDA graph | batch | p50 ms | p99 ms | items/s | J/inference | mJ/item | avg W | "
              "SM MHz median (min) | mem MHz | energy method | bare p50 ms | gap p50 | warnings |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|"]
     warnings: list[str] = []
-    for name in ("bench_ort_cuda.json", "bench_ort_cuda_graph.json", "bench_torch_eager.json", "bench_torch_compile.json"):
+    for name in ("bench_ort_cuda.json", "bench_ort_cuda_graph.json", "bench_torch_eager.json", "bench_torch_compile.json",
+                 "bench_bert_ort.json", "bench_bert_ort_graph.json", "bench_bert_torch.json"):
         doc = _load(out / name)
         if not doc:
             continue
         for r in doc.get("runs", []):
             lat, gpu = r.get("latency_ms") or {}, r.get("gpu") or {}
             b = bare.get(r["run_id"], {})
+            tb = torch_bare.get((name, r["precision"], r["batch_size"]))
+            if tb and lat.get("p50"):
+                b = {"bare_p50_ms": tb["p50_ms"], "gap_p50_pct": 100 * (lat["p50"] / tb["p50_ms"] - 1)}
             if r["status"] != "succeeded":
                 lines.append(f"| {r['engine']} | {r['precision']} | {'yes' if r.get('cuda_graph') else ''} | "
                              f"{r['batch_size']} | failed: {(r.get('error') or '').splitlines()[0][:120]} |")
                 continue
             per_item = gpu.get("energy_per_item_j")
+            model = "BERT-base s128" if "bert" in name else "ResNet-50"
             lines.append(
-                f"| {r['engine']} | {r['precision']} | {'yes' if r.get('cuda_graph') else ''} | {r['batch_size']} | "
+                f"| {model} {r['engine']} {r.get('mode') or ''} | {r['precision']} | {'yes' if r.get('cuda_graph') else ''} | {r['batch_size']} | "
                 f"{_f(lat.get('p50'), '.3f')} | {_f(lat.get('p99'), '.3f')} | {_f(r.get('items_per_s'), ',.0f')} | "
                 f"{_f(gpu.get('energy_per_inference_j'), '.4f')} | {_f(per_item * 1e3 if per_item else None, '.3f')} | "
                 f"{_f(gpu.get('avg_power_w'), '.0f')} | {_f(gpu.get('sm_clock_median_mhz'), '.0f')} "
@@ -62,6 +72,13 @@ def summarize(out: Path) -> str:
                         f"{s['rounds']} alternating rounds): EngineScope p50 {s['enginescope_p50_ms']:.4f} ms vs bare "
                         f"{s['bare_p50_ms']:.4f} ms, overhead median {s['overhead_pct_median']:+.2f}% (IQR "
                         f"{s.get('overhead_pct_iqr', float('nan')):.2f} points, range {s['overhead_pct_min']:+.2f}.."
+                        f"{s['overhead_pct_max']:+.2f}%)")
+    ab = _load(out / "torch_ab_r50.json")
+    if ab:
+        for s in ab.get("ab_summary", []):
+            text.append(f"torch in-process A/B (benchmarks/h200/torch_bare.py --ab-rounds, {ab.get('device')}, "
+                        f"{s['precision']} batch {s['batch']}, {s['rounds']} alternating rounds): EngineScope vs bare "
+                        f"p50 median {s['overhead_pct_median']:+.2f}% (rounds {s['overhead_pct_min']:+.2f}.."
                         f"{s['overhead_pct_max']:+.2f}%)")
     if warnings:
         text.append("Warnings:\n" + "\n".join(f"- {w}" for w in warnings))
