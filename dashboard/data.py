@@ -59,6 +59,27 @@ def get_model(url: str | None, model_id: int) -> dict[str, Any] | None:
         return model_dict(m) if m else None
 
 
+def export_source_hash(model: Mapping[str, Any]) -> str | None:
+    """The content hash of the PyTorch / Hugging Face model that ``model`` (a :func:`model_dict`) was exported
+    from (``meta["export"]["source"]["content_hash"]``, written by ``enginescope export``), or None."""
+    src = ((model.get("meta") or {}).get("export") or {}).get("source") or {}
+    return src.get("content_hash") or None
+
+
+def related_models(url: str | None, model_id: int) -> list[dict[str, Any]]:
+    """Models that are the same network as ``model_id`` in another format, linked by ``enginescope export``:
+    the source it was exported from, the ONNX files exported from it, and other exports of the same source
+    (matched by content hash, so a re-registered folder still matches). Newest first, ``model_id`` excluded;
+    ``[]`` when it has none or does not exist."""
+    models = list_models(url)
+    me = next((m for m in models if int(m["id"]) == int(model_id)), None)
+    if me is None:
+        return []
+    family = {h for h in (me.get("content_hash"), export_source_hash(me)) if h}
+    return [m for m in models if int(m["id"]) != int(model_id)
+            and (m.get("content_hash") in family or export_source_hash(m) in family)]
+
+
 def symbolic_dims(inputs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Symbolic (or unknown) dims of a model's inputs, in order of first appearance.
 
@@ -96,12 +117,14 @@ def job_dict(j: Job) -> dict[str, Any]:
     return {c.key: getattr(j, c.key) for c in Job.__table__.columns}
 
 
-def list_jobs(url: str | None = None, limit: int = 200, model_id: int | None = None) -> list[dict[str, Any]]:
-    """Most recent jobs first (at most ``limit``), optionally of one model, with ``model_name`` added."""
+def list_jobs(url: str | None = None, limit: int = 200, model_id: int | Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """Most recent jobs first (at most ``limit``), optionally of one model (or several ids), with
+    ``model_name`` added."""
     with session_scope(url) as s:
         q = select(Job, Model.original_name).outerjoin(Model, Model.id == Job.model_id).order_by(Job.id.desc()).limit(limit)
         if model_id is not None:
-            q = q.where(Job.model_id == model_id)
+            ids_ = [int(model_id)] if isinstance(model_id, int) else [int(i) for i in model_id]
+            q = q.where(Job.model_id.in_(ids_))
         out = []
         for job, name in s.execute(q):
             d = job_dict(job)
@@ -141,11 +164,12 @@ def variant_label(engine: str | None, precision: str | None, label: str | None =
     return label or engine or "?"
 
 
-def run_rows(url: str | None = None, *, model_id: int | None = None, job_ids: Iterable[int] | None = None,
-             run_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+def run_rows(url: str | None = None, *, model_id: int | Iterable[int] | None = None,
+             job_ids: Iterable[int] | None = None, run_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
     """Runs with their headline latency summary, throughput and validity, oldest first.
 
-    Filters combine with AND; ``None`` means no filter. Each dict has the run's columns plus
+    Filters combine with AND; ``None`` means no filter; ``model_id`` is one id or several (a model and its
+    :func:`related_models`). Each dict has the run's columns plus
     ``variant``, ``p50_ms``, ``p90_ms``, ``p95_ms``, ``p99_ms``, ``mean_ms``, ``ci_low_ms``, ``ci_high_ms``,
     ``count`` (samples behind the percentiles), ``latency_metric`` (which summary was used),
     ``throughput_per_s`` (inferences/s), ``items_per_s`` (inferences/s x batch size when not stored),
@@ -155,7 +179,8 @@ def run_rows(url: str | None = None, *, model_id: int | None = None, job_ids: It
     with session_scope(url) as s:
         q = select(Run).order_by(Run.id)
         if model_id is not None:
-            q = q.where(Run.model_id == model_id)
+            ids_ = [int(model_id)] if isinstance(model_id, int) else [int(i) for i in model_id]
+            q = q.where(Run.model_id.in_(ids_))
         if job_ids is not None:
             q = q.where(Run.job_id.in_(list(job_ids)))
         if run_ids is not None:

@@ -63,13 +63,15 @@ from typing import Any
 import numpy as np
 
 from engine_runner.inputs import InputSpec, generate_inputs
+from profiles import catalog as _catalog
 from profiles.errors import EngineError, EngineUnavailableError, InputError, ModelError
 from profiles.files import sha256_file
 
 HF_CONFIG = "config.json"
 FORMAT_HF = "hf"
 FORMAT_PT2 = "pt2"
-TORCH_FORMATS: tuple[str, ...] = (FORMAT_HF, FORMAT_PT2)
+#: the formats the torch engine runs: the catalogue's (``profiles.catalog``, one source for the dashboard and the job)
+TORCH_FORMATS: tuple[str, ...] = _catalog.engine_info("torch").formats
 #: Image side when a vision config has no ``image_size``.
 DEFAULT_IMAGE_SIZE = 224
 #: File suffixes that are pickles (never loaded without ``--allow-pickle``).

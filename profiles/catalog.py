@@ -87,6 +87,8 @@ class EngineInfo:
         precisions: its precisions, in display order (fp32 first).
         int8: the canonical precision ``int8`` resolves to, or None when the engine has no int8.
         int8_note: the sentence the job prints when ``int8`` was resolved.
+        formats: the ``Model.format`` values it runs (``onnx``; ``hf`` = a Hugging Face folder, ``pt2`` = a
+            ``torch.export`` program: the PyTorch engine's, ``engine_runner.torch_models``).
     """
 
     name: str
@@ -96,6 +98,7 @@ class EngineInfo:
     precisions: tuple[PrecisionInfo, ...]
     int8: str | None = None
     int8_note: str = ""
+    formats: tuple[str, ...] = ("onnx",)
 
     def precision(self, name: str) -> PrecisionInfo | None:
         """The :class:`PrecisionInfo` of canonical ``name``, or None."""
@@ -140,7 +143,7 @@ _CATALOG: tuple[EngineInfo, ...] = (
             PrecisionInfo("fp16", "float16 (autocast or cast weights: the run records which)", ("cpu", "cuda")),
             PrecisionInfo("bf16", "bfloat16 (autocast or cast weights: the run records which)", ("cpu", "cuda")),
         ),
-        int8=None),
+        int8=None, formats=("hf", "pt2")),
 )
 _BY_NAME: dict[str, EngineInfo] = {e.name: e for e in _CATALOG}
 _ALIASES: dict[str, str] = {**{e.name: e.name for e in _CATALOG}, **{a: e.name for e in _CATALOG for a in e.aliases}}
@@ -150,6 +153,13 @@ _DEVICE_RE = re.compile(r"^cuda(?::([0-9]+))?$")
 def engines() -> list[str]:
     """Canonical engine names, in display order: ``["onnxruntime", "tensorrt", "torch"]``."""
     return [e.name for e in _CATALOG]
+
+
+def engines_for_format(model_format: str | None) -> list[str]:
+    """Canonical engines that run a model stored as ``model_format`` (``Model.format``; None = ``onnx``), in
+    display order: ``onnx`` -> ONNX Runtime, TensorRT; ``hf``/``pt2`` -> PyTorch; an unknown format -> ``[]``."""
+    fmt = model_format or "onnx"
+    return [e.name for e in _CATALOG if fmt in e.formats]
 
 
 def engine_choices() -> list[str]:

@@ -102,8 +102,12 @@ def precision_detail(precision: str, cast: str) -> str:
     raise InputError(f"--precision: {precision!r} is not a torch precision (fp32, tf32, fp16, bf16)")
 
 
-def parse_torch_options(data: dict[str, Any] | None) -> TorchOptions:
+def parse_torch_options(data: dict[str, Any] | None, labels: dict[str, str] | None = None) -> TorchOptions:
     """Validate ``BenchSpec.torch``.
+
+    Args:
+        labels: field -> the name the user knows it by (the dashboard form's labels); default
+            :data:`TORCH_FLAGS` (CLI flags).
 
     Raises:
         InputError: ``invalid torch options: <flag>: <message>`` for every bad field (``--seq-len``,
@@ -117,7 +121,7 @@ def parse_torch_options(data: dict[str, Any] | None) -> TorchOptions:
         parts = []
         for e in exc.errors():
             loc = e["loc"][0] if e["loc"] else None
-            label = TORCH_FLAGS.get(str(loc), str(loc)) if loc is not None else "(torch options)"
+            label = (labels or TORCH_FLAGS).get(str(loc), str(loc)) if loc is not None else "(torch options)"
             msg = str(e["ctx"]["error"]) if e["type"] == "value_error" and "error" in e.get("ctx", {}) else e["msg"]
             if loc is None and msg.startswith("--"):  # a combination check names its flags itself
                 parts.append(msg)

@@ -143,6 +143,6 @@ shutil.copy(db, os.path.join(os.environ["OUT"], "enginescope_gpu.db"))
 PY
 python3 benchmarks/h200/gpu_summary.py "$OUT" | tee "$OUT/summary.md"
 # the device tool brings back only a few files: everything in one archive beside the summary
-(cd "$OUT" && tar czf gpu_engines_out.tgz --exclude=gpu_engines_out.tgz --exclude=summary.md . \
+(cd "$OUT" && tar czf /tmp/gpu_engines_out.tgz --exclude=summary.md . && mv /tmp/gpu_engines_out.tgz . \
   && find . -type f ! -name gpu_engines_out.tgz ! -name summary.md -delete)
 step "done"

@@ -67,15 +67,32 @@ def make_feeds(cfg: dict[str, Any], batch: int, seq_len: int, device: str, preci
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-def bare_loop(model: Any, feeds: dict[str, Any], warmup: int, iterations: int, device: str) -> dict[str, Any]:
+def bare_loop(model: Any, feeds: dict[str, Any], warmup: int, iterations: int, device: str,
+              cuda_graph: bool = False) -> dict[str, Any]:
     """Warm-up, then ``iterations`` timed calls (CUDA: event pair per call; CPU: perf_counter_ns); then the
-    back-to-back mean (CUDA only). Returns samples in ms, p50/p99 ms and the back-to-back mean ms."""
+    back-to-back mean (CUDA only). With ``cuda_graph`` the call is the replay of one ``torch.cuda.CUDAGraph``
+    captured after 3 warm-up calls on a side stream (PyTorch's documented capture recipe). Returns samples in
+    ms, p50/p99 ms and the back-to-back mean ms."""
     import torch
 
     on_cuda = device.startswith("cuda")
     ms: list[float] = []
     back_to_back = None
     with torch.inference_mode():
+        if cuda_graph:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    model(**feeds)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                model(**feeds)
+
+            def call(**_f: Any) -> None:
+                graph.replay()
+            model = call
         for _ in range(warmup):
             model(**feeds)
         if on_cuda:
@@ -112,6 +129,7 @@ def main() -> int:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--cuda-graph", action="store_true", help="time CUDA-graph replays (both sides of an A/B)")
     ap.add_argument("--ab-rounds", type=int, default=0, help="in-process A/B rounds against EngineScope's job")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
@@ -135,8 +153,8 @@ def main() -> int:
         model, cfg = load_model(a.folder, prec, a.device)
         for b in a.batch:
             feeds = make_feeds(cfg, b, a.seq_len, a.device, prec)
-            res = bare_loop(model, feeds, a.warmup, a.iterations, a.device)
-            row = {"precision": prec, "batch": b, "p50_ms": res["p50_ms"], "p99_ms": res["p99_ms"],
+            res = bare_loop(model, feeds, a.warmup, a.iterations, a.device, a.cuda_graph)
+            row = {"precision": prec, "batch": b, "cuda_graph": a.cuda_graph, "p50_ms": res["p50_ms"], "p99_ms": res["p99_ms"],
                    "items_per_s": b * 1e3 / res["p50_ms"], "back_to_back_mean_ms": res["back_to_back_mean_ms"],
                    "calls": a.iterations, "warmup": a.warmup}
             rows.append(row)
@@ -147,9 +165,10 @@ def main() -> int:
                 one: dict[str, Any] = {"precision": prec, "batch": b, "round": r, "order": order}
                 for side in order:
                     if side == "bare":
-                        one["bare_p50_ms"] = bare_loop(model, feeds, a.warmup, a.iterations, a.device)["p50_ms"]
+                        one["bare_p50_ms"] = bare_loop(model, feeds, a.warmup, a.iterations, a.device,
+                                                       a.cuda_graph)["p50_ms"]
                     else:
-                        p50_ns, run = enginescope_median_ns(url, model_id, b, a.device, False, prec, a.warmup,
+                        p50_ns, run = enginescope_median_ns(url, model_id, b, a.device, a.cuda_graph, prec, a.warmup,
                                                             a.iterations, None, extra)
                         one["enginescope_p50_ms"] = p50_ns / 1e6
                         one["timing_window"] = run.get("timing_window")

@@ -30,7 +30,18 @@ if not models:
 model_id = ui.model_selectbox("compare_model", models,
                               default_id=focus_model or st.session_state.get("models_selected_id"))
 
-all_rows = data.run_rows(url, model_id=model_id)
+# the same network in another format (a PyTorch folder and the ONNX exported from it): compared side by side
+related = data.related_models(url, model_id)
+model_ids = [model_id]
+if related:
+    names = {int(m["id"]): ui.model_label(m) for m in related}
+    model_ids += st.multiselect(
+        "Also compare the same network in another format", list(names), default=list(names),
+        key=f"compare_related_{model_id}", format_func=names.get,
+        help="Models linked by `enginescope export` (the Hugging Face / PyTorch source and the ONNX files exported "
+             "from it): PyTorch runs beside ONNX Runtime runs of the export.")
+model_names = {int(m["id"]): m["original_name"] for m in models}
+all_rows = data.run_rows(url, model_id=model_ids)
 if not all_rows:
     st.info("This model has no runs yet. Start a benchmark on the **New benchmark** page.")
     ui.link_to_page("new_benchmark", "New benchmark", {"model": model_id})
@@ -38,7 +49,7 @@ if not all_rows:
 
 job_ids = sorted({r["job_id"] for r in all_rows if r["job_id"] is not None}, reverse=True)
 has_unjobbed = any(r["job_id"] is None for r in all_rows)
-jobs_meta = {j["id"]: j for j in data.list_jobs(url, limit=500, model_id=model_id)}
+jobs_meta = {j["id"]: j for j in data.list_jobs(url, limit=500, model_id=model_ids)}
 
 
 def _job_label(j: int) -> str:
@@ -55,8 +66,13 @@ options = job_ids + ([0] if has_unjobbed else [])
 default_jobs = [focus_job] if focus_job in job_ids else options[:1]
 picked_jobs = st.multiselect("Jobs", options, default=default_jobs, key="compare_jobs", format_func=_job_label)
 rows = [r for r in all_rows if (r["job_id"] or 0) in picked_jobs]
+if len(model_ids) > 1:  # say which model each run is of wherever the variant is shown
+    for r in rows:
+        r["variant"] = f"{model_names.get(int(r['model_id']), r['model_id'])}: {r['variant']}"
 run_labels = {r["run_id"]: f"run {r['run_id']}: {r['variant']}{ui.batch_suffix(r['batch_size'])}" for r in rows}
-picked_runs = st.multiselect("Runs", list(run_labels), default=list(run_labels), key="compare_runs",
+# keyed by the picked jobs: adding a job selects its runs (a deselection is kept while the jobs stay the same)
+picked_runs = st.multiselect("Runs", list(run_labels), default=list(run_labels),
+                             key="compare_runs_" + "_".join(map(str, sorted(picked_jobs))),
                              format_func=lambda i: run_labels[i])
 rows = [r for r in rows if r["run_id"] in picked_runs]
 if not rows:

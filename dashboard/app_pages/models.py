@@ -28,14 +28,25 @@ def _added(model: Any) -> tuple[str, str]:
     return "success", f"Added model #{model.id} {model.original_name}"
 
 
-def _register_path(path: Path) -> tuple[str, str]:
-    """``db.store.add_model`` on a server path; returns ``(kind, message)`` and selects the new model."""
-    from db.store import add_model
+def _register_path(text: str) -> tuple[str, str]:
+    """Register what the user named on the server; returns ``(kind, message)`` and selects the new model.
 
+    An ``.onnx`` file or a ``.zip`` goes through ``db.store.add_model`` (stored in EngineScope's folder); a
+    Hugging Face model folder (with ``config.json``), a ``torch.export`` ``.pt2`` or a hub id already in the
+    server's Hugging Face cache is registered by reference for the PyTorch engine
+    (``engine_runner.torch_models.register_source``: safetensors unless pickles are allowed per run)."""
+    from db.store import add_model, get_model
+
+    path = Path(text).expanduser()
     try:
+        if path.is_dir() or path.suffix.lower() == ".pt2" or (not path.exists() and "/" in text
+                                                              and not text.startswith(("/", ".", "~"))):
+            from engine_runner.torch_models import register_source
+
+            return _added(get_model(register_source(text, url=url), url=url))
         return _added(add_model([path], path.name, url=url))
     except EngineScopeError as exc:
-        return "error", f"Could not add {path}: {exc}"
+        return "error", f"Could not add {text}: {exc}"
 
 
 def _add_uploads(files: list[Any]) -> tuple[str, str]:
@@ -104,10 +115,14 @@ with add_tab:
         if st.session_state["models_upload_result"][0] == "error":
             st.caption("Nothing was stored. Add the missing files (e.g. the external data file) to the upload to retry.")
 with path_tab:
-    server_path = st.text_input("Path of an .onnx file (its external data files beside it) or a .zip on the server",
-                                key="models_server_path")
+    server_path = st.text_input(
+        "Path on the server: an .onnx file (its external data files beside it) or a .zip; for PyTorch, a Hugging "
+        "Face model folder, a .pt2 or a hub id in the server's Hugging Face cache", key="models_server_path",
+        help="ONNX files are copied into EngineScope's store. PyTorch models are registered by reference (the "
+             "folder stays where it is; its content hash is recorded) and run with the PyTorch engine; export one "
+             "to ONNX in the next tab to compare PyTorch with ONNX Runtime on Compare.")
     if st.button("Register", key="models_register_path", disabled=not server_path.strip()):
-        st.session_state["models_path_result"] = _register_path(Path(server_path.strip()).expanduser())
+        st.session_state["models_path_result"] = _register_path(server_path.strip())
     _show(st.session_state.get("models_path_result"))
 
 with export_tab:

@@ -27,6 +27,7 @@ from db.config import home
 from profiles import catalog
 from profiles.errors import EngineScopeError, InputError
 from profiles.specs import BenchSpec, validate_spec
+from profiles.torch_spec import parse_torch_options
 
 #: ``BenchSpec`` field -> this form's label (the widgets use these labels; errors name them).
 LABELS: dict[str, str] = {
@@ -39,6 +40,12 @@ LABELS: dict[str, str] = {
     "calibration_samples": "Calibration samples", "tensorrt": "TensorRT options", "cuda_graph": "CUDA graph",
     "p99_budget_ms": "p99 latency budget (ms, 0 = none)", "batch_sweep": "Batch sweep (max throughput)",
     "max_batch": "Max batch of the sweep",
+}
+#: ``profiles.torch_spec.TorchOptions`` field -> this form's label (PyTorch option errors name these).
+TORCH_LABELS: dict[str, str] = {
+    "compile": "torch.compile", "compile_backend": "Compile backend", "compile_mode": "Compile mode",
+    "cuda_graph": LABELS["cuda_graph"], "cast": "fp16/bf16 made by", "allow_pickle": "Allow pickle weights",
+    "seq_len": "Sequence length (token positions)",
 }
 #: Display names of the device kinds of ``profiles.catalog.DEVICE_KINDS``.
 DEVICE_KIND_LABELS: dict[str, str] = {"cpu": "CPU", "cuda": "CUDA GPU"}
@@ -152,8 +159,17 @@ if model_id is None:
 model = next(m for m in models if int(m["id"]) == model_id)
 
 c1, c2 = st.columns([1, 2])
-engine = c1.radio(LABELS["engine"], catalog.engines(), key="newbench_engine", horizontal=False,
-                  format_func=lambda e: catalog.engine_info(e).label)
+model_format = model.get("format") or "onnx"
+engine_options = catalog.engines_for_format(model_format)
+if not engine_options:
+    st.error(f"{LABELS['model_id']}: {ui.model_label(model)} is stored as {model_format!r}, which no engine runs.")
+    st.stop()
+engine = c1.radio(LABELS["engine"], engine_options, horizontal=False,
+                  key="newbench_engine" + ("" if model_format == "onnx" else f"_{model_format}"),
+                  format_func=lambda e: catalog.engine_info(e).label,
+                  help="The engines that run this model's format: ONNX Runtime and TensorRT run .onnx models; "
+                       "PyTorch runs a Hugging Face folder or a torch.export .pt2 (register one on the Models page, "
+                       "or export it to ONNX there to compare both).")
 kinds = device_choices(engine)
 kind = c1.radio(LABELS["device"], kinds, key=f"newbench_device_{engine}", horizontal=True,
                 format_func=DEVICE_KIND_LABELS.get,
@@ -166,11 +182,12 @@ if kind == "cuda":
                           help="The CUDA device the job occupies: one benchmark per device at a time.")
     device = catalog.parse_device(f"cuda:{int(gpu)}")
 cuda_graph = False
-if kind == "cuda" and engine == "onnxruntime":
-    cuda_graph = c1.checkbox(LABELS["cuda_graph"], False, key="newbench_cuda_graph",
+if kind == "cuda" and engine in ("onnxruntime", "torch"):
+    cuda_graph = c1.checkbox(LABELS["cuda_graph"], False,
+                             key="newbench_cuda_graph" + ("" if engine == "onnxruntime" else f"_{engine}"),
                              help="Capture each batch size's inference in a CUDA graph and time its replays "
-                                  "(ONNX Runtime enable_cuda_graph; fixed shapes only: a model with data-dependent "
-                                  "shapes is refused).")
+                                  "(ONNX Runtime enable_cuda_graph: every node must run on the CUDA provider, "
+                                  "fixed shapes only; PyTorch: torch.cuda.CUDAGraph after a side-stream warm-up).")
 # the engine's default device kind keeps the plain key (newbench_precisions_onnxruntime, ..._tensorrt)
 prec_key = f"newbench_precisions_{engine}" + ("" if kind == kinds[0] else f"_{kind}")
 precisions = c2.multiselect(LABELS["precisions"], precision_choices(engine, device), default=["fp32"], key=prec_key,
@@ -193,6 +210,30 @@ if engine == "tensorrt":
         else:
             tensorrt_options = opts
 
+torch_options: dict[str, Any] = {}
+if engine == "torch":
+    st.subheader("PyTorch", anchor=False)
+    p1, p2, p3, p4 = st.columns(4)
+    if p1.checkbox(TORCH_LABELS["compile"], False, key="newbench_torch_compile",
+                   help="torch.compile the model (else eager); the first call compiles and is recorded apart."):
+        torch_options["compile"] = True
+        torch_options["compile_mode"] = p1.selectbox(
+            TORCH_LABELS["compile_mode"], ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+            key="newbench_torch_compile_mode")
+        torch_options["compile_backend"] = p1.text_input(TORCH_LABELS["compile_backend"], "inductor",
+                                                         key="newbench_torch_backend")
+    torch_options["cast"] = p2.radio(TORCH_LABELS["cast"], ["weights", "autocast"], key="newbench_torch_cast",
+                                     help="weights: model.to(dtype); autocast: fp32 weights under torch.autocast. "
+                                          "The run records which.")
+    if any(i.get("dtype", "").startswith("int") for i in (model.get("inputs") or [])):
+        torch_options["seq_len"] = int(p3.number_input(
+            TORCH_LABELS["seq_len"], 1, 1_000_000, 128, key="newbench_torch_seq_len",
+            help="Token positions of the generated text inputs (token ids from the tokenizer, with an attention mask)."))
+    if p4.checkbox(TORCH_LABELS["allow_pickle"], False, key="newbench_torch_pickle",
+                   help="Allow pickle-based weights (pytorch_model.bin): loading a pickle can run code. Recorded "
+                        "on the run."):
+        torch_options["allow_pickle"] = True
+
 st.subheader("Shapes", anchor=False)
 inputs = model.get("inputs") or []
 sym = data.symbolic_dims(inputs)
@@ -200,7 +241,10 @@ st.caption("Inputs: " + "; ".join(f"`{i['name']}` {i.get('dtype', '?')} [{ui.fmt
            if inputs else "The model declares no inputs.")
 dim_values: dict[str, int] = {}
 dim_errors: list[str] = []
-if sym:
+if sym and engine == "torch":
+    st.caption("The batch dim takes each batch size; a text model's sequence dim is the sequence length above "
+               "(PyTorch options).")
+elif sym:
     st.markdown("Values for the symbolic dims. A leading (batch) dim left at **0** takes each batch size.")
     cols = st.columns(min(4, len(sym)))
     for k, d in enumerate(sym):
@@ -293,7 +337,7 @@ spec_data: dict[str, Any] = {
     "calibration_npz": calib_path, "calibration_samples": int(calib_samples), "profile_layers": bool(profile_layers),
     "intra_op_threads": int(threads) or None, "tensorrt": tensorrt_options, "timeout_s": float(timeout_s),
     "inputs_npz": inputs_path, "cuda_graph": bool(cuda_graph), "p99_budget_ms": float(p99_budget_ms) or None, "batch_sweep": bool(batch_sweep),
-    "max_batch": int(max_batch),
+    "max_batch": int(max_batch), **({"torch": torch_options} if engine == "torch" else {}),
 }
 
 if st.button("Start benchmark", type="primary", key="newbench_submit", icon=":material/play_arrow:"):
@@ -303,6 +347,8 @@ if st.button("Start benchmark", type="primary", key="newbench_submit", icon=":ma
             raise InputError("invalid spec: " + "; ".join(dim_errors + inputs_errors))
         if trt_blocked:
             raise InputError(f"{LABELS['engine']}: TensorRT is not available on this machine (see the message above)")
+        if engine == "torch":
+            parse_torch_options(torch_options, TORCH_LABELS)  # errors name this form's fields
         spec = validate_spec(BenchSpec, spec_data, LABELS)
         from db.jobs import submit_job
 

@@ -525,7 +525,18 @@ class Engine:
                 hooks.stage("creating the CUDA graph session")
                 so, _ = _session_options(spec, target=target)
                 t0 = time.perf_counter_ns()
-                graph_session = session = _new_session(variant.model_path, so, f"{what} (CUDA graph session)", target)
+                try:
+                    graph_session = session = _new_session(variant.model_path, so, f"{what} (CUDA graph session)",
+                                                           target)
+                except EngineError as exc:
+                    if "graph capture" not in str(exc):
+                        raise
+                    raise EngineError(f"{exc}. --cuda-graph: ONNX Runtime captures a CUDA graph only when every node "
+                                      f"runs on {target.provider}; it keeps shape computations of symbolic dims "
+                                      "(and ops its CUDA provider lacks) on the CPU. Run without --cuda-graph to see "
+                                      "which nodes fall back (the run's warnings list them), or fix the dims and "
+                                      "fold the shape subgraph (e.g. `enginescope export` with the simplifier, "
+                                      "onnxsim or polygraphy installed)") from exc
                 config["cuda_graph_session_create_s"] = (time.perf_counter_ns() - t0) / 1e9
             # without a graph the discovery run also proves the variant runs before timing it
             bound = BoundIO(session, inputs, target, what, outputs_like=like)

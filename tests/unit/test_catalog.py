@@ -141,3 +141,17 @@ def test_profiles_catalog_imports_nothing_of_ours_but_profiles() -> None:
     mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
         {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not {m for m in mods if m.split(".")[0] in ("db", "engine_runner", "dashboard")}
+
+
+def test_formats_per_engine_are_the_engines_own() -> None:
+    """One source: the dashboard's engine choice per model (``engines_for_format``) and the engines' own
+    ``model_formats`` (the torch engine reads the catalogue; the ONNX engines default to ``onnx``)."""
+    from engine_runner.engines.base import model_formats
+    from engine_runner.engines.onnxruntime import Engine as OrtEngine
+    from engine_runner.torch_models import FORMAT_HF, FORMAT_PT2, TORCH_FORMATS
+
+    assert catalog.engines_for_format("onnx") == catalog.engines_for_format(None) == ["onnxruntime", "tensorrt"]
+    assert catalog.engines_for_format(FORMAT_HF) == catalog.engines_for_format(FORMAT_PT2) == ["torch"]
+    assert catalog.engines_for_format("safetensors") == []
+    assert TORCH_FORMATS == (FORMAT_HF, FORMAT_PT2) == catalog.engine_info("torch").formats
+    assert model_formats(OrtEngine()) == catalog.engine_info("onnxruntime").formats

@@ -223,3 +223,35 @@ def test_bound_io_preallocated_outputs_need_no_run(tmp_path: Path) -> None:
     np.testing.assert_allclose(bound.outputs()["Y"], like["Y"], rtol=1e-6)
     with pytest.raises(EngineError, match=r"no shape/dtype for output\(s\) \['Y'\]"):
         ortx.BoundIO(sess, x, ortx.target_for("cpu"), "v", outputs_like={})
+
+
+def test_cuda_graph_session_refused_for_nodes_off_the_provider_says_why(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime refuses graph capture when any node is not on the CUDA provider (BERT's shape subgraph of
+    symbolic dims, seen on the H200): the error keeps ORT's message and adds the cause and the two ways out."""
+    import dataclasses
+
+    spec = BenchSpec(model_id=1, profile_layers=False, **FAST)
+    eng = ortx.Engine(io_binding=True)
+    prepared = eng.prepare(_model(tmp_path), "fp32", {4: {"X": [4, 8]}}, spec, tmp_path)
+    prepared.handle.target = dataclasses.replace(prepared.handle.target, cuda_graph=True)
+    ort_msg = ("[ONNXRuntimeError] : 1 : FAIL : This session cannot use the graph capture feature as requested by "
+               "the user  as all compute graph nodes have not been partitioned to the CUDAExecutionProvider")
+
+    def refuse(*_a: Any, **_k: Any) -> Any:
+        raise EngineError(f"onnxruntime could not load the fp32 variant (CUDA graph session): Fail: {ort_msg}")
+
+    monkeypatch.setattr(ortx, "_new_session", refuse)
+    with pytest.raises(EngineError) as err:
+        eng.measure(prepared, _inputs(4), spec, _hooks(), tmp_path / "w")
+    msg = str(err.value)
+    assert ort_msg in msg and "--cuda-graph" in msg and "every node" in msg and "without --cuda-graph" in msg
+
+    def other(*_a: Any, **_k: Any) -> Any:
+        raise EngineError("onnxruntime could not load the fp32 variant: out of memory")
+
+    monkeypatch.setattr(ortx, "_new_session", other)
+    with pytest.raises(EngineError) as err:
+        eng.measure(prepared, _inputs(4), spec, _hooks(), tmp_path / "w")
+    assert str(err.value) == "onnxruntime could not load the fp32 variant: out of memory"  # passed through as is
+    eng.release(prepared)
