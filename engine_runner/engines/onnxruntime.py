@@ -449,7 +449,10 @@ class Engine:
         ort = _ort()
         if target.provider != CPU_PROVIDER:
             preload_cuda_libraries(ort)
-        check_provider(ort, target.provider)
+        try:
+            check_provider(ort, target.provider)
+        except EngineUnavailableError as exc:  # the flag the user set comes first
+            raise EngineUnavailableError(f"--device {device}: {exc}") from exc
         if cuda_graph and model_path is not None:
             check_cuda_graph_model(model_path)
 
