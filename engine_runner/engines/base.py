@@ -127,10 +127,14 @@ class MeasureHooks:
         """
         def on_progress(phase: str, done: int, target: int, elapsed_ns: int) -> None:
             if phase == "warmup":
-                self.progress(f"warm-up {done}/{target}", 0.1 * weight)
+                self.progress(f"warm-up {done}/{target}" if done <= target else f"warm-up {done} (min {target})",
+                              0.1 * weight)
             else:
                 frac = max(done / max(target, 1), elapsed_ns / max(min_duration_s * 1e9, 1.0))
-                self.progress(f"timing {done}/{target}", weight * (0.1 + 0.9 * min(frac, 1.0)))
+                # past the iteration minimum the loop runs on for min_duration_s: say that, not "3673/100"
+                text = (f"timing {done}/{target}" if done <= target else
+                        f"timing {done} iterations (min {target}), {elapsed_ns / 1e9:.1f}/{min_duration_s:g} s")
+                self.progress(text, weight * (0.1 + 0.9 * min(frac, 1.0)))
 
         return on_progress
 

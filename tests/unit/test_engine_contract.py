@@ -126,3 +126,21 @@ def test_the_torch_engine_runs_native_formats() -> None:
     assert model_formats(torch_engine) == ("hf", "pt2")
     assert model_formats(get_engine_impl("onnxruntime")) == ("onnx",)
     assert not isinstance(get_engine_impl("onnxruntime"), NativeModelEngine)
+
+
+def test_timing_progress_says_when_the_loop_runs_past_its_iteration_minimum() -> None:
+    """Past ``iterations`` the loop runs on until ``min_duration_s``: the message says so ("timing 3673
+    iterations (min 100), 1.5/2 s"), never "3673/100"; the fraction follows the larger bound and stops at 1."""
+    from engine_runner.engines.base import MeasureHooks
+
+    seen: list[tuple[str, float]] = []
+    hooks = MeasureHooks(check_cancelled=lambda: None, progress=lambda m, f: seen.append((m, f)), stage=lambda m: None)
+    cb = hooks.timing_progress(min_duration_s=2.0, weight=1.0)
+    cb("warmup", 5, 10, 0)
+    cb("timing", 50, 100, 100_000_000)
+    cb("timing", 3673, 100, 1_500_000_000)
+    cb("timing", 9000, 100, 2_500_000_000)
+    assert [m for m, _ in seen] == ["warm-up 5/10", "timing 50/100", "timing 3673 iterations (min 100), 1.5/2 s",
+                                    "timing 9000 iterations (min 100), 2.5/2 s"]
+    fracs = [f for _, f in seen]
+    assert fracs[0] == 0.1 and fracs[1] == 0.1 + 0.9 * 0.5 and fracs[3] == 1.0 and fracs == sorted(fracs)
