@@ -110,6 +110,11 @@ def register(app: typer.Typer) -> None:
         if j is None:
             raise InputError(f"job {job_id} does not exist")
         if not j.log_path:
+            # an inline CLI job (bench/serve-bench, owned by "cli@host:pid") logs to its command's stderr
+            if (j.worker_id or "").startswith("cli@"):
+                typer.echo(f"job {job_id} ({j.status}) ran in-process from the CLI: its log went to that command's "
+                           f"stderr (no log file); its events and error: enginescope jobs show {job_id}", err=True)
+                return
             typer.echo(f"job {job_id} ({j.status}) has no log yet", err=True)
             if not follow:
                 return

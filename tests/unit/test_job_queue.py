@@ -235,3 +235,6 @@ def test_jobs_cli_submit_list_show_cancel_logs(es_env: str) -> None:
     assert res.exit_code == 0 and "cancel_requested: True" in res.output and "claimed by worker@test:1" in res.output
     res = r.invoke(app, ["jobs", "show", "999"])
     assert res.exit_code != 0 and "job 999 does not exist" in str(res.exception)
+    inline = q.start_inline_job("clock_check", {"duration_s": 1}, device="cpu:inline")
+    res = r.invoke(app, ["jobs", "logs", str(inline)])  # a bench/serve-bench job run in the CLI's own process
+    assert res.exit_code == 0 and "ran in-process from the CLI" in res.output and f"jobs show {inline}" in res.output
