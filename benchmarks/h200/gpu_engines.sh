@@ -20,6 +20,16 @@ source benchmarks/h200/ort_env.sh || { echo "environment not ready (see above)";
 rm -rf "$ENGINESCOPE_HOME"; mkdir -p "$ENGINESCOPE_HOME"
 T0=$(date +%s)
 step() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
+# "--job N --job M" for ort_bare.py from bench JSON files (a file that is missing or has no job_id is skipped)
+job_args() { python3 -c "
+import json, sys
+ids = []
+for f in sys.argv[1:]:
+    try:
+        ids.append(json.load(open(f))['job_id'])
+    except (OSError, ValueError, KeyError):
+        pass
+print(' '.join(f'--job {i}' for i in ids))" "$@"; }
 
 step "preflight"
 python3 - <<'PY' | tee "$OUT/preflight.json" || exit 3
@@ -65,13 +75,7 @@ timeout 180 "${ES[@]}" bench "$MODEL" --engine onnxruntime --device cuda:0 --pre
   --json > "$OUT/bench_ort_cuda_graph.json" 2> "$OUT/bench_ort_cuda_graph.log"; echo "exit $?"
 
 step "bare onnxruntime loop on the same files and cases"
-JOBS=$(python3 -c "
-import json,sys
-ids=[]
-for f in sys.argv[1:]:
-    try: ids.append(json.load(open(f))['job_id'])
-    except Exception: pass
-print(' '.join(f'--job {i}' for i in ids))" "$OUT/bench_ort_cuda.json" "$OUT/bench_ort_cuda_graph.json")
+JOBS=$(job_args "$OUT/bench_ort_cuda.json" "$OUT/bench_ort_cuda_graph.json")
 [[ -n "$JOBS" ]] && timeout 150 python3 benchmarks/h200/ort_bare.py $JOBS --out "$OUT/ort_bare.json" 2>&1 | tee "$OUT/ort_bare.log"
 
 step "harness overhead, fp16 at batch 1 and 8 (EngineScope job vs bare run_with_iobinding loop, alternating in one process)"
@@ -113,13 +117,7 @@ if timeout 120 python3 benchmarks/h200/make_bert.py /tmp/bert > "$OUT/bert_meta.
   timeout 200 "${ES[@]}" bench /tmp/bert/hf_bert_base --engine torch --device cuda:0 --precision fp16 --precision bf16 --seq-len 128 \
     "${BT[@]}" --json > "$OUT/bench_bert_torch.json" 2> "$OUT/bench_bert_torch.log"; echo "exit $?"
   step "bare loops for BERT: onnxruntime (same variant files) and torch (same folder)"
-  JOBS=$(python3 -c "
-import json,sys
-ids=[]
-for f in sys.argv[1:]:
-    try: ids.append(json.load(open(f))['job_id'])
-    except Exception: pass
-print(' '.join(f'--job {i}' for i in ids))" "$OUT/bench_bert_ort.json" "$OUT/bench_bert_ort_graph.json")
+  JOBS=$(job_args "$OUT/bench_bert_ort.json" "$OUT/bench_bert_ort_graph.json")
   [[ -n "$JOBS" ]] && timeout 120 python3 benchmarks/h200/ort_bare.py $JOBS --out "$OUT/ort_bare_bert.json" 2>&1 | tail -8
   timeout 120 python3 benchmarks/h200/torch_bare.py --folder /tmp/bert/hf_bert_base --precision fp16 --precision bf16 \
     --batch 1 --batch 8 --batch 64 --seq-len 128 --iterations 200 --warmup 30 --out "$OUT/torch_bare_bert.json" 2>&1 | tail -8
