@@ -60,7 +60,9 @@ def point_rows(url: str | None, run_ids: Sequence[int]) -> list[dict[str, Any]]:
     """Load points of ``run_ids`` in run, idx order: ``run_id, idx, mode, level`` (float; ``inf`` for an
     infinite rate), ``level_label``, ``completed, failed, duration_s``, throughputs, ``goodput_per_s``,
     ``ttft_p50_ms``/``ttft_p99_ms``, ``tpot_p50_ms``/``tpot_p99_ms``, ``itl_p50_ms``/``itl_p99_ms``,
-    ``e2e_p50_ms``/``e2e_p99_ms``, ``max_running``, ``max_kv_usage``."""
+    ``e2e_p50_ms``/``e2e_p99_ms``, ``max_running``, ``max_kv_usage``, ``client_starved`` (the load
+    generator's own health check said its latencies include client delay, ``engine_runner.loadgen.health``)
+    and ``client_starved_why``."""
     if not run_ids:
         return []
     with session_scope(url) as s:
@@ -79,7 +81,9 @@ def point_rows(url: str | None, run_ids: Sequence[int]) -> list[dict[str, Any]]:
                    "total_token_throughput_per_s": rep.get("total_token_throughput_per_s"),
                    "goodput_per_s": rep.get("goodput_per_s"),
                    "max_running": srv.get("max_num_requests_running"), "max_kv_usage": srv.get("max_kv_cache_usage"),
-                   "failures_by_reason": rep.get("failures_by_reason") or {}}
+                   "failures_by_reason": rep.get("failures_by_reason") or {},
+                   "client_starved": bool((rep.get("client_health") or {}).get("starved")),
+                   "client_starved_why": (rep.get("client_health") or {}).get("why")}
             for m in ("ttft", "tpot", "itl", "e2e"):
                 for q in ("p50", "p99"):
                     row[f"{m}_{q}_ms"] = _pct(rep, f"{m}_ms", q)

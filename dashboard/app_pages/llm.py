@@ -259,6 +259,12 @@ for r in runs:
         st.error(f"{r['label']} failed: {(r['error'] or '').splitlines()[0][:800]}")
     if r["run_id"] in chosen and r.get("device_dirty"):
         st.warning(f"{r['label']}: GPU memory did not return to its level before launch (device dirty).")
+for p in rows:  # the load generator's own health check: its latencies then include client delay
+    if p["client_starved"]:
+        st.warning(f"{labels.get(p['run_id'], p['run_id'])}, {p['mode']} {p['level_label']}: the load generator "
+                   f"was starved, so these latencies include client delay (TPOT/ITL can read 0 when responses "
+                   f"arrive in one read): {p['client_starved_why'] or 'no reason recorded'}. Free the CPUs or use "
+                   "more client processes (--client-processes) and re-run.")
 
 pareto_metric = st.selectbox("Pareto chart latency", ["e2e", "ttft", "tpot"], key="llm_pareto_metric",
                              format_func=lambda k: llm_charts.LATENCY_METRICS[k] + " p99")

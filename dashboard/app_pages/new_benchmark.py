@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from db.config import home
 from profiles import catalog
 from profiles.errors import EngineScopeError, InputError
 from profiles.specs import BenchSpec, validate_spec
-from profiles.torch_spec import parse_torch_options
+from profiles.torch_spec import DEFAULT_SEQ_LEN, parse_torch_options
 
 #: ``BenchSpec`` field -> this form's label (the widgets use these labels; errors name them).
 LABELS: dict[str, str] = {
@@ -49,6 +50,18 @@ TORCH_LABELS: dict[str, str] = {
 }
 #: Display names of the device kinds of ``profiles.catalog.DEVICE_KINDS``.
 DEVICE_KIND_LABELS: dict[str, str] = {"cpu": "CPU", "cuda": "CUDA GPU"}
+
+
+def form_words(message: str) -> str:
+    """A planning message with the CLI flags it names (``--seq-len 128: ...``) replaced by this form's labels
+    (``'Sequence length (token positions)' 128: ...``); other text unchanged."""
+    from profiles.specs import BENCH_SPEC_FLAGS
+    from profiles.torch_spec import TORCH_FLAGS
+
+    names = {flag: LABELS[f] for f, flag in BENCH_SPEC_FLAGS.items() if f in LABELS and flag.startswith("--")}
+    names.update({flag: TORCH_LABELS[f] for f, flag in TORCH_FLAGS.items()})
+    return re.sub(r"--[a-z][a-z0-9-]*", lambda m: f"'{names[m.group(0)]}'" if m.group(0) in names else m.group(0),
+                  message)
 
 
 def device_choices(engine: str) -> list[str]:
@@ -226,9 +239,12 @@ if engine == "torch":
                                      help="weights: model.to(dtype); autocast: fp32 weights under torch.autocast. "
                                           "The run records which.")
     if any(i.get("dtype", "").startswith("int") for i in (model.get("inputs") or [])):
+        positions = ((model.get("preflight") or {}).get("torch") or {}).get("max_positions")
         torch_options["seq_len"] = int(p3.number_input(
-            TORCH_LABELS["seq_len"], 1, 1_000_000, 128, key="newbench_torch_seq_len",
-            help="Token positions of the generated text inputs (token ids from the tokenizer, with an attention mask)."))
+            TORCH_LABELS["seq_len"], 1, 1_000_000, min(DEFAULT_SEQ_LEN, int(positions or DEFAULT_SEQ_LEN)),
+            key="newbench_torch_seq_len",
+            help="Token positions of the generated text inputs (token ids from the tokenizer, with an attention mask)"
+                 + (f"; the model has {positions} positions" if positions else "") + "."))
     if p4.checkbox(TORCH_LABELS["allow_pickle"], False, key="newbench_torch_pickle",
                    help="Allow pickle-based weights (pytorch_model.bin): loading a pickle can run code. Recorded "
                         "on the run."):
@@ -350,6 +366,12 @@ if st.button("Start benchmark", type="primary", key="newbench_submit", icon=":ma
         if engine == "torch":
             parse_torch_options(torch_options, TORCH_LABELS)  # errors name this form's fields
         spec = validate_spec(BenchSpec, spec_data, LABELS)
+        from engine_runner.jobs.model_bench import plan
+
+        try:  # the same planning function as `enginescope bench` (the worker's machine checks its own device)
+            plan(spec, url, devices_here=False)
+        except EngineScopeError as exc:
+            raise type(exc)(form_words(str(exc))) from None
         from db.jobs import submit_job
 
         job_id = submit_job("model_bench", spec.model_dump(), device=spec.device, model_id=int(model_id),

@@ -230,7 +230,8 @@ class Engine:
     def model_inputs(self, model_path: Path, model_format: str, spec: BenchSpec,
                      npz: dict[str, np.ndarray] | None) -> ModelInputs:
         """Inputs of the model (rules in ``engine_runner.torch_models``); ``default_dims`` carries
-        ``sequence`` = ``--seq-len`` (default 128) for text models and the example sizes of a ``.pt2``.
+        ``sequence`` = ``--seq-len`` (default 128, capped at the model's positions when it has fewer; the cap is
+        noted in the config as ``seq_len_note``) for text models and the example sizes of a ``.pt2``.
 
         Raises:
             InputError: bad torch options (``--seq-len``...); pickles without ``--allow-pickle``; ``--inputs``
@@ -264,7 +265,14 @@ class Engine:
         specs = hf_input_specs(hf, kind)
         defaults = {}
         if kind in ("encoder", "decoder"):
-            defaults["sequence"] = opts.seq_len or DEFAULT_SEQ_LEN
+            limit = max_positions(hf)
+            if opts.seq_len is None and limit is not None and limit < DEFAULT_SEQ_LEN:
+                # the default never asks for more positions than the model has (an explicit --seq-len is checked)
+                defaults["sequence"] = limit
+                cfg["seq_len_note"] = (f"sequence length {limit}: the default {DEFAULT_SEQ_LEN} capped at the "
+                                       f"model's {limit} positions (max_position_embeddings / n_positions)")
+            else:
+                defaults["sequence"] = opts.seq_len or DEFAULT_SEQ_LEN
         elif kind == "vision" and any("height" in s.shape for s in specs):
             defaults.update({"height": 224, "width": 224})
         return ModelInputs(specs, defaults, cfg)
@@ -274,8 +282,8 @@ class Engine:
         """Validate precisions, device, options and shapes before the job is created.
 
         Raises:
-            InputError: ``--precision`` not a torch precision or tf32 on CPU; ``--device`` without CUDA or an
-                index PyTorch does not see; ``--cuda-graph`` on CPU; unknown ``--compile-backend``;
+            InputError: ``--precision`` not a torch precision or tf32 on CPU (the device itself is
+                :meth:`check_device`'s); ``--cuda-graph`` on CPU; unknown ``--compile-backend``;
                 ``--seq-len`` beyond the model's positions or disagreeing with ``--dim sequence``/``--inputs``;
                 a ``.pt2`` dim outside its exported range.
         """
@@ -285,15 +293,7 @@ class Engine:
         for p in spec.precisions:
             if p not in PRECISIONS:
                 raise InputError(f"--precision {p}: not a torch precision (choose {', '.join(PRECISIONS)})")
-        if device.startswith("cuda"):
-            if not torch.cuda.is_available():
-                raise InputError(f"--device {device}: PyTorch sees no CUDA device (torch {torch.__version__}, "
-                                 f"torch.cuda.is_available() is False); use --device cpu")
-            index = int(device.split(":")[1])
-            if index >= torch.cuda.device_count():
-                raise InputError(f"--device {device}: PyTorch sees {torch.cuda.device_count()} CUDA device(s) "
-                                 f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
-        else:
+        if not device.startswith("cuda"):
             if "tf32" in spec.precisions:
                 raise InputError("--precision tf32: TF32 is a CUDA tensor-core math mode; on a CPU it would be plain "
                                  "fp32 (use --device cuda:N, or fp32)")
@@ -309,6 +309,24 @@ class Engine:
         else:
             self._check_pt2_shapes(Path(model_path), opts, shapes_by_batch)
         return {"torch_options": opts.model_dump(), "mode": opts.mode_label()}
+
+    def check_device(self, device: str, cuda_graph: bool = False, model_path: Path | None = None) -> None:
+        """Refuse, before any job runs, a CUDA device this machine's PyTorch does not see (the
+        ``model_bench.plan`` hook; skipped when the job is queued for another machine's worker).
+
+        Raises:
+            InputError: ``--device cuda:N`` without CUDA, or N beyond ``torch.cuda.device_count()``.
+        """
+        if not device.startswith("cuda"):
+            return
+        torch = _torch()
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: PyTorch sees no CUDA device (torch {torch.__version__}, "
+                             f"torch.cuda.is_available() is False); use --device cpu")
+        index = int(device.split(":")[1])
+        if index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: PyTorch sees {torch.cuda.device_count()} CUDA device(s) "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
 
     def _check_hf_shapes(self, folder: Path, opts: TorchOptions, shapes_by_batch: dict[int, dict[str, list[int]]]) -> None:
         cfg = read_hf_config(folder)

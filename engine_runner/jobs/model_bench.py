@@ -166,8 +166,12 @@ def _npz_calibration(path: str, specs: list[InputSpec]) -> Calibration:
 
 
 def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
-         engine: BenchEngine | None = None) -> BenchPlan:
+         engine: BenchEngine | None = None, *, devices_here: bool = True) -> BenchPlan:
     """Validate everything a ``model_bench`` job needs, without running an engine.
+
+    ``devices_here=False`` (the dashboard queueing for a worker, which may be another machine) skips the
+    engine's ``check_device`` hook (is this machine's provider / CUDA device there); everything about the
+    spec and the model is still checked. The CLI and the job itself plan with the default ``True``.
 
     Raises:
         InputError: invalid spec field, unknown model id, model file missing or not ONNX, bad
@@ -197,7 +201,7 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
         if not isinstance(eng, NativeModelEngine):
             raise InputError(f"--engine {spec.engine}: it lists {mformat!r} in model_formats but does not implement "
                              "NativeModelEngine")
-        return _plan_native(spec, eng, path, mformat, mhash, mname)
+        return _plan_native(spec, eng, path, mformat, mhash, mname, devices_here)
     if not path.is_file():
         raise ModelError(f"model id {spec.model_id} ({mname}): its file {path} is missing")
     specs = read_input_specs(path)
@@ -210,9 +214,7 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
     inputs = load_inputs_npz(spec.inputs_npz, specs, shapes_by_batch, data=inputs_data) \
         if spec.inputs_npz and inputs_data is not None else None
     wanted = {p: eng.onnx_variant_for(p) for p in spec.precisions}
-    check_device = getattr(eng, "check_device", None)
-    if check_device is not None:  # optional engine hook: refuse a device it cannot use before any job runs
-        check_device(spec.device, cuda_graph=spec.cuda_graph, model_path=path)
+    _check_device(eng, spec, path, devices_here)
     calibration = None
     if "int8-qdq" in wanted.values():
         calibration = _npz_calibration(spec.calibration_npz, specs) if spec.calibration_npz \
@@ -244,7 +246,16 @@ def _planned_batches(spec: BenchSpec, specs: list[InputSpec]) -> list[int]:
     return sweep_batches(spec.batch_sizes[0], spec.max_batch)
 
 
-def _plan_native(spec: BenchSpec, eng: NativeModelEngine, path: Path, fmt: str, mhash: str, mname: str) -> BenchPlan:
+def _check_device(eng: Any, spec: BenchSpec, path: Path, devices_here: bool) -> None:
+    """The engine's optional ``check_device(device, cuda_graph=, model_path=)`` hook: refuse a device this
+    machine cannot use before any job runs (skipped with ``devices_here=False``, see :func:`plan`)."""
+    hook = getattr(eng, "check_device", None)
+    if devices_here and hook is not None:
+        hook(spec.device, cuda_graph=spec.cuda_graph, model_path=path)
+
+
+def _plan_native(spec: BenchSpec, eng: NativeModelEngine, path: Path, fmt: str, mhash: str, mname: str,
+                 devices_here: bool = True) -> BenchPlan:
     """:func:`plan` for a model the engine runs in its own format (a Hugging Face folder, a ``.pt2``).
 
     Symbolic dims are set, in this order, by ``--dim``/``--shape``, by the ``--inputs`` file
@@ -277,6 +288,7 @@ def _plan_native(spec: BenchSpec, eng: NativeModelEngine, path: Path, fmt: str, 
     inputs = load_inputs_npz(spec.inputs_npz, specs, shapes_by_batch, data=inputs_data) \
         if spec.inputs_npz and inputs_data is not None else None
     native_config = {**mi.config, **eng.check_run(path, fmt, spec, shapes_by_batch)}
+    _check_device(eng, spec, path, devices_here)
     precisions: list[str] = sorted(spec.precisions, key=lambda p: p != "fp32")
     native = NativeSource(eng, path, fmt, specs, shapes_by_batch, spec)
     if inputs is None:

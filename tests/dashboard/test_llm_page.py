@@ -229,3 +229,23 @@ def test_results_appear_when_the_job_finishes_without_a_reload(es_env: str, tmp_
     at = rerun_fragments(at)
 
     assert not at.exception and not at.get("plotly_chart")
+
+
+def test_page_warns_for_a_level_whose_client_was_starved(llm_seeded: tuple[str, int]) -> None:
+    """A level whose stored client health says "starved" (engine_runner.loadgen.health; here written into the
+    stored report of the real sweep's concurrency-4 level, as a starved level records it) gets a warning that
+    its latencies include client delay; the other level gets none."""
+    from sqlalchemy import select
+
+    from db.models import LoadPoint
+    from db.session import session_scope
+
+    url, _ = llm_seeded
+    with session_scope(url) as s:
+        p4 = s.execute(select(LoadPoint).where(LoadPoint.level == 4)).scalar_one()
+        p4.report = {**p4.report, "client_health": {**(p4.report.get("client_health") or {}), "starved": True,
+                                                    "why": "event-loop lag p99 48.0 ms > 5 ms"}}
+    at = page("llm").run()
+    assert not at.exception
+    starved = [w.value for w in at.warning if "load generator was starved" in w.value]
+    assert len(starved) == 1 and "concurrency 4" in starved[0] and "lag p99 48.0 ms" in starved[0], starved

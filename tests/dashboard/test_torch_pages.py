@@ -78,7 +78,13 @@ def test_new_benchmark_offers_pytorch_for_a_hf_model_and_names_its_fields(es_env
     at.run()
     assert not at.exception, at.exception
     assert list(at.radio(key="newbench_engine_hf").options) == ["PyTorch"]  # ONNX engines do not run a folder
-    assert at.number_input(key="newbench_torch_seq_len").value == 128
+    assert at.number_input(key="newbench_torch_seq_len").value == 64  # 128 capped at the model's 64 positions
+    # the same planning as `enginescope bench` runs before queueing; its message names this form's field
+    at.number_input(key="newbench_torch_seq_len").set_value(100).run()
+    at.button(key="newbench_submit").click().run()
+    assert not at.exception
+    assert any("'Sequence length (token positions)' 100" in e.value and "64 positions" in e.value
+               and "--seq-len" not in e.value for e in at.error), [e.value for e in at.error]
     at.checkbox(key="newbench_torch_compile").check().run()
     at.text_input(key="newbench_torch_backend").input("bad backend!").run()
     at.button(key="newbench_submit").click().run()

@@ -173,7 +173,11 @@ def test_generated_inputs_follow_config_and_tokenizer(models: dict[str, Path]) -
     eng = Engine()
     spec = BenchSpec(model_id=1, engine="torch")
     mi = eng.model_inputs(models["gpt2"], "hf", spec, None)
-    assert mi.default_dims == {"sequence": 128}
+    # the default 128 is capped at the model's 64 positions (n_positions), and the cap is said
+    assert mi.default_dims == {"sequence": 64} and "capped at the model's 64 positions" in mi.config["seq_len_note"]
+    assert eng.model_inputs(models["llama"], "hf", spec, None).default_dims == {"sequence": 128}  # 128 fits there
+    with_len = BenchSpec(model_id=1, engine="torch", torch={"seq_len": 32})
+    assert eng.model_inputs(models["gpt2"], "hf", with_len, None).default_dims == {"sequence": 32}
     feeds, desc = eng.generate_inputs(models["gpt2"], "hf", mi.specs, {"input_ids": [3, 50], "attention_mask": [3, 50]}, 7)
     assert desc["source"] == "random ids" and feeds["input_ids"].shape == (3, 50)
     assert feeds["input_ids"].dtype == np.int64 and 0 <= feeds["input_ids"].min() and feeds["input_ids"].max() < 100

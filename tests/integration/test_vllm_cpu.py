@@ -111,12 +111,19 @@ def test_sweep_completes(sweep: dict[str, Any]) -> None:
         for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
             for q in ("mean", "p50", "p90", "p99"):
                 assert math.isfinite(p[m][q]) and p[m][q] >= 0, (m, q)
-            assert p[m]["mean"] > 0 and p[m]["p99"] > 0, m
+            if m in ("ttft_ms", "e2e_ms"):  # TPOT/ITL can be all 0 when every response arrives in one read
+                assert p[m]["mean"] > 0 and p[m]["p99"] > 0, m
         # TTFT and E2E are positive per request. TPOT and ITL samples can be 0 when a request's remaining
-        # SSE events arrive in one read (one arrival time): possible on this loaded 2-core machine.
+        # SSE events arrive in one read (one arrival time): on a loaded 2-core machine a starved server or
+        # client writes or reads many events at once (seen in a fresh-clone run beside another vLLM server:
+        # e2e p50 == TTFT p50 at concurrency 4). So only what holds at any load is asserted: e2e >= TTFT per
+        # request, hence for every order statistic and the mean (per request: end >= first token > send, in
+        # test_token_counts_equal_server_usage_and_counters); the timing itself is checked
+        # against vLLM's own client under the same load in test_vllm_agreement.py.
         for m in ("ttft_ms", "e2e_ms"):
             assert p[m]["p50"] > 0, m
-        assert p["e2e_ms"]["p50"] > p["ttft_ms"]["p50"]
+        for q in ("mean", "p50", "p90", "p99"):
+            assert p["e2e_ms"][q] >= p["ttft_ms"][q], q
 
 
 def test_token_counts_equal_server_usage_and_counters(sweep: dict[str, Any]) -> None:
