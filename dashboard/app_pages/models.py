@@ -20,6 +20,8 @@ from profiles.errors import EngineScopeError
 
 url = ui.db_url()
 st.title("Models")
+#: ``Model.format`` -> what the page calls it
+FORMAT_LABELS = {"onnx": "ONNX", "hf": "Hugging Face folder (PyTorch)", "pt2": "torch.export .pt2 (PyTorch)"}
 
 
 def _added(model: Any) -> tuple[str, str]:
@@ -170,7 +172,8 @@ if not models:
 
 st.subheader("Registered models", anchor=False)
 st.dataframe(pd.DataFrame([{
-    "id": m["id"], "name": m["original_name"], "size": ui.fmt_bytes(m["size_bytes"]), "opset": m["opset"],
+    "id": m["id"], "name": m["original_name"], "format": FORMAT_LABELS.get(m.get("format") or "onnx", m.get("format")),
+    "size": ui.fmt_bytes(m["size_bytes"]), "opset": m["opset"],
     "IR": m["ir_version"], "producer": m["producer"], "params": m["param_count"], "added": m["created_at"],
 } for m in models]), hide_index=True, key="models_table")
 
@@ -183,11 +186,18 @@ m = next(x for x in models if int(x["id"]) == selected)
 
 st.header(f"{m['original_name']}", anchor=False)
 c = st.columns(5)
-c[0].metric("Opset", m["opset"] if m["opset"] is not None else "?")
-c[1].metric("IR version", m["ir_version"] if m["ir_version"] is not None else "?")
+fmt = m.get("format") or "onnx"
+if fmt == "onnx":
+    c[0].metric("Opset", m["opset"] if m["opset"] is not None else "?")
+    c[1].metric("IR version", m["ir_version"] if m["ir_version"] is not None else "?")
+    c[4].metric("Operators", sum(int(v) for v in (m["op_histogram"] or {}).values()))
+else:  # a PyTorch model registered by reference: what its config says, not ONNX fields
+    facts = ((m.get("preflight") or {}).get("torch") or {})
+    c[0].metric("Format", FORMAT_LABELS.get(fmt, fmt))
+    c[1].metric("Architecture", facts.get("architecture") or "?")
+    c[4].metric("Model type / kind", f"{facts.get('model_type') or '?'} / {facts.get('kind') or '?'}")
 c[2].metric("Size", ui.fmt_bytes(m["size_bytes"]))
 c[3].metric("Parameters", f"{m['param_count']:,}" if m["param_count"] is not None else "?")
-c[4].metric("Operators", sum(int(v) for v in (m["op_histogram"] or {}).values()))
 st.caption(f"Producer: {m['producer'] or '?'} - stored at `{m['path']}` - sha256 `{m['content_hash'][:16]}...`")
 
 export = (m.get("meta") or {}).get("export")

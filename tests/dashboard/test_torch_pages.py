@@ -59,6 +59,12 @@ def test_models_page_registers_a_hugging_face_folder(es_env: str, tmp_path: Path
     with session_scope(es_env) as s:
         row = s.execute(select(Model)).scalar_one()
         assert row.format == "hf" and [i["name"] for i in row.inputs][:2] == ["input_ids", "attention_mask"]
+    # the inspection shows what the folder's config says, not ONNX fields
+    metrics = {x.label: x.value for x in at.metric}
+    assert metrics["Format"] == "Hugging Face folder (PyTorch)" and metrics["Architecture"] == "BertModel"
+    assert "Opset" not in metrics and "IR version" not in metrics
+    table = next(d.value for d in at.dataframe if "format" in d.value.columns)
+    assert list(table["format"]) == ["Hugging Face folder (PyTorch)"]
     empty = tmp_path / "no_config"
     empty.mkdir()
     at.text_input(key="models_server_path").input(str(empty)).run()
