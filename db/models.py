@@ -16,6 +16,9 @@ Tables:
 - ``artifacts``: files produced (ONNX precision variants, engines, logs, profiler traces).
 - ``load_points``, ``llm_requests``, ``server_metric_samples``: LLM serving sweeps.
 - ``telemetry_samples``: GPU/CPU telemetry time series.
+- ``gpu_activities``, ``cuda_api_calls``, ``trace_ranges``: kernel timelines of profiled runs (nsys, torch.profiler,
+  ONNX Runtime + Kineto).
+- ``kernel_metrics``: Nsight Compute metrics of a run's kernels.
 """
 
 from __future__ import annotations
@@ -375,3 +378,85 @@ class TelemetrySample(Base):
     throttle_reasons: Mapped[int | None] = mapped_column(BigInteger)
     energy_mj: Mapped[int | None] = mapped_column(BigInteger)
     processes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+
+
+class GpuActivityRow(Base):
+    """One kernel / memcpy / memset of a kernel timeline (``profiles.kernels.GpuActivity``: field meanings).
+
+    Times are integer ns relative to the capture's origin (``runs.config["kernel_trace"]["origin_ns"]``).
+    A run holding these rows is a profiled run (``runs.config["profiler"]``), never an unprofiled measurement."""
+
+    __tablename__ = "gpu_activities"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(32))
+    start_ns: Mapped[int] = mapped_column(BigInteger)
+    duration_ns: Mapped[int] = mapped_column(BigInteger)
+    device: Mapped[int | None] = mapped_column(Integer)
+    stream: Mapped[int | None] = mapped_column(BigInteger)
+    correlation_id: Mapped[int | None] = mapped_column(BigInteger)
+    launch_ns: Mapped[int | None] = mapped_column(BigInteger)
+    grid: Mapped[list[Any] | None] = mapped_column(JSON)
+    block: Mapped[list[Any] | None] = mapped_column(JSON)
+    registers_per_thread: Mapped[int | None] = mapped_column(Integer)
+    shared_mem_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    copy_kind: Mapped[str | None] = mapped_column(String(16))
+    op: Mapped[str | None] = mapped_column(Text)
+    iteration: Mapped[int | None] = mapped_column(Integer)
+
+
+class CudaApiCallRow(Base):
+    """One CUDA runtime/driver API call of a capture (``profiles.kernels.ApiCall``); ns relative to the origin."""
+
+    __tablename__ = "cuda_api_calls"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(256))
+    start_ns: Mapped[int] = mapped_column(BigInteger)
+    duration_ns: Mapped[int] = mapped_column(BigInteger)
+    thread_id: Mapped[int | None] = mapped_column(BigInteger)
+    correlation_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class TraceRangeRow(Base):
+    """One NVTX range / ``record_function`` annotation of a capture (``profiles.kernels.Range``)."""
+
+    __tablename__ = "trace_ranges"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    start_ns: Mapped[int] = mapped_column(BigInteger)
+    end_ns: Mapped[int] = mapped_column(BigInteger)
+    thread_id: Mapped[int | None] = mapped_column(BigInteger)
+    domain: Mapped[str | None] = mapped_column(String(256))
+
+
+class KernelMetricRow(Base):
+    """Nsight Compute metrics of one profiled kernel launch (``profiles.ncu.NcuKernel``: names and units).
+
+    Percentages are of the device's peak as ncu defines them; ``flop`` and ``dram_bytes`` are counts for the one
+    launch; ``arithmetic_intensity`` is flop / DRAM byte; ``metrics`` keeps every raw value ncu printed."""
+
+    __tablename__ = "kernel_metrics"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(Text)
+    short_name: Mapped[str] = mapped_column(String(512))
+    category: Mapped[str] = mapped_column(String(32))
+    duration_ns: Mapped[int | None] = mapped_column(BigInteger)
+    achieved_occupancy_pct: Mapped[float | None] = mapped_column(Float)
+    sm_throughput_pct: Mapped[float | None] = mapped_column(Float)
+    dram_throughput_pct: Mapped[float | None] = mapped_column(Float)
+    flop: Mapped[float | None] = mapped_column(Float)
+    dram_bytes: Mapped[float | None] = mapped_column(Float)
+    arithmetic_intensity: Mapped[float | None] = mapped_column(Float)
+    flop_per_s: Mapped[float | None] = mapped_column(Float)
+    grid: Mapped[list[Any] | None] = mapped_column(JSON)
+    block: Mapped[list[Any] | None] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
