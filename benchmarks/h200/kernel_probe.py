@@ -211,8 +211,29 @@ def main() -> None:
     print("\n".join(tools)[:6000])
 
 
+def nsys_child() -> None:
+    """3 warm-up and 3 measured fp16 iterations, the measured ones inside cudaProfilerStart/Stop and NVTX ranges
+    (what ``nsys --capture-range=cudaProfilerApi`` records)."""
+    import torch
+    m = net().cuda().half()
+    x = torch.randn(8, 3, 64, 64, device="cuda", dtype=torch.half)
+    with torch.no_grad():
+        for _ in range(3):
+            m(x)
+        torch.cuda.synchronize()
+        torch.cuda.profiler.start()
+        for i in range(3):
+            torch.cuda.nvtx.range_push(f"iteration {i}")
+            m(x)
+            torch.cuda.synchronize()
+            torch.cuda.nvtx.range_pop()
+        torch.cuda.profiler.stop()
+
+
 if __name__ == "__main__":
-    if "--ncu-child" in sys.argv:
+    if "--nsys-child" in sys.argv:
+        nsys_child()
+    elif "--ncu-child" in sys.argv:
         ncu_child()
     else:
         main()
