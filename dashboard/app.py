@@ -27,6 +27,7 @@ _PAGES = {
     "jobs": st.Page(PAGES_DIR / "jobs.py", title="Jobs", icon=":material/list:"),
     "compare": st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/bar_chart:"),
     "layers": st.Page(PAGES_DIR / "layers.py", title="Layers", icon=":material/layers:"),
+    "kernels": st.Page(PAGES_DIR / "kernels.py", title="Kernels", icon=":material/memory:"),
 }
 ui.register_pages(_PAGES)
 ui.render_environment()
@@ -39,6 +40,7 @@ nav = st.navigation(
             _PAGES["jobs"],
             _PAGES["compare"],
             _PAGES["layers"],
+            _PAGES["kernels"],
             st.Page(PAGES_DIR / "tensorrt_import.py", title="Import trtexec", icon=":material/upload:"),
         ],
         "LLM serving": [

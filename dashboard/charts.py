@@ -249,3 +249,148 @@ def batch_sweep_figure(series: Sequence[Mapping[str, Any]]) -> go.Figure:
                       xaxis=dict(title=dict(text="batch size"), type="log", dtick=np.log10(2)),
                       yaxis=dict(title=dict(text="throughput (items/s)"), rangemode="tozero"))
     return fig
+
+
+# -------------------------------------------------------------------------------------------- kernels
+
+#: Colour of each kernel category (``profiles.kernels.CATEGORIES``) in the Kernels page's charts.
+CATEGORY_COLORS = {"gemm/conv": "#1f77b4", "attention": "#9467bd", "elementwise/reduction": "#2ca02c",
+                   "memcpy": "#ff7f0e", "memset": "#8c564b", "other": "#7f7f7f"}
+NVTX_COLOR = "#bcbd22"
+
+
+def kernel_category_figure(series: Sequence[Mapping[str, Any]], yaxis_title: str = "GPU time (ms)") -> go.Figure:
+    """GPU time by kernel category, categories in ``profiles.kernels.CATEGORIES`` order, one bar trace per run.
+
+    Args:
+        series: dicts with ``label`` (run label) and ``by_category_ms`` (``{category: ms}``; missing categories are 0).
+        yaxis_title: what the times are (per capture, per iteration...).
+    """
+    from profiles.kernels import CATEGORIES
+
+    title = "GPU time by kernel category"
+    series = [s for s in series if s.get("by_category_ms")]
+    if not series:
+        return _empty(title, "no GPU activities")
+    fig = go.Figure()
+    one = len(series) == 1
+    for k, s in enumerate(series):
+        vals = [float(s["by_category_ms"].get(c, 0.0)) for c in CATEGORIES]
+        fig.add_trace(go.Bar(x=list(CATEGORIES), y=vals, name=str(s["label"]),
+                             marker_color=[CATEGORY_COLORS[c] for c in CATEGORIES] if one else PALETTE[k % len(PALETTE)],
+                             hovertemplate="%{x}: %{y:.4g} ms<extra>%{fullData.name}</extra>"))
+    fig.update_layout(title=title, barmode="group", showlegend=not one, legend_title_text="run",
+                      xaxis=dict(title=dict(text="category (from kernel names)"), categoryorder="array",
+                                 categoryarray=list(CATEGORIES)),
+                      yaxis=dict(title=dict(text=yaxis_title)))
+    return fig
+
+
+def _lane(device: Any, stream: Any) -> str:
+    return f"GPU {'?' if device is None else device} / stream {'?' if stream is None else stream}"
+
+
+def kernel_timeline_figure(window: Mapping[str, Any], label_limit: int = 60) -> go.Figure:
+    """Timeline of GPU activities (one lane per device/stream) with NVTX ranges in lanes of their own above them.
+
+    Args:
+        window: :func:`dashboard.data.timeline_window` output: ``activities`` (``GpuActivity``), ``ranges``
+            (dicts with ``text``, ``start_ns``, ``end_ns``, ``depth``, ``thread_id``), ``start_ns``, ``end_ns``.
+        label_limit: kernel names longer than this are shortened in the hover title (the full name follows it).
+
+    Bars: x from start to end in ms from the trace origin, one trace per category (kernels, memcpy, memset) and
+    one ``NVTX ranges`` trace. NVTX ranges are host (CPU) times: when the work was enqueued, not when it ran.
+    """
+    title = "Timeline"
+    acts = list(window.get("activities") or [])
+    ranges = list(window.get("ranges") or [])
+    if not acts and not ranges:
+        return _empty(title, "nothing in this window")
+    lanes = sorted({(a.device, a.stream) for a in acts},
+                   key=lambda ds: (ds[0] is None, ds[0] or 0, ds[1] is None, ds[1] or 0))
+    threads = {r.get("thread_id") for r in ranges}
+
+    def nvtx_name(r: Mapping[str, Any]) -> str:  # one lane per nesting level (and per thread when several)
+        who = f" thread {r.get('thread_id')}" if len(threads) > 1 else ""
+        d = int(r["depth"])
+        return f"NVTX{who}" + ("" if d == 0 else f" (nested {d})")
+    nvtx_lanes = sorted({(str(r.get("thread_id")), int(r["depth"])): nvtx_name(r) for r in ranges}.items())
+    order = [name for _, name in nvtx_lanes] + [_lane(d, s) for d, s in lanes]
+    fig = go.Figure()
+    if ranges:
+        fig.add_trace(go.Bar(
+            base=[r["start_ns"] / 1e6 for r in ranges], x=[(r["end_ns"] - r["start_ns"]) / 1e6 for r in ranges],
+            y=[nvtx_name(r) for r in ranges], orientation="h", name="NVTX ranges",
+            marker_color=NVTX_COLOR, text=[_short(str(r["text"]), 40) for r in ranges], textposition="inside",
+            insidetextanchor="start",
+            customdata=[[str(r["text"]), (r["end_ns"] - r["start_ns"]) / 1e3, r.get("thread_id")] for r in ranges],
+            hovertemplate="%{customdata[0]}<br>%{customdata[1]:.4g} µs (host), thread %{customdata[2]}<extra>NVTX</extra>"))
+    by_cat: dict[str, list[Any]] = {}
+    for a in acts:
+        by_cat.setdefault(a.category if a.category in CATEGORY_COLORS else "other", []).append(a)
+    for cat in CATEGORY_COLORS:
+        sub = by_cat.get(cat)
+        if not sub:
+            continue
+        fig.add_trace(go.Bar(
+            base=[a.start_ns / 1e6 for a in sub], x=[a.duration_ns / 1e6 for a in sub],
+            y=[_lane(a.device, a.stream) for a in sub], orientation="h", name=cat,
+            marker=dict(color=CATEGORY_COLORS[cat], line=dict(width=0)),
+            customdata=[[_short(a.name, label_limit), a.name if len(a.name) > label_limit else "",
+                         a.duration_ns / 1e3, a.op or "", "" if a.iteration is None else a.iteration,
+                         a.kind + (f" {a.copy_kind}" if a.copy_kind else "")
+                         + (f", {a.bytes} bytes" if a.bytes is not None else "")] for a in sub],
+            hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br>%{customdata[5]}, %{customdata[2]:.4g} µs"
+                          "<br>op: %{customdata[3]}<br>iteration %{customdata[4]}<extra>%{fullData.name}</extra>"))
+    fig.update_layout(title=title, barmode="overlay", bargap=0.25, legend_title_text="kind / category",
+                      height=max(260, 44 * len(order) + 150),
+                      xaxis=dict(title=dict(text="time from the trace start (ms)"),
+                                 range=[window["start_ns"] / 1e6, max(window["end_ns"], window["start_ns"] + 1) / 1e6]),
+                      yaxis=dict(title=dict(text="lane"), categoryorder="array", categoryarray=order,
+                                 autorange="reversed"))
+    return fig
+
+
+def roofline_figure(rows: Sequence[Mapping[str, Any]], ceilings: Mapping[str, Any] | None) -> go.Figure:
+    """Roofline of Nsight Compute kernels: log-log, x = arithmetic intensity (FLOP/byte of DRAM traffic), y = achieved
+    FLOP/s, one marker trace per category; with ``ceilings`` the roof ``min(peak, bandwidth x AI)`` and the ridge point.
+
+    Args:
+        rows: :func:`dashboard.data.ncu_rows` dicts (``arithmetic_intensity``, ``flop_per_s``, ``short_name``,
+            ``name``, ``category``, ``duration_ns``); rows without both values are left out.
+        ceilings: :func:`dashboard.data.roofline_ceilings` (``peak_flop_per_s``, ``bandwidth_bytes_per_s``,
+            ``ridge_flop_per_byte``, ``source``), or None (unknown ceilings: no roof is drawn).
+    """
+    title = "Roofline (Nsight Compute)"
+    pts = [r for r in rows if (r.get("arithmetic_intensity") or 0) > 0 and (r.get("flop_per_s") or 0) > 0]
+    if not pts:
+        return _empty(title, "no kernel with both FLOP and DRAM bytes measured")
+    fig = go.Figure()
+    for cat in CATEGORY_COLORS:
+        sub = [r for r in pts if (r.get("category") if r.get("category") in CATEGORY_COLORS else "other") == cat]
+        if not sub:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[float(r["arithmetic_intensity"]) for r in sub], y=[float(r["flop_per_s"]) for r in sub],
+            mode="markers", name=f"kernels: {cat}", marker=dict(color=CATEGORY_COLORS[cat], size=9,
+                                                                line=dict(color="black", width=0.5)),
+            customdata=[[_short(str(r.get("short_name") or r["name"]), 60),
+                         (r.get("duration_ns") or 0) / 1e3] for r in sub],
+            hovertemplate="%{customdata[0]}<br>AI %{x:.3g} FLOP/byte<br>%{y:.3g} FLOP/s<br>%{customdata[1]:.4g} µs"
+                          "<extra>%{fullData.name}</extra>"))
+    if ceilings:
+        peak, bw = float(ceilings["peak_flop_per_s"]), float(ceilings["bandwidth_bytes_per_s"])
+        ridge = peak / bw
+        ais = [float(r["arithmetic_intensity"]) for r in pts]
+        lo, hi = min(min(ais), ridge) / 10, max(max(ais), ridge) * 10
+        fig.add_trace(go.Scatter(x=[lo, ridge, hi], y=[bw * lo, peak, peak], mode="lines",
+                                 name=f"roof: min({peak / 1e12:.4g} TFLOP/s, {bw / 1e12:.4g} TB/s x AI)",
+                                 line=dict(color="black", width=2),
+                                 hovertemplate="AI %{x:.3g} FLOP/byte<br>attainable %{y:.3g} FLOP/s<extra>roof</extra>"))
+        fig.add_trace(go.Scatter(x=[ridge], y=[peak], mode="markers+text", text=[f"ridge {ridge:.3g} FLOP/byte"],
+                                 textposition="top left", marker=dict(symbol="diamond", size=11, color="black"),
+                                 name=f"ridge point ({ridge:.3g} FLOP/byte)"))
+    fig.update_layout(title=title, legend_title_text="",
+                      xaxis=dict(title=dict(text="arithmetic intensity (FLOP / DRAM byte)"), type="log"),
+                      yaxis=dict(title=dict(text="achieved (FLOP/s)"), type="log"))
+    return fig

@@ -436,3 +436,183 @@ def sweep_series(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for entry in series.values():
         entry["points"].sort(key=lambda p: p["batch_size"] or 0)
     return list(series.values())
+
+
+# -------------------------------------------------------------------------------------------- kernels
+
+#: Artifact kinds of raw profiler reports the Kernels page offers for download (other artifacts of the run too).
+REPORT_KINDS = ("nsys_sqlite", "nsys_report", "nsys", "kineto_trace", "ort_profile", "ncu_report", "ncu_csv")
+
+#: RunMetric names of an ncu run's roofline ceilings (FLOP/s and bytes/s), written by the ncu capture.
+CEILING_FLOPS = "ceiling_matrix_flop_per_s"
+CEILING_BYTES = "ceiling_copy_bytes_per_s"
+
+
+def profiled_runs(url: str | None = None, of_run_id: int | None = None) -> list[dict[str, Any]]:
+    """Runs holding a kernel timeline or Nsight Compute rows, newest first (:func:`db.kernels.profiled_runs`:
+    ``run_id``, ``label``, ``engine``, ``precision``, ``batch_size``, ``tool``, ``of_run_id``, ``kernels``,
+    ``ncu_kernels``...); ``of_run_id`` keeps those that explain that unprofiled run."""
+    from db.kernels import profiled_runs as _profiled_runs
+
+    return _profiled_runs(url, of_run_id=of_run_id)
+
+
+def kernel_trace(url: str | None, run_id: int) -> Any:
+    """The stored timeline of ``run_id`` (``profiles.kernels.KernelTrace``, API calls left out: the page does not
+    draw them), or None when the run has none."""
+    from db.kernels import load_trace
+
+    return load_trace(run_id, url, with_api=False)
+
+
+def ncu_rows(url: str | None, run_id: int) -> list[dict[str, Any]]:
+    """Nsight Compute rows of ``run_id`` in capture order (:func:`db.kernels.load_ncu`): ``name``, ``short_name``,
+    ``category``, ``duration_ns``, ``achieved_occupancy_pct``, ``sm_throughput_pct``, ``dram_throughput_pct``,
+    ``flop``, ``dram_bytes``, ``arithmetic_intensity`` (FLOP/byte), ``flop_per_s``, ``grid``, ``block``, ``metrics``."""
+    from db.kernels import load_ncu
+
+    return load_ncu(run_id, url)
+
+
+def run_detail(url: str | None, run_id: int) -> dict[str, Any] | None:
+    """One run's columns as a dict plus ``metrics`` (``{name: value}`` of its run-level RunMetric rows) and
+    ``metric_units``; None when the run does not exist."""
+    with session_scope(url) as s:
+        r = s.get(Run, run_id)
+        if r is None:
+            return None
+        d = {c.key: getattr(r, c.key) for c in Run.__table__.columns}
+        d["run_id"] = r.id
+        d["variant"] = variant_label(r.engine, r.precision, r.label, r.config)
+        rms = s.execute(select(RunMetric).where(RunMetric.run_id == run_id, RunMetric.point_id.is_(None))).scalars().all()
+        d["metrics"] = {m.name: m.value for m in rms}
+        d["metric_units"] = {m.name: m.unit for m in rms}
+        return d
+
+
+def roofline_ceilings(run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The roofline ceilings of an ncu run (a :func:`run_detail` dict): ``{"peak_flop_per_s", "bandwidth_bytes_per_s",
+    "ridge_flop_per_byte", "source"}`` from its RunMetric rows :data:`CEILING_FLOPS` / :data:`CEILING_BYTES` and
+    ``config["ceilings"]["source"]`` (how they were measured); None unless both are present and > 0."""
+    m = run.get("metrics") or {}
+    peak, bw = m.get(CEILING_FLOPS), m.get(CEILING_BYTES)
+    if not peak or not bw or peak <= 0 or bw <= 0:
+        return None
+    info = (run.get("config") or {}).get("ceilings") or {}
+    return {"peak_flop_per_s": float(peak), "bandwidth_bytes_per_s": float(bw),
+            "ridge_flop_per_byte": float(peak) / float(bw),
+            "source": info.get("source") or "how these ceilings were measured is not recorded"}
+
+
+def artifact_path(path: str) -> Any:
+    """An artifact's file: ``path`` as stored (relative to ENGINESCOPE_HOME, or absolute for files kept where
+    they were made), as an absolute ``pathlib.Path``."""
+    from pathlib import Path
+
+    from db.config import home
+
+    p = Path(path)
+    return p if p.is_absolute() else home() / p
+
+
+def run_artifacts(url: str | None, run_id: int) -> list[dict[str, Any]]:
+    """Artifacts of ``run_id`` (report kinds of :data:`REPORT_KINDS` first): ``id``, ``kind``, ``path`` (as stored),
+    ``file`` (absolute Path, :func:`artifact_path`), ``exists``, ``size_bytes`` (of the file when it exists)."""
+    from db.models import Artifact
+
+    with session_scope(url) as s:
+        rows = s.execute(select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id)).scalars().all()
+        arts: list[dict[str, Any]] = [{"id": a.id, "kind": a.kind, "path": a.path, "meta": a.meta or {}, "stored_size": a.size_bytes}
+                for a in rows]
+    for a in arts:
+        f = artifact_path(a["path"])
+        a["file"] = f
+        a["exists"] = f.is_file()
+        a["size_bytes"] = f.stat().st_size if a["exists"] else a["stored_size"]
+    arts.sort(key=lambda a: (a["kind"] not in REPORT_KINDS, a["id"]))
+    return arts
+
+
+def trace_iterations(trace: Any) -> list[int]:
+    """The measured iterations present in ``trace``'s activities (``iteration`` set), ascending."""
+    return sorted({a.iteration for a in trace.activities if a.iteration is not None})
+
+
+def timeline_window(trace: Any, iterations: tuple[int, int] | None = None, first_ms: float = 10.0,
+                    max_bars: int = 5000) -> dict[str, Any]:
+    """What the Kernels page's timeline draws: the activities and NVTX ranges of a time window of ``trace``.
+
+    Args:
+        trace: a ``profiles.kernels.KernelTrace``.
+        iterations: ``(first, last)`` measured iterations (inclusive): the window spans their activities and their
+            ``iteration N`` ranges; None: the first ``first_ms`` ms from the first activity.
+        first_ms: window length without iterations, ms.
+        max_bars: most activities returned (the earliest ones; the rest counted in ``dropped``).
+
+    Returns:
+        ``{"start_ns", "end_ns", "activities" (in start order, at most max_bars), "ranges" (overlapping the
+        window, each with ``depth``: nesting level on its thread), "total" (activities in the window),
+        "dropped", "cut_ns" (start of the first activity not drawn, or None)}``.
+    """
+    acts = trace.activities
+    if not acts:
+        return {"start_ns": 0, "end_ns": 0, "activities": [], "ranges": [], "total": 0, "dropped": 0, "cut_ns": None}
+    if iterations is not None:
+        lo, hi = min(iterations), max(iterations)
+        inside = [a for a in acts if a.iteration is not None and lo <= a.iteration <= hi]
+        from profiles.kernels import iteration_of
+
+        marks = [r for r in trace.ranges if (it := iteration_of(r.text)) is not None and lo <= it <= hi]
+        starts = [a.start_ns for a in inside] + [r.start_ns for r in marks]
+        ends = [a.end_ns for a in inside] + [r.end_ns for r in marks]
+        if not starts:
+            start = min(a.start_ns for a in acts)
+            end = start
+        else:
+            start, end = min(starts), max(ends)
+    else:
+        start = min(a.start_ns for a in acts)
+        end = start + int(first_ms * 1e6)
+    window = sorted((a for a in acts if a.end_ns >= start and a.start_ns <= end), key=lambda a: a.start_ns)
+    drawn = window[:max_bars]
+    cut = window[max_bars].start_ns if len(window) > max_bars else None
+    ranges = _range_depths([r for r in trace.ranges if r.end_ns >= start and r.start_ns <= end])
+    return {"start_ns": start, "end_ns": end, "activities": drawn, "ranges": ranges, "total": len(window),
+            "dropped": len(window) - len(drawn), "cut_ns": cut}
+
+
+def _range_depths(ranges: Sequence[Any]) -> list[dict[str, Any]]:
+    """``[{"text", "start_ns", "end_ns", "thread_id", "domain", "depth"}]``: ranges with their nesting level on their
+    thread (0 = outermost), so nested ranges get lanes of their own."""
+    out = []
+    stacks: dict[Any, list[int]] = {}
+    for r in sorted(ranges, key=lambda r: (r.start_ns, -r.end_ns)):
+        stack = stacks.setdefault(r.thread_id, [])
+        while stack and stack[-1] <= r.start_ns:
+            stack.pop()
+        out.append({"text": r.text, "start_ns": r.start_ns, "end_ns": r.end_ns, "thread_id": r.thread_id,
+                    "domain": r.domain, "depth": len(stack)})
+        stack.append(r.end_ns)
+    return out
+
+
+def kernel_diff_rows(a: Any, b: Any, tolerance_pct: float = 2.0) -> list[dict[str, Any]]:
+    """Which kernels changed between two traces' summaries (``profiles.kernels.TraceSummary``, all names kept), per
+    measured iteration when both have iterations (else per capture): :func:`profiles.kernels.diff_top` rows plus
+    ``change``: ``appeared`` (only in B), ``disappeared`` (only in A), ``faster`` / ``slower`` (B vs A beyond
+    ``tolerance_pct`` % of A), else ``unchanged``; ``per`` says ``iteration`` or ``capture``."""
+    from profiles.kernels import diff_top
+
+    per_iter = bool(a.iterations and b.iterations)
+    rows = diff_top(a.top, b.top, per_a=a.iterations if per_iter else 1, per_b=b.iterations if per_iter else 1)
+    for r in rows:
+        if r["status"] == "only_b":
+            r["change"] = "appeared"
+        elif r["status"] == "only_a":
+            r["change"] = "disappeared"
+        elif abs(r["delta_ns"]) <= tolerance_pct / 100.0 * max(r["a_ns"], 1e-9):
+            r["change"] = "unchanged"
+        else:
+            r["change"] = "faster" if r["delta_ns"] < 0 else "slower"
+        r["per"] = "iteration" if per_iter else "capture"
+    return rows

@@ -168,6 +168,21 @@ if not table.empty:
                + (f"; runs {strided} are evenly thinned to about {data.MAX_PLOT_SAMPLES} points for plotting "
                   "(statistics use all samples)." if strided else "."))
 
+profiled = data.profiled_runs(url)
+picked_ids = {int(r["run_id"]) for r in rows}
+explains = sorted({int(p["of_run_id"]) for p in profiled if p["of_run_id"] is not None and int(p["of_run_id"]) in picked_ids})
+profiled_here = [p for p in profiled if int(p["run_id"]) in picked_ids]
+if explains or profiled_here:
+    st.subheader("Kernel profiles", anchor=False)
+    st.caption("What the GPU ran (kernels, copies, Nsight Compute metrics), from separate profiled runs: their "
+               "timings include the profiler's overhead and are not these latencies.")
+    for rid in explains:
+        n = sum(1 for p in profiled if p["of_run_id"] == rid)
+        ui.link_to_page("kernels", f"Kernels of {run_labels.get(rid, f'run {rid}')} ({n} profiled run{'s' if n > 1 else ''})",
+                        {"of": rid})
+    for p in profiled_here:
+        ui.link_to_page("kernels", f"Kernels of profiled run {p['run_id']} ({p['tool'] or '?'})", {"run": p["run_id"]})
+
 st.subheader("Latency budget", anchor=False)
 asked = data.job_budget_ms(jobs_meta[j] for j in picked_jobs if j in jobs_meta)
 budget_ms = st.number_input("p99 budget (ms, 0 = none)", min_value=0.0, max_value=3_600_000.0,

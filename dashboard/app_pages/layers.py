@@ -48,6 +48,13 @@ if run["valid"] is False:
 if run["timing_window"]:
     st.caption(f"Timing window of the run: {run['timing_window']}")
 
+profiled = [p for p in data.profiled_runs(url) if p["of_run_id"] == run_id or int(p["run_id"]) == run_id]
+if any(int(p["run_id"]) == run_id for p in profiled):
+    ui.link_to_page("kernels", f"Kernels of run {run_id} (kernel timeline / Nsight Compute)", {"run": run_id})
+elif profiled:
+    ui.link_to_page("kernels", f"Kernels of run {run_id} ({len(profiled)} profiled run{'s' if len(profiled) > 1 else ''})",
+                    {"of": run_id})
+
 rows = data.layer_rows(url, run_id)
 total = sum(r["time_ms"] or 0.0 for r in rows)
 c = st.columns(3)
