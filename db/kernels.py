@@ -42,6 +42,12 @@ def profiler_config(trace: KernelTrace, **extra: Any) -> dict[str, Any]:
             "profiled": True, "notes": list(trace.notes), **extra}
 
 
+def is_profiled(config: dict[str, Any] | None) -> bool:
+    """Whether a run's ``runs.config`` marks it as a profiled run (:func:`profiler_config`): its latencies,
+    if any, are not a measurement, so latency listings and budgets leave it out."""
+    return bool(((config or {}).get("profiler") or {}).get("profiled"))
+
+
 def _chunks(rows: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
     for i in range(0, len(rows), _CHUNK):
         yield rows[i:i + _CHUNK]

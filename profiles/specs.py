@@ -22,7 +22,7 @@ BENCH_SPEC_FLAGS: dict[str, str] = {
     "max_duration_s": "--max-duration", "calibration_npz": "--calibration",
     "calibration_samples": "--calibration-samples", "inputs_npz": "--inputs", "profile_layers": "--no-layers",
     "intra_op_threads": "--threads", "seed": "--seed", "cuda_graph": "--cuda-graph", "p99_budget_ms": "--p99-budget-ms",
-    "batch_sweep": "--batch-sweep", "max_batch": "--max-batch",
+    "batch_sweep": "--batch-sweep", "max_batch": "--max-batch", "kernel_iterations": "--profile-kernels",
 }
 
 
@@ -95,6 +95,9 @@ class BenchSpec(BaseModel):
     max_batch: int = Field(4096, ge=1, le=65_536, description="largest batch a batch sweep may reach")
     batch_sweep: bool = Field(False, description="double the batch from batch_sizes[0] until items/s rises < 3%, "
                                                  "memory runs out or max_batch (profiles.sweep)")
+    kernel_iterations: int = Field(0, ge=0, le=100, description="after each measured (precision, batch), capture "
+                                   "this many iterations' GPU kernels with torch.profiler (CUPTI) into a separate "
+                                   "profiled run (CUDA devices; 0 = off; engine_runner.jobs.model_bench)")
 
     @field_validator("batch_sweep")
     @classmethod

@@ -18,7 +18,15 @@ with ``--json`` exactly one JSON document::
               "gpu_util_mean_pct", "energy_method", "window_s", "samples_in_window", "sample_rate_hz",
               "throttle", "other_processes"} | null,
       "placement": {"requested", "nodes_per_provider", "fallback_nodes", "copy_nodes"} | null,
-      "warnings": [str]}]}
+      "profiled_run_id": int | null, "warnings": [str]}],
+     "profiled_runs": [{"run_id", "of_run_id", "tool", "tool_version", "engine", "precision", "batch_size", "status",
+      "error", "label", "iterations", "kernels", "memcpy", "memset", "cuda_api_calls", "nvtx_ranges",
+      "kernels_attributed", "notes": [str]}]}
+
+``runs`` are the measured runs; ``profiled_runs`` the kernel timelines of ``--profile-kernels N`` (one per measured
+run, ``of_run_id``; ``engine_runner.jobs.model_bench._kernel_run``): their own runs, no latency samples, never in
+``runs``, the budget or the exit status (a failed capture is a warning of its measured run). ``kernels`` counts the
+kernels of all N iterations; ``kernels_attributed`` (ONNX Runtime) those launched inside a node, else null.
 
 ``precision_detail`` says how the precision was realised where the engine records it (torch:
 ``"fp16 (weights cast)"``, ``"bf16 (autocast)"``, ``"fp32 (TF32 off)"``); ``mode`` is torch's ``"eager"`` /
@@ -50,7 +58,8 @@ its error but is the recorded limit: it does not make the exit status 1.
 
 ``timing_window`` is ``runs.timing_window`` (what one latency sample includes; null when unknown).
 ``warnings`` lists what the run's ``runs.config`` records as degraded: the timed loop capped by
-``--max-duration`` (``timing_stop_note``), a failed per-layer profile (``layer_profile_error``), a failed
+``--max-duration`` (``timing_stop_note``), a failed per-layer profile (``layer_profile_error``), a failed kernel
+capture (``kernel_capture_error``), a failed
 accuracy check (``accuracy_error``), outputs accuracy skipped (``accuracy_skipped``), the engine's
 warnings (``engine_warnings``: nodes that fell back to the CPU on a CUDA run, a CUDA graph whose outputs differ)
 and the telemetry's (``telemetry_warnings``: throttled clocks, another process on the GPU, few samples).
@@ -164,13 +173,19 @@ def collect_results(job_id: int, url: str | None = None) -> dict[str, Any]:
     from db.models import AccuracyResult, Job, LayerTiming, Run, RunMetric, Summary
     from db.session import session_scope
 
-    out: dict[str, Any] = {"job_id": job_id, "status": None, "error": None, "notes": [], "runs": []}
+    from db.kernels import is_profiled
+
+    out: dict[str, Any] = {"job_id": job_id, "status": None, "error": None, "notes": [], "runs": [],
+                           "profiled_runs": []}
     with session_scope(url) as s:
         job = s.get(Job, job_id)
         if job is not None:
             out["status"], out["error"] = job.status, job.error
             out["notes"] = list((job.spec or {}).get("precision_notes") or [])
         for r in s.execute(select(Run).where(Run.job_id == job_id).order_by(Run.id)).scalars():
+            if is_profiled(r.config):
+                out["profiled_runs"].append(profiled_entry(r))
+                continue
             summ = s.execute(select(Summary).where(Summary.run_id == r.id, Summary.metric == "latency_ms",
                                                    Summary.point_id.is_(None))).scalars().first()
             metrics = dict(s.execute(select(RunMetric.name, RunMetric.value).where(RunMetric.run_id == r.id)).all())
@@ -198,6 +213,7 @@ def collect_results(job_id: int, url: str | None = None) -> dict[str, Any]:
                 "avg_power_w": metrics.get("avg_power_w"),
                 "gpu": gpu_summary(r.config, metrics),
                 "placement": (r.config or {}).get("placement"),
+                "profiled_run_id": ((r.config or {}).get("kernel_capture") or {}).get("profiled_run_id"),
                 "precision_detail": (r.config or {}).get("precision_detail"),
                 "mode": (r.config or {}).get("mode"),
                 "warnings": run_warnings(r.config),
@@ -209,20 +225,38 @@ def collect_results(job_id: int, url: str | None = None) -> dict[str, Any]:
     return out
 
 
+def profiled_entry(run: Any) -> dict[str, Any]:
+    """One ``profiled_runs`` entry of the JSON document (module doc) from a profiled ``Run`` row: its
+    ``config["profiler"]`` and the counts :func:`db.kernels.store_trace` recorded in ``config["kernel_trace"]``."""
+    cfg = run.config or {}
+    prof, kt = cfg.get("profiler") or {}, cfg.get("kernel_trace") or {}
+    counts = kt.get("counts") or {}
+    return {"run_id": run.id, "of_run_id": prof.get("of_run_id"), "tool": prof.get("tool"),
+            "tool_version": prof.get("version"), "engine": run.engine, "precision": run.precision,
+            "batch_size": run.batch_size, "status": run.status, "error": run.error, "label": run.label,
+            "iterations": prof.get("iterations"),
+            **{k: counts.get(k, 0) for k in ("kernels", "memcpy", "memset", "cuda_api_calls", "nvtx_ranges")},
+            "kernels_attributed": ((kt.get("meta") or {}).get("ort_attribution") or {}).get("kernels_attributed"),
+            "notes": list(kt.get("notes") or prof.get("notes") or [])}
+
+
 def budget_block(job_id: int, p99_budget_ms: float | None, url: str | None = None) -> dict[str, Any] | None:
     """The ``budget`` block of the JSON document (None without ``--p99-budget-ms``):
-    :meth:`profiles.budget.BudgetReport.as_dict` of the job's runs, p99 from their stored raw samples."""
+    :meth:`profiles.budget.BudgetReport.as_dict` of the job's measured runs (profiled runs left out), p99 from
+    their stored raw samples."""
     if p99_budget_ms is None:
         return None
     from sqlalchemy import select
 
+    from db.kernels import is_profiled
     from db.models import Run
     from db.results import budget_candidates
     from db.session import session_scope
     from profiles.budget import evaluate_p99_budget
 
     with session_scope(url) as s:
-        ids = list(s.execute(select(Run.id).where(Run.job_id == job_id)).scalars())
+        ids = [rid for rid, cfg in s.execute(select(Run.id, Run.config).where(Run.job_id == job_id)).all()
+               if not is_profiled(cfg)]
     return evaluate_p99_budget(budget_candidates(ids, url), float(p99_budget_ms)).as_dict()
 
 
@@ -273,6 +307,8 @@ def run_warnings(config: dict[str, Any] | None) -> list[str]:
         out.append(f"accuracy skipped output {name!r}: {reason}")
     out.extend(cfg.get("engine_warnings") or [])
     out.extend(cfg.get("telemetry_warnings") or [])
+    if cfg.get("kernel_capture_error"):
+        out.append(f"no kernel timeline: {cfg['kernel_capture_error']}")
     return out
 
 
@@ -317,6 +353,12 @@ def format_table(doc: dict[str, Any]) -> str:
             lines.append(f"{'':>6}outputs NOT numerically valid (NaN/Inf/all zero): not a usable speed-up")
         if r["error"]:
             lines.append(f"{'':>6}error: {r['error'].splitlines()[0]}")
+    for pr in doc.get("profiled_runs") or []:
+        attributed = (f", {pr['kernels_attributed']} attributed to ONNX Runtime nodes"
+                      if pr.get("kernels_attributed") is not None else "")
+        lines.append(f"kernel timeline: run {pr['run_id']} of run {pr['of_run_id']} ({pr['tool']}, {pr['status']}): "
+                     f"{pr['kernels']} kernels, {pr['memcpy']} memcpy, {pr['memset']} memset over "
+                     f"{pr['iterations']} iterations{attributed}")
     budget = doc.get("budget")
     if budget:
         lines.append(f"p99 budget {budget['p99_budget_ms']:g} ms (p99 from the raw samples):")
@@ -414,6 +456,9 @@ def register(app: typer.Typer) -> None:
                                          "(default 1) until items/s rises < 3%, memory runs out (recorded as the "
                                          "limit) or --max-batch; JSON: the 'batch_sweep' block"),
         max_batch: int = typer.Option(4096, "--max-batch", help="largest batch of --batch-sweep"),
+        profile_kernels: int = typer.Option(0, "--profile-kernels", help="CUDA devices: after each measured precision "
+                                            "x batch, record N iterations' GPU kernels with torch.profiler (CUPTI) as a "
+                                            "separate profiled run (0 = off, at most 100); JSON: 'profiled_runs'"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON document on stdout"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress on stderr"),
     ) -> None:
@@ -445,6 +490,7 @@ def register(app: typer.Typer) -> None:
                 "calibration_samples": calibration_samples, "profile_layers": not no_layers, "seed": seed,
                 "inputs_npz": str(inputs.resolve()) if inputs else None, "cuda_graph": cuda_graph,
                 "p99_budget_ms": p99_budget_ms, "batch_sweep": batch_sweep, "max_batch": max_batch,
+                "kernel_iterations": profile_kernels,
             }
             torch_opts = {k: v for k, v in {"seq_len": seq_len, "compile": compile_ or None,
                                             "compile_backend": compile_backend if compile_backend != "inductor" else None,

@@ -12,6 +12,8 @@ checks it), so there is no import cycle.
 - :func:`guard_layer_profile`: keeps timed samples when per-layer profiling fails.
 - :class:`NativeModelEngine`, :class:`ModelInputs`, :func:`model_formats`: an engine that runs a model
   format of its own (PyTorch: Hugging Face folders, ``.pt2``) rather than ONNX variants.
+- :class:`KernelCaptureEngine`: an engine that can record a kernel timeline of a prepared variant
+  (``--profile-kernels N``; optional: engines without ``capture_kernels`` are refused by ``plan``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 from profiles.errors import JobCancelled
 
 if TYPE_CHECKING:
+    from profiles.kernels import KernelTrace
     from profiles.specs import BenchSpec
 
 
@@ -243,6 +246,38 @@ class NativeModelEngine(BenchEngine, Protocol):
                           inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
         """fp32 outputs of the model on ``inputs`` and a sentence saying how they were made (the accuracy
         reference when the job has no fp32 run of that batch)."""
+        ...
+
+
+@runtime_checkable
+class KernelCaptureEngine(BenchEngine, Protocol):
+    """An engine that records GPU kernel timelines (``BenchSpec.kernel_iterations`` > 0, ``--profile-kernels N``).
+
+    The job calls :meth:`capture_kernels` after a (precision, batch) configuration was measured, with the same
+    prepared variant and inputs, and stores the result as its *own* profiled run (``db.kernels``): the
+    profiler never runs during the timed loop and its iterations are never latency samples of the measured run.
+    A capture that raises leaves the measured run as it is (the job records a warning and the reason in the
+    measured run's ``runs.config["kernel_capture_error"]``).
+    """
+
+    def capture_kernels(self, variant: PreparedVariant, inputs: dict[str, np.ndarray], spec: BenchSpec,
+                        hooks: MeasureHooks, workdir: Path,
+                        iterations: int) -> tuple[KernelTrace, list[tuple[str, Path, dict[str, Any]]]]:
+        """Warm up, then profile ``iterations`` inferences of ``variant`` on ``inputs`` (each inside
+        ``record_function("iteration N")`` with a device synchronize: ``engine_runner.kernel_capture``), replaying
+        the CUDA graph when the configuration uses one.
+
+        Returns:
+            ``(trace, artifacts)``: the parsed :class:`profiles.kernels.KernelTrace` (times ns from its origin,
+            kernels with ``iteration`` and ``op``) and the raw files as ``(kind, absolute path, meta)``
+            (``kineto_trace``; ONNX Runtime also ``ort_profile``).
+
+        Raises:
+            InputError: the variant runs on a device without CUDA (names ``--profile-kernels``).
+            EngineUnavailableError: torch (the profiler) or its CUDA is missing.
+            EngineError / ParseError: the capture or its trace failed.
+            JobCancelled: from ``hooks.check_cancelled``.
+        """
         ...
 
 

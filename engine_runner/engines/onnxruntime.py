@@ -38,10 +38,16 @@ nodes per execution provider and the nodes that fell back to the CPU (``runs.con
 warning). On CUDA a node's time is the host-side enqueue time of its work, not GPU execution time
 (``profiles.ort_profile.TIME_BASIS``; stored with every row as ``details.time_basis``). On CUDA the
 placement is checked even with ``--no-layers`` (one profiled run, no rows).
+
+Kernel timelines (``--profile-kernels N``, :meth:`Engine.capture_kernels`): after the measured run, a capture
+session with the same options runs under torch.profiler (CUPTI) and ONNX Runtime's profiler at once; kernels are
+attributed to the node whose host span holds their launch (``profiles.kineto_trace``). Stored as a separate
+profiled run by the job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -57,6 +63,7 @@ from engine_runner.precision import ONNX_VARIANT_PRECISIONS
 from engine_runner.timing import TimingPolicy, time_calls
 from profiles.catalog import parse_device, resolve_precision
 from profiles.errors import EngineError, EngineScopeError, EngineUnavailableError, InputError, JobCancelled
+from profiles.kernels import KernelTrace
 from profiles.ort_profile import TIME_BASIS, OrtNodeTiming, load_ort_trace, provider_placement
 from profiles.specs import BenchSpec
 
@@ -643,6 +650,71 @@ class Engine:
                         + ("; without CUDA graphs (a replayed graph has no per-node events)"
                            if variant.handle.target.cuda_graph else ""))}
         return layer_rows(prof.nodes), trace, cfg, placement
+
+    def capture_kernels(self, variant: PreparedVariant, inputs: dict[str, np.ndarray], spec: BenchSpec,
+                        hooks: MeasureHooks, workdir: Path,
+                        iterations: int) -> tuple[KernelTrace, list[tuple[str, Path, dict[str, Any]]]]:
+        """A kernel timeline of ``iterations`` ``run_with_iobinding`` calls in a session made for the capture (the
+        measured session's options, provider and io_binding), under torch.profiler
+        (``engine_runner.kernel_capture.kineto_capture``: CUPTI records ONNX Runtime's kernels too).
+
+        Without CUDA graphs the session also has ONNX Runtime's profiler on, and each kernel is attributed to the
+        node whose host span holds its launch (``profiles.kineto_trace.attribute_ort_nodes``, clocks aligned by
+        ``get_profiling_start_time_ns``; ``source_tool`` ``onnxruntime+kineto``). With ``--cuda-graph`` the
+        session is a graph session and its replays are profiled: a replayed graph has no per-node events, so the
+        kernels' ``op`` is the graph launch (said in the trace's notes).
+
+        Raises:
+            InputError: the variant runs on the CPU provider (names ``--profile-kernels``).
+            EngineUnavailableError: torch (the profiler) or its CUDA is missing.
+            EngineError: the session or a run failed. ParseError: a trace could not be read.
+            JobCancelled: from ``hooks.check_cancelled``.
+        """
+        from engine_runner.kernel_capture import CUDA_ONLY, KINETO_ARTIFACT, ORT_PROFILE_ARTIFACT, kineto_capture
+        from profiles.kineto_trace import SOURCE_ORT, attribute_ort_nodes, read_trace_json
+
+        target: Target = variant.handle.target
+        if target.provider == CPU_PROVIDER:
+            raise InputError(f"--profile-kernels: {CUDA_ONLY} (this run is on {target.device})")
+        workdir.mkdir(parents=True, exist_ok=True)
+        what = f"the {variant.precision} variant (kernel capture session)"
+        graph = target.cuda_graph
+        so, _ = _session_options(spec, profile_prefix=None if graph else workdir / "ort_kernels", target=target)
+        like = self.infer(variant, inputs) if graph else None
+        session = _new_session(variant.model_path, so, what, target)
+        ended = graph
+        try:
+            bound = BoundIO(session, inputs, target, what, outputs_like=like)
+            start_ns = None if graph else int(session.get_profiling_start_time_ns())
+            trace, path = kineto_capture(bound.call(), device=target.device, iterations=iterations, workdir=workdir,
+                                         hooks=hooks)
+            artifacts: list[tuple[str, Path, dict[str, Any]]] = [
+                (KINETO_ARTIFACT, path, {"format": "torch.profiler Chrome trace JSON (gzip) around ONNX Runtime "
+                                                   "run_with_iobinding", "iterations": iterations, "cuda_graph": graph})]
+            if graph:
+                trace.source_tool = SOURCE_ORT
+                trace.notes.append("CUDA graph replays: ONNX Runtime's profiler has no per-node events for a replayed "
+                                   "graph, so kernels are attributed to the graph launch, not to nodes")
+            else:
+                ended = True
+                ort_path = Path(session.end_profiling())
+                attribute_ort_nodes(trace, read_trace_json(ort_path, "ONNX Runtime profile"), start_ns or 0,
+                                    source=str(ort_path))
+                artifacts.append((ORT_PROFILE_ARTIFACT, ort_path, {
+                    "format": "onnxruntime chrome trace JSON (kernel capture session: warm-up and profiled runs)",
+                    "profiling_start_ns": start_ns}))
+        except (EngineScopeError, JobCancelled):
+            raise
+        except Exception as exc:  # noqa: BLE001 - onnxruntime and torch raise their own exception types
+            raise EngineError(f"kernel capture of {what} on {target.device} failed: {type(exc).__name__}: "
+                              f"{str(exc).strip()[:1500]}") from exc
+        finally:
+            if not ended:  # the profiler's file is not needed after a failure; the capture's own error is reported
+                with contextlib.suppress(Exception):
+                    session.end_profiling()
+        trace.meta["onnxruntime"] = {"version": str(_ort().__version__), "provider": target.provider,
+                                     "cuda_graph": graph}
+        return trace, artifacts
 
     def release(self, variant: PreparedVariant) -> None:
         """Drop the session (ONNX Runtime frees it when the last reference goes)."""

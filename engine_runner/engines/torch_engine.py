@@ -45,6 +45,10 @@ per inference: CUDA kernel time (``device_time_total``, every kernel launched be
 GPU, CPU time (``cpu_time_total``, inclusive) on a CPU; both are in ``details``. With ``--cuda-graph`` the
 profiled pass runs the same model without graph replay (a replay is one opaque launch). The trace is kept
 as a ``torch_profile`` artifact (Chrome trace JSON).
+
+Kernel timelines (``--profile-kernels N``, :meth:`Engine.capture_kernels`): after the measured run, N forward
+passes (graph replays with ``--cuda-graph``) under torch.profiler with CUDA activity, parsed by
+``profiles.kineto_trace``; the job stores them as a separate profiled run.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ from engine_runner.torch_models import (
 )
 from engine_runner.inputs import generate_inputs
 from profiles.errors import EngineError, EngineScopeError, EngineUnavailableError, InputError, JobCancelled
+from profiles.kernels import KernelTrace
 from profiles.specs import BenchSpec
 from profiles.torch_spec import DEFAULT_SEQ_LEN, TorchOptions, parse_torch_options, precision_detail
 
@@ -646,6 +651,48 @@ class Engine:
         return EngineMeasurement(samples_ns=result.samples_ns, outputs=outputs,
                                  timing_window=timing_window(h.device, h.opts), layers=layers, artifacts=artifacts,
                                  config=config)
+
+    def capture_kernels(self, variant: PreparedVariant, inputs: dict[str, np.ndarray], spec: BenchSpec,
+                        hooks: MeasureHooks, workdir: Path,
+                        iterations: int) -> tuple[KernelTrace, list[tuple[str, Path, dict[str, Any]]]]:
+        """A kernel timeline of ``iterations`` forward passes (``engine_runner.kernel_capture.kineto_capture``):
+        the same module (the compiled wrapper with ``--compile``, as just measured), math mode and inputs on the
+        device; with ``--cuda-graph`` a graph is captured again (as in :meth:`measure`) and its replays are
+        profiled, so the kernels' ``op`` is the graph launch. Kernels' ``op`` is otherwise the innermost aten op.
+
+        Raises:
+            InputError: the variant is not on a CUDA device (names ``--profile-kernels``).
+            EngineUnavailableError: torch has no CUDA here.
+            EngineError: the forward pass, the graph capture or the profiler failed (names the precision).
+            JobCancelled: from ``hooks.check_cancelled``.
+        """
+        from engine_runner.kernel_capture import CUDA_ONLY, KINETO_ARTIFACT, kineto_capture
+
+        h: _Handle = variant.handle
+        if not h.device.startswith("cuda"):
+            raise InputError(f"--profile-kernels: {CUDA_ONLY} (this run is on {h.device})")
+        try:
+            with self._math(h):
+                feeds = self._tensors(h, inputs)
+                forward = self._forward(h)
+                call: Callable[[], Any] = lambda: forward(feeds)  # noqa: E731
+                graph = None
+                if h.opts.cuda_graph:
+                    graph = self._capture(h, forward, feeds, [])
+                    call = graph.replay
+                trace, path = kineto_capture(call, device=h.device, iterations=iterations, workdir=workdir,
+                                             hooks=hooks)
+                del graph
+        except (EngineScopeError, JobCancelled):
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch/profiler errors become the capture's failure
+            raise EngineError(f"torch kernel capture of the {variant.precision} model on {h.device} "
+                              f"({h.opts.mode_label()}) failed: {type(exc).__name__}: {str(exc)[:1500]}") from exc
+        trace.meta["mode"] = h.opts.mode_label()
+        if h.opts.cuda_graph:
+            trace.notes.append("CUDA graph replays: every kernel of a replay is attributed to its cudaGraphLaunch")
+        return trace, [(KINETO_ARTIFACT, path, {"format": "torch.profiler Chrome trace JSON (gzip)",
+                                                "iterations": iterations, "mode": h.opts.mode_label()})]
 
     def _compile_stats(self) -> dict[str, Any]:
         from torch._dynamo.utils import counters

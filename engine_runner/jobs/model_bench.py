@@ -24,6 +24,12 @@ Flow of :func:`run`:
    every batch concatenated along the first axis (so over all N samples). ``runs.config["inputs"]``
    says where the inputs came from; accuracy rows' ``details`` carry ``samples`` and ``batches``.
 
+4. With ``--profile-kernels N`` (``spec.kernel_iterations``; CUDA devices, engines implementing
+   ``KernelCaptureEngine``, both checked by :func:`plan`): after each measured (precision, batch), the engine
+   records N iterations' kernels (``capture_kernels``) and :func:`_kernel_run` stores them as a separate
+   profiled run (``db.kernels``: ``config["profiler"]["of_run_id"]`` = the measured run); never samples of the
+   measured run, and a failed capture only leaves a warning on it.
+
 Engines plug in through the contract in :mod:`engine_runner.engines.base` (:class:`BenchEngine` and its
 record types) and :func:`engine_runner.engines.get_engine_impl`; this loop has no engine-specific code.
 """
@@ -47,6 +53,7 @@ from engine_runner.engines import get_engine_impl
 from engine_runner.engines.base import (
     BenchEngine,
     EngineMeasurement,
+    KernelCaptureEngine,
     MeasureHooks,
     NativeModelEngine,
     PreparedVariant,
@@ -192,6 +199,7 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
         path, mhash, mname = model_file(model), model.content_hash, model.original_name
         mformat = model.format or "onnx"
     eng = engine or get_engine_impl(spec.engine)
+    _check_kernel_capture(eng, spec)
     formats = model_formats(eng)
     if mformat not in formats:
         raise InputError(f"--engine {spec.engine}: model id {spec.model_id} ({mname}) is a {_FORMAT_NAMES.get(mformat, mformat)} "
@@ -244,6 +252,27 @@ def _planned_batches(spec: BenchSpec, specs: list[InputSpec]) -> list[int]:
         raise InputError(f"--batch-sweep: the model's batch dim is fixed at {fb}; a sweep needs a symbolic "
                          "first dim (export it with a dynamic batch, e.g. enginescope export --dynamic-batch)")
     return sweep_batches(spec.batch_sizes[0], spec.max_batch)
+
+
+def _check_kernel_capture(eng: Any, spec: BenchSpec) -> None:
+    """``--profile-kernels N`` (``spec.kernel_iterations``) needs a CUDA device and an engine that implements
+    :class:`engine_runner.engines.base.KernelCaptureEngine` (checked on any machine: the device string alone
+    decides, so the dashboard refuses it too).
+
+    Raises:
+        InputError: naming ``--profile-kernels``: a CPU device, or an engine without ``capture_kernels``.
+    """
+    if not spec.kernel_iterations:
+        return
+    from engine_runner.kernel_capture import CUDA_ONLY
+    from profiles.catalog import device_kind
+
+    if device_kind(spec.device) != "cuda":
+        raise InputError(f"--profile-kernels {spec.kernel_iterations}: {CUDA_ONLY} (got --device {spec.device}; use "
+                         f"--device cuda:N or drop --profile-kernels)")
+    if not isinstance(eng, KernelCaptureEngine):
+        raise InputError(f"--profile-kernels: --engine {spec.engine} has no kernel capture (onnxruntime and torch "
+                         f"have one); drop --profile-kernels")
 
 
 def _check_device(eng: Any, spec: BenchSpec, path: Path, devices_here: bool) -> None:
@@ -526,9 +555,11 @@ def run(ctx: JobContext) -> None:
                 if setup_error is not None or prepared is None:
                     _fail_run(ctx, run_id, setup_error or "variant was not prepared")
                 else:
+                    measured = False
                     try:
                         _measure_one(ctx, eng, p, prepared, precision, batch, run_id, config, references,
                                      job_dir / f"{precision}_b{batch}", frac0, 1.0 / steps)
+                        measured = True
                     except JobCancelled:
                         _fail_run(ctx, run_id, "cancelled by the user")
                         raise
@@ -536,6 +567,9 @@ def run(ctx: JobContext) -> None:
                         _fail_run(ctx, run_id, f"{type(exc).__name__}: {exc}")
                     except Exception as exc:  # noqa: BLE001 - an engine bug (or MemoryError) fails this run, with its traceback
                         _fail_run(ctx, run_id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
+                    if measured and spec.kernel_iterations:  # outside the try: nothing here can fail the measured run
+                        _kernel_run(ctx, eng, p, prepared, precision, batch, run_id,
+                                    job_dir / f"{precision}_b{batch}" / "kernels")
                 if spec.batch_sweep:
                     sweep_runs.append(run_id)
                     nxt = _sweep_step(ctx, spec, precision, run_id, batch, sweep_points, sweep_runs)
@@ -550,15 +584,92 @@ def run(ctx: JobContext) -> None:
 
 def _budget_event(ctx: JobContext, p99_budget_ms: float) -> None:
     """An ``info`` event naming the fastest run of this job within the p99 budget (``profiles.budget``,
-    p99 from the stored raw samples); the bench JSON and the Compare page compute the same from the DB."""
+    p99 from the stored raw samples; profiled runs left out); the bench JSON and the Compare page compute the
+    same from the DB."""
+    from db.kernels import is_profiled
     from db.results import budget_candidates
     from profiles.budget import evaluate_p99_budget
 
     with ctx.session() as s:
-        ids = list(s.execute(select(Run.id).where(Run.job_id == ctx.job_id)).scalars())
+        ids = [rid for rid, cfg in s.execute(select(Run.id, Run.config).where(Run.job_id == ctx.job_id)).all()
+               if not is_profiled(cfg)]
     report = evaluate_p99_budget(budget_candidates(ids, ctx.db_url), p99_budget_ms)
     ctx.event("info", f"latency budget: {report.note}",
               fastest_run_id=report.fastest.run_id if report.fastest else None)
+
+
+#: ``runs.config`` keys of the measured run copied to its profiled run (what configuration the timeline is of).
+_PROFILED_CONFIG_KEYS = ("engine", "device", "cuda_graph", "precision_detail", "mode", "providers", "io_binding",
+                         "provider_options", "torch_options", "variant", "inputs")
+
+
+def _kernel_run(ctx: JobContext, eng: Any, p: BenchPlan, prepared: PreparedVariant, precision: str, batch: int,
+                measured_id: int, workdir: Path) -> int | None:
+    """Capture a kernel timeline of the configuration just measured and store it as its own profiled run.
+
+    The engine's ``capture_kernels`` (:class:`engine_runner.engines.base.KernelCaptureEngine`) profiles
+    ``spec.kernel_iterations`` inferences of the same prepared variant on the same (first) input batch. The
+    profiled run has the measured run's model, engine, version, precision, batch, shapes and environment, the
+    label :func:`db.kernels.profiled_label` of the measured run's, ``config["profiler"]`` =
+    :func:`db.kernels.profiler_config` (``of_run_id`` = the measured run, ``iterations``), the measured run's
+    configuration keys :data:`_PROFILED_CONFIG_KEYS`, the timeline rows (:func:`db.kernels.store_trace`) and the
+    raw trace files as artifacts; no latency samples, summaries or metrics (the profiler's iterations are not a
+    measurement). The measured run gets ``config["kernel_capture"]`` = ``{"profiled_run_id", "kernels", ...}``.
+
+    A failed capture (any error but cancellation) never touches the measured run's samples or status: a warning
+    event, ``config["kernel_capture_error"]`` on the measured run, and the profiled run (if it was created)
+    failed with the same reason. Returns the profiled run id, or None when the capture failed.
+
+    Raises:
+        JobCancelled: passed through (the profiled run is failed as cancelled first).
+    """
+    from db.kernels import profiled_label, profiler_config, store_trace
+
+    spec = p.spec
+    n = spec.kernel_iterations
+    label = f"{precision} b{batch}"
+    hooks = MeasureHooks(check_cancelled=ctx.check_cancelled, progress=lambda message, fraction: None,
+                         stage=lambda msg: ctx.event("stage", f"{label}: {msg}", run_id=measured_id))
+    ctx.event("stage", f"{label}: kernel timeline of {n} iterations (a separate profiled run)", run_id=measured_id)
+    profiled_id: int | None = None
+    try:
+        trace, artifacts = eng.capture_kernels(prepared, _batches(p, batch)[0], spec, hooks, workdir, n)
+        with ctx.session() as s:
+            m = s.get(Run, measured_id)
+            if m is None:
+                raise EngineError(f"measured run {measured_id} disappeared before its kernel timeline was stored")
+            cfg = {k: m.config[k] for k in _PROFILED_CONFIG_KEYS if k in (m.config or {})}
+            cfg["profiler"] = profiler_config(trace, of_run_id=measured_id, iterations=n)
+            run = Run(job_id=ctx.job_id, model_id=m.model_id, engine=m.engine, engine_version=m.engine_version,
+                      precision=m.precision, batch_size=m.batch_size, shapes=m.shapes, config=cfg,
+                      environment=m.environment, status="running", source="measured",
+                      label=profiled_label(m.label, trace.source_tool))
+            s.add(run)
+            s.flush()
+            profiled_id = int(run.id)
+        counts = store_trace(profiled_id, trace, url=ctx.db_url)
+        _store_artifacts(ctx, profiled_id, p.model_id, artifacts)
+        with ctx.session() as s:
+            s.execute(update(Run).where(Run.id == profiled_id).values(status="succeeded", finished_at=utcnow()))
+        summary = {"profiled_run_id": profiled_id, "tool": trace.source_tool, "iterations": n,
+                   **{k: v for k, v in counts.items() if k != "notes"}}
+        _merge_run_config(ctx, measured_id, {"kernel_capture": summary})
+        ctx.event("info", f"{label}: kernel timeline stored as run {profiled_id} ({trace.source_tool}, "
+                          f"{counts['kernels']} kernels over {n} iterations)"
+                  + (f"; {'; '.join(counts['notes'])}" if counts["notes"] else ""),
+                  run_id=profiled_id, of_run_id=measured_id)
+        return profiled_id
+    except JobCancelled:
+        if profiled_id is not None:
+            _fail_run(ctx, profiled_id, "cancelled by the user")
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failed capture (ours, the profiler's, the engine's) keeps the measured run
+        reason = f"kernel capture failed: {type(exc).__name__}: {exc}"
+        if profiled_id is not None:
+            _fail_run(ctx, profiled_id, reason)
+        _merge_run_config(ctx, measured_id, {"kernel_capture_error": reason})
+        ctx.event("warning", f"{label}: {reason}; the measured run is kept", run_id=measured_id)
+        return None
 
 
 def _sweep_step(ctx: JobContext, spec: BenchSpec, precision: str, run_id: int, batch: int,
