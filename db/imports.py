@@ -321,6 +321,13 @@ def layer_rows(pg: ParsedGroup) -> list[dict[str, Any]]:
 
 
 
+def import_artifact_dir(home: Path, run_id: int) -> Path:
+    """``<home>/artifacts/imports/run_<run_id>``, created: where every import (trtexec, nsys) copies its files."""
+    dest = home / "artifacts" / "imports" / f"run_{run_id}"
+    dest.mkdir(parents=True, exist_ok=True)
+    return dest
+
+
 def import_group(pg: ParsedGroup, *, url: str | None = None, home: Path | None = None) -> dict[str, Any]:
     """Write one parsed group as a Run (short transactions) and return its ``--json`` record."""
     home = home or data_home()
@@ -373,8 +380,7 @@ def import_group(pg: ParsedGroup, *, url: str | None = None, home: Path | None =
         samples = pg.times.latency_ns("latencyMs")
         with session_scope(url) as s:
             s.bulk_insert_mappings(LatencySample, [{"run_id": run_id, "seq": i, "latency_ns": v} for i, v in enumerate(samples)])  # type: ignore[arg-type]
-    dest = home / "artifacts" / "imports" / f"run_{run_id}"
-    dest.mkdir(parents=True, exist_ok=True)
+    dest = import_artifact_dir(home, run_id)
     with session_scope(url) as s:
         for kind, path in pg.group.files.items():
             target = dest / path.name

@@ -1,12 +1,14 @@
-"""Import trtexec outputs page: drag and drop trtexec logs and JSON exports (``--exportTimes``,
-``--exportProfile``, ``--exportLayerInfo``), grouped into runs by common name prefix (``db.imports``),
-then open them on the Layers / Compare pages. Also shows whether this machine has a TensorRT route
-and how to run the TensorRT route on a GPU machine."""
+"""Import page: drag and drop trtexec logs and JSON exports (``--exportTimes``, ``--exportProfile``,
+``--exportLayerInfo``), grouped into runs by common name prefix (``db.imports``), and Nsight Systems
+captures (``nsys export --type sqlite`` files, ``.nsys-rep`` / ``.qdrep`` reports converted with the local
+nsys: ``db.nsys_import``), one profiled run each; then open them on the Layers / Compare / Kernels pages.
+Also shows whether this machine has a TensorRT route and how to run the TensorRT route on a GPU machine."""
 
 from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import streamlit as st
 
@@ -14,14 +16,18 @@ from dashboard import trt_widgets, ui
 from db.config import home
 from profiles.errors import EngineScopeError
 
-st.title("Import trtexec outputs")
-st.caption("Results TensorRT produced elsewhere (a GPU machine, CI, a colleague): stdout logs, "
-           "`--exportTimes`, `--exportProfile`, `--exportLayerInfo` (with `--profilingVerbosity=detailed` for layer "
-           "types, precisions and tactics). Files sharing a name prefix (`resnet.onnx.engine.{graph,profile,timing}.json`, "
-           "`resnet.onnx.engine.log`) become one run.")
+KERNELS_PAGE = Path(__file__).parent / "kernels.py"
 
-files = st.file_uploader("trtexec outputs", accept_multiple_files=True, type=["json", "log", "txt"],
-                         key="trtimport_files")
+st.title("Import trtexec / Nsight Systems")
+st.caption("Results produced elsewhere (a GPU machine, CI, a colleague). trtexec: stdout logs, "
+           "`--exportTimes`, `--exportProfile`, `--exportLayerInfo` (with `--profilingVerbosity=detailed` for layer "
+           "types, precisions and tactics); files sharing a name prefix (`resnet.onnx.engine.{graph,profile,timing}.json`, "
+           "`resnet.onnx.engine.log`) become one run. Nsight Systems: an `nsys export --type sqlite` file, or a "
+           "`.nsys-rep` / `.qdrep` report (converted with this machine's nsys, `$ENGINESCOPE_NSYS` or PATH); each "
+           "capture becomes one profiled run with its kernels, copies, CUDA API calls and NVTX ranges.")
+
+files = st.file_uploader("trtexec outputs or Nsight Systems captures", accept_multiple_files=True,
+                         type=["json", "log", "txt", "sqlite", "nsys-rep", "qdrep"], key="trtimport_files")
 if files and st.button("Import", type="primary", key="trtimport_go"):
     dest = home() / "uploads" / "trtexec_import" / time.strftime("%Y%m%d-%H%M%S")
     dest.mkdir(parents=True, exist_ok=True)
@@ -32,11 +38,35 @@ if files and st.button("Import", type="primary", key="trtimport_go"):
         p.write_bytes(f.getvalue())
         paths.append(p)
     from db.imports import import_trtexec
+    from db.nsys_import import import_nsys
+    from profiles.nsys_export import is_nsys_file
 
+    nsys_paths = [p for p in paths if is_nsys_file(p)]
+    trt_paths = [p for p in paths if p not in nsys_paths]
+    st.session_state["trtimport_result"] = None
+    st.session_state["trtimport_nsys_result"] = None
     try:
-        st.session_state["trtimport_result"] = import_trtexec(paths, url=ui.db_url())
+        # nsys first: its files are parsed (and reports converted) before anything is written
+        nsys_result = import_nsys(nsys_paths, url=ui.db_url()) if nsys_paths else []
+        st.session_state["trtimport_nsys_result"] = nsys_result
+        st.session_state["trtimport_result"] = import_trtexec(trt_paths, url=ui.db_url()) if trt_paths else []
     except EngineScopeError as exc:
         st.error(str(exc))
+
+nsys_result = st.session_state.get("trtimport_nsys_result")
+if nsys_result:
+    st.subheader("Imported Nsight Systems captures")
+    st.dataframe([{
+        "run": r["run_id"], "label": r["label"], "file": r["file"], "nsys": r["nsys_version"] or "?",
+        "schema": r["schema_version"] or "?", "kernels": r["kernels"], "memcpy": r["memcpy"], "memset": r["memset"],
+        "CUDA API calls": r["cuda_api_calls"], "NVTX ranges": r["nvtx_ranges"],
+        "already imported": r["existing"], "notes": "; ".join(r["notes"]),
+    } for r in nsys_result], hide_index=True, width="stretch")
+    for r in nsys_result:
+        for note in r["notes"]:
+            st.info(f"run {r['run_id']} ({r['file']}): {note}")
+        if KERNELS_PAGE.exists():  # the Kernels page (dashboard/app_pages/kernels.py) shows the timeline
+            ui.link_to_page("kernels", f"Kernels of run {r['run_id']} ({r['file']})", {"run": r["run_id"]})
 
 result = st.session_state.get("trtimport_result")
 if result:
