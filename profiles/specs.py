@@ -23,6 +23,7 @@ BENCH_SPEC_FLAGS: dict[str, str] = {
     "calibration_samples": "--calibration-samples", "inputs_npz": "--inputs", "profile_layers": "--no-layers",
     "intra_op_threads": "--threads", "seed": "--seed", "cuda_graph": "--cuda-graph", "p99_budget_ms": "--p99-budget-ms",
     "batch_sweep": "--batch-sweep", "max_batch": "--max-batch", "kernel_iterations": "--profile-kernels",
+    "ncu_top": "--ncu-top",
 }
 
 
@@ -98,6 +99,9 @@ class BenchSpec(BaseModel):
     kernel_iterations: int = Field(0, ge=0, le=100, description="after each measured (precision, batch), capture "
                                    "this many iterations' GPU kernels with torch.profiler (CUPTI) into a separate "
                                    "profiled run (CUDA devices; 0 = off; engine_runner.jobs.model_bench)")
+    ncu_top: int = Field(0, ge=0, le=200, description="after each measured (precision, batch), profile one iteration "
+                         "under Nsight Compute and keep this many kernels (largest summed duration) in a separate ncu "
+                         "run (CUDA devices with ncu; 0 = off; engine_runner.ncu_capture)")
 
     @field_validator("batch_sweep")
     @classmethod

@@ -41,6 +41,7 @@ LABELS: dict[str, str] = {
     "calibration_samples": "Calibration samples", "tensorrt": "TensorRT options", "cuda_graph": "CUDA graph",
     "p99_budget_ms": "p99 latency budget (ms, 0 = none)", "batch_sweep": "Batch sweep (max throughput)",
     "max_batch": "Max batch of the sweep", "kernel_iterations": "Kernel timeline iterations (0 = off)",
+    "ncu_top": "Nsight Compute: top kernels (0 = off)",
 }
 #: ``profiles.torch_spec.TorchOptions`` field -> this form's label (PyTorch option errors name these).
 TORCH_LABELS: dict[str, str] = {
@@ -201,13 +202,18 @@ if kind == "cuda" and engine in ("onnxruntime", "torch"):
                              help="Capture each batch size's inference in a CUDA graph and time its replays "
                                   "(ONNX Runtime enable_cuda_graph: every node must run on the CUDA provider, "
                                   "fixed shapes only; PyTorch: torch.cuda.CUDAGraph after a side-stream warm-up).")
-profile_kernels = 0
+profile_kernels = ncu_top = 0
 if kind == "cuda" and engine in ("onnxruntime", "torch"):
     profile_kernels = c1.number_input(
         LABELS["kernel_iterations"], 0, 100, 0, step=1, key="newbench_profile_kernels",
         help="After each measured precision x batch, capture this many iterations' GPU kernels with torch.profiler "
              "(CUPTI) into a separate profiled run (ONNX Runtime: kernels attributed to its nodes); the measured "
              "run's latencies are never profiled. CUDA devices only.")
+    ncu_top = c1.number_input(
+        LABELS["ncu_top"], 0, 200, 0, step=1, key="newbench_ncu_top",
+        help="After each measured precision x batch, profile one iteration under Nsight Compute (--clock-control "
+             "none) and keep this many kernels with their occupancy, SM/DRAM throughput, FLOP and bytes, placed on a "
+             "roofline measured on the same GPU; a separate ncu run. Needs ncu on the worker's machine.")
 # the engine's default device kind keeps the plain key (newbench_precisions_onnxruntime, ..._tensorrt)
 prec_key = f"newbench_precisions_{engine}" + ("" if kind == kinds[0] else f"_{kind}")
 precisions = c2.multiselect(LABELS["precisions"], precision_choices(engine, device), default=["fp32"], key=prec_key,
@@ -360,7 +366,7 @@ spec_data: dict[str, Any] = {
     "calibration_npz": calib_path, "calibration_samples": int(calib_samples), "profile_layers": bool(profile_layers),
     "intra_op_threads": int(threads) or None, "tensorrt": tensorrt_options, "timeout_s": float(timeout_s),
     "inputs_npz": inputs_path, "cuda_graph": bool(cuda_graph), "p99_budget_ms": float(p99_budget_ms) or None, "batch_sweep": bool(batch_sweep),
-    "max_batch": int(max_batch), "kernel_iterations": int(profile_kernels),
+    "max_batch": int(max_batch), "kernel_iterations": int(profile_kernels), "ncu_top": int(ncu_top),
     **({"torch": torch_options} if engine == "torch" else {}),
 }
 

@@ -21,12 +21,14 @@ with ``--json`` exactly one JSON document::
       "profiled_run_id": int | null, "warnings": [str]}],
      "profiled_runs": [{"run_id", "of_run_id", "tool", "tool_version", "engine", "precision", "batch_size", "status",
       "error", "label", "iterations", "kernels", "memcpy", "memset", "cuda_api_calls", "nvtx_ranges",
-      "kernels_attributed", "notes": [str]}]}
+      "kernels_attributed", "ncu_kernels", "ncu_launches_profiled", "notes": [str]}]}
 
 ``runs`` are the measured runs; ``profiled_runs`` the kernel timelines of ``--profile-kernels N`` (one per measured
 run, ``of_run_id``; ``engine_runner.jobs.model_bench._kernel_run``): their own runs, no latency samples, never in
 ``runs``, the budget or the exit status (a failed capture is a warning of its measured run). ``kernels`` counts the
 kernels of all N iterations; ``kernels_attributed`` (ONNX Runtime) those launched inside a node, else null.
+``--ncu-top N`` adds one ``tool: "ncu"`` entry per measured run: ``ncu_kernels`` launches stored (the top N names),
+``ncu_launches_profiled`` all launches ncu profiled in the iteration (``engine_runner.jobs.model_bench._ncu_run``).
 
 ``precision_detail`` says how the precision was realised where the engine records it (torch:
 ``"fp16 (weights cast)"``, ``"bf16 (autocast)"``, ``"fp32 (TF32 off)"``); ``mode`` is torch's ``"eager"`` /
@@ -237,6 +239,8 @@ def profiled_entry(run: Any) -> dict[str, Any]:
             "iterations": prof.get("iterations"),
             **{k: counts.get(k, 0) for k in ("kernels", "memcpy", "memset", "cuda_api_calls", "nvtx_ranges")},
             "kernels_attributed": ((kt.get("meta") or {}).get("ort_attribution") or {}).get("kernels_attributed"),
+            "ncu_kernels": prof.get("stored_kernels") if prof.get("tool") == "ncu" else None,
+            "ncu_launches_profiled": prof.get("launches_profiled") if prof.get("tool") == "ncu" else None,
             "notes": list(kt.get("notes") or prof.get("notes") or [])}
 
 
@@ -354,6 +358,11 @@ def format_table(doc: dict[str, Any]) -> str:
         if r["error"]:
             lines.append(f"{'':>6}error: {r['error'].splitlines()[0]}")
     for pr in doc.get("profiled_runs") or []:
+        if pr.get("tool") == "ncu":
+            lines.append(f"ncu: run {pr['run_id']} of run {pr['of_run_id']} ({pr['status']}): {pr['ncu_kernels']} "
+                         f"launches of the top kernels kept of {pr['ncu_launches_profiled']} profiled"
+                         + (f"; error: {pr['error'].splitlines()[0]}" if pr.get("error") else ""))
+            continue
         attributed = (f", {pr['kernels_attributed']} attributed to ONNX Runtime nodes"
                       if pr.get("kernels_attributed") is not None else "")
         lines.append(f"kernel timeline: run {pr['run_id']} of run {pr['of_run_id']} ({pr['tool']}, {pr['status']}): "
@@ -459,6 +468,11 @@ def register(app: typer.Typer) -> None:
         profile_kernels: int = typer.Option(0, "--profile-kernels", help="CUDA devices: after each measured precision "
                                             "x batch, record N iterations' GPU kernels with torch.profiler (CUPTI) as a "
                                             "separate profiled run (0 = off, at most 100); JSON: 'profiled_runs'"),
+        ncu_top: int = typer.Option(0, "--ncu-top", help="CUDA devices with Nsight Compute (ncu on PATH or "
+                                    "$ENGINESCOPE_NCU): after each measured precision x batch, profile one iteration "
+                                    "under ncu --clock-control none and keep the N kernels with the largest summed "
+                                    "duration (occupancy, SM/DRAM throughput, FLOP, bytes, roofline) as a separate ncu "
+                                    "run (0 = off, at most 200)"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON document on stdout"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress on stderr"),
     ) -> None:
@@ -490,7 +504,7 @@ def register(app: typer.Typer) -> None:
                 "calibration_samples": calibration_samples, "profile_layers": not no_layers, "seed": seed,
                 "inputs_npz": str(inputs.resolve()) if inputs else None, "cuda_graph": cuda_graph,
                 "p99_budget_ms": p99_budget_ms, "batch_sweep": batch_sweep, "max_batch": max_batch,
-                "kernel_iterations": profile_kernels,
+                "kernel_iterations": profile_kernels, "ncu_top": ncu_top,
             }
             torch_opts = {k: v for k, v in {"seq_len": seq_len, "compile": compile_ or None,
                                             "compile_backend": compile_backend if compile_backend != "inductor" else None,

@@ -223,6 +223,7 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
         if spec.inputs_npz and inputs_data is not None else None
     wanted = {p: eng.onnx_variant_for(p) for p in spec.precisions}
     _check_device(eng, spec, path, devices_here)
+    _check_ncu(spec, devices_here)
     calibration = None
     if "int8-qdq" in wanted.values():
         calibration = _npz_calibration(spec.calibration_npz, specs) if spec.calibration_npz \
@@ -275,6 +276,29 @@ def _check_kernel_capture(eng: Any, spec: BenchSpec) -> None:
                          f"have one); drop --profile-kernels")
 
 
+def _check_ncu(spec: BenchSpec, devices_here: bool) -> None:
+    """``--ncu-top N`` needs a CUDA device (checked anywhere) and, where the job will run (``devices_here``), an
+    ``ncu`` executable (``engine_runner.ncu_capture.find_ncu``).
+
+    Raises:
+        InputError: naming ``--ncu-top``.
+    """
+    if not spec.ncu_top:
+        return
+    from profiles.catalog import device_kind
+
+    if device_kind(spec.device) != "cuda":
+        raise InputError(f"--ncu-top {spec.ncu_top}: Nsight Compute profiles CUDA kernels (got --device {spec.device}; "
+                         f"use --device cuda:N or drop --ncu-top)")
+    if devices_here:
+        from engine_runner.ncu_capture import find_ncu
+
+        if find_ncu() is None:
+            raise InputError(f"--ncu-top {spec.ncu_top}: Nsight Compute (ncu) is not installed on this machine (not on "
+                             f"PATH, no /usr/local/cuda/bin/ncu); install the CUDA toolkit's ncu or set ENGINESCOPE_NCU, "
+                             f"or drop --ncu-top")
+
+
 def _check_device(eng: Any, spec: BenchSpec, path: Path, devices_here: bool) -> None:
     """The engine's optional ``check_device(device, cuda_graph=, model_path=)`` hook: refuse a device this
     machine cannot use before any job runs (skipped with ``devices_here=False``, see :func:`plan`)."""
@@ -318,6 +342,7 @@ def _plan_native(spec: BenchSpec, eng: NativeModelEngine, path: Path, fmt: str, 
         if spec.inputs_npz and inputs_data is not None else None
     native_config = {**mi.config, **eng.check_run(path, fmt, spec, shapes_by_batch)}
     _check_device(eng, spec, path, devices_here)
+    _check_ncu(spec, devices_here)
     precisions: list[str] = sorted(spec.precisions, key=lambda p: p != "fp32")
     native = NativeSource(eng, path, fmt, specs, shapes_by_batch, spec)
     if inputs is None:
@@ -570,6 +595,8 @@ def run(ctx: JobContext) -> None:
                     if measured and spec.kernel_iterations:  # outside the try: nothing here can fail the measured run
                         _kernel_run(ctx, eng, p, prepared, precision, batch, run_id,
                                     job_dir / f"{precision}_b{batch}" / "kernels")
+                    if measured and spec.ncu_top:
+                        _ncu_run(ctx, p, prepared, precision, batch, run_id, job_dir / f"{precision}_b{batch}" / "ncu")
                 if spec.batch_sweep:
                     sweep_runs.append(run_id)
                     nxt = _sweep_step(ctx, spec, precision, run_id, batch, sweep_points, sweep_runs)
@@ -634,19 +661,8 @@ def _kernel_run(ctx: JobContext, eng: Any, p: BenchPlan, prepared: PreparedVaria
     profiled_id: int | None = None
     try:
         trace, artifacts = eng.capture_kernels(prepared, _batches(p, batch)[0], spec, hooks, workdir, n)
-        with ctx.session() as s:
-            m = s.get(Run, measured_id)
-            if m is None:
-                raise EngineError(f"measured run {measured_id} disappeared before its kernel timeline was stored")
-            cfg = {k: m.config[k] for k in _PROFILED_CONFIG_KEYS if k in (m.config or {})}
-            cfg["profiler"] = profiler_config(trace, of_run_id=measured_id, iterations=n)
-            run = Run(job_id=ctx.job_id, model_id=m.model_id, engine=m.engine, engine_version=m.engine_version,
-                      precision=m.precision, batch_size=m.batch_size, shapes=m.shapes, config=cfg,
-                      environment=m.environment, status="running", source="measured",
-                      label=profiled_label(m.label, trace.source_tool))
-            s.add(run)
-            s.flush()
-            profiled_id = int(run.id)
+        profiled_id = _profiled_run_row(ctx, measured_id, trace.source_tool,
+                                        {"profiler": profiler_config(trace, of_run_id=measured_id, iterations=n)})
         counts = store_trace(profiled_id, trace, url=ctx.db_url)
         _store_artifacts(ctx, profiled_id, p.model_id, artifacts)
         with ctx.session() as s:
@@ -668,6 +684,103 @@ def _kernel_run(ctx: JobContext, eng: Any, p: BenchPlan, prepared: PreparedVaria
         if profiled_id is not None:
             _fail_run(ctx, profiled_id, reason)
         _merge_run_config(ctx, measured_id, {"kernel_capture_error": reason})
+        ctx.event("warning", f"{label}: {reason}; the measured run is kept", run_id=measured_id)
+        return None
+
+
+def _profiled_run_row(ctx: JobContext, measured_id: int, tool: str, config: dict[str, Any]) -> int:
+    """Create the ``running`` Run of a profiled capture of ``measured_id`` (kernel timeline or ncu): the measured
+    run's model, engine, version, precision, batch, shapes, environment and :data:`_PROFILED_CONFIG_KEYS`, plus
+    ``config``; label :func:`db.kernels.profiled_label`. Returns its id.
+
+    Raises:
+        EngineError: the measured run no longer exists.
+    """
+    from db.kernels import profiled_label
+
+    with ctx.session() as s:
+        m = s.get(Run, measured_id)
+        if m is None:
+            raise EngineError(f"measured run {measured_id} disappeared before its {tool} capture was stored")
+        cfg = {k: m.config[k] for k in _PROFILED_CONFIG_KEYS if k in (m.config or {})}
+        run = Run(job_id=ctx.job_id, model_id=m.model_id, engine=m.engine, engine_version=m.engine_version,
+                  precision=m.precision, batch_size=m.batch_size, shapes=m.shapes, config={**cfg, **config},
+                  environment=m.environment, status="running", source="measured",
+                  label=profiled_label(m.label, tool))
+        s.add(run)
+        s.flush()
+        return int(run.id)
+
+
+def _ncu_run(ctx: JobContext, p: BenchPlan, prepared: PreparedVariant, precision: str, batch: int,
+             measured_id: int, workdir: Path) -> int | None:
+    """Profile the configuration just measured under Nsight Compute and store its top kernels as an ncu run.
+
+    ``engine_runner.profile_child`` re-prepares the same variant file in a child process under ncu
+    (``engine_runner.ncu_capture.run_ncu``: ``--clock-control none``, the metrics of ``profiles.ncu``), runs 3
+    warm-up and 1 measured inference of the measured run's first input batch, inside the NVTX range ncu filters on;
+    the ``spec.ncu_top`` kernel names with the largest summed duration are stored (``kernel_metrics``,
+    :func:`db.kernels.store_ncu`) on a new run labelled ``[profiled: ncu]`` (``config["profiler"]``: tool, version,
+    metrics, command, ``of_run_id``), with the roofline ceilings measured in this process
+    (``engine_runner.ncu_capture.measure_ceilings``) as ``run_metrics`` ``ceiling_matrix_flop_per_s`` /
+    ``ceiling_copy_bytes_per_s`` and ``config["ceilings"]``, and the raw CSV as an ``ncu_csv`` artifact.
+
+    A failure never touches the measured run's samples or status: a warning, ``config["ncu_error"]`` on the
+    measured run, the ncu run (if created) failed. Returns the ncu run id or None.
+
+    Raises:
+        JobCancelled: passed through.
+    """
+    from db.kernels import store_ncu
+    from engine_runner.ncu_capture import measure_ceilings, run_ncu
+    from engine_runner.profile_child import write_request
+
+    spec = p.spec
+    label = f"{precision} b{batch}"
+    ctx.event("stage", f"{label}: Nsight Compute on the top {spec.ncu_top} kernels (a separate ncu run)",
+              run_id=measured_id)
+    ncu_id: int | None = None
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        req = write_request(workdir / "request.json", engine=spec.engine, model_path=prepared.model_path,
+                            model_format=p.model_format, precision=precision, batch=batch,
+                            shapes=p.shapes_by_batch[batch], spec=spec.model_dump(mode="json"),
+                            inputs=_batches(p, batch)[0], warmup=3, iterations=1)
+        ctx.check_cancelled()
+        cap = run_ncu(req, spec.ncu_top, workdir)
+        ctx.check_cancelled()
+        index = int(spec.device.split(":")[1]) if ":" in spec.device else 0
+        ceil = measure_ceilings(index)
+        ncu_id = _profiled_run_row(ctx, measured_id, "ncu", {
+            "profiler": {"tool": "ncu", "version": cap.version, "profiled": True, "of_run_id": measured_id,
+                         "metrics": list(cap.metrics), "command": cap.command[:-1] + ["REQUEST"],
+                         "launches_profiled": cap.all_launches, "top": spec.ncu_top, "iterations": 1,
+                         "notes": [f"ncu replays each kernel to read its counters: its durations are per launch "
+                                   f"under ncu, clocks left alone (--clock-control none)"]},
+            "ceilings": ceil})
+        rows = store_ncu(ncu_id, cap.kernels, url=ctx.db_url)
+        _merge_run_config(ctx, ncu_id, {"profiler": {"stored_kernels": rows}})
+        _store_artifacts(ctx, ncu_id, p.model_id, [("ncu_csv", cap.csv_path, {"tool": "ncu", "version": cap.version})])
+        with ctx.session() as s:
+            s.add(RunMetric(run_id=ncu_id, name="ceiling_matrix_flop_per_s", value=ceil["matrix_flop_per_s"],
+                            unit="flop/s"))
+            s.add(RunMetric(run_id=ncu_id, name="ceiling_copy_bytes_per_s", value=ceil["copy_bytes_per_s"],
+                            unit="bytes/s"))
+            s.execute(update(Run).where(Run.id == ncu_id).values(status="succeeded", finished_at=utcnow()))
+        _merge_run_config(ctx, measured_id, {"ncu_capture": {"ncu_run_id": ncu_id, "kernels": rows,
+                                                            "launches_profiled": cap.all_launches}})
+        ctx.event("info", f"{label}: ncu metrics of {len({k.name for k in cap.kernels})} kernels ({rows} launches) "
+                          f"stored as run {ncu_id}", run_id=ncu_id, of_run_id=measured_id)
+        return ncu_id
+    except JobCancelled:
+        if ncu_id is not None:
+            _fail_run(ctx, ncu_id, "cancelled by the user")
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failed ncu capture keeps the measured run
+        reason = f"ncu capture failed: {type(exc).__name__}: {exc}"
+        if ncu_id is not None:
+            _fail_run(ctx, ncu_id, reason)
+        _merge_run_config(ctx, measured_id, {"ncu_error": reason})
         ctx.event("warning", f"{label}: {reason}; the measured run is kept", run_id=measured_id)
         return None
 
