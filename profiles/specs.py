@@ -23,7 +23,7 @@ BENCH_SPEC_FLAGS: dict[str, str] = {
     "calibration_samples": "--calibration-samples", "inputs_npz": "--inputs", "profile_layers": "--no-layers",
     "intra_op_threads": "--threads", "seed": "--seed", "cuda_graph": "--cuda-graph", "p99_budget_ms": "--p99-budget-ms",
     "batch_sweep": "--batch-sweep", "max_batch": "--max-batch", "kernel_iterations": "--profile-kernels",
-    "ncu_top": "--ncu-top",
+    "ncu_top": "--ncu-top", "nsys": "--nsys",
 }
 
 
@@ -102,6 +102,9 @@ class BenchSpec(BaseModel):
     ncu_top: int = Field(0, ge=0, le=200, description="after each measured (precision, batch), profile one iteration "
                          "under Nsight Compute and keep this many kernels (largest summed duration) in a separate ncu "
                          "run (CUDA devices with ncu; 0 = off; engine_runner.ncu_capture)")
+    nsys: bool = Field(False, description="after each measured (precision, batch), capture 5 iterations under Nsight "
+                       "Systems (nsys profile, cudaProfilerApi range) and import the report as a separate profiled run "
+                       "(CUDA devices with nsys; engine_runner.nsys_capture)")
 
     @field_validator("batch_sweep")
     @classmethod

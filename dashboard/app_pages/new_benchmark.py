@@ -42,6 +42,7 @@ LABELS: dict[str, str] = {
     "p99_budget_ms": "p99 latency budget (ms, 0 = none)", "batch_sweep": "Batch sweep (max throughput)",
     "max_batch": "Max batch of the sweep", "kernel_iterations": "Kernel timeline iterations (0 = off)",
     "ncu_top": "Nsight Compute: top kernels (0 = off)",
+    "nsys": "Nsight Systems capture",
 }
 #: ``profiles.torch_spec.TorchOptions`` field -> this form's label (PyTorch option errors name these).
 TORCH_LABELS: dict[str, str] = {
@@ -203,6 +204,7 @@ if kind == "cuda" and engine in ("onnxruntime", "torch"):
                                   "(ONNX Runtime enable_cuda_graph: every node must run on the CUDA provider, "
                                   "fixed shapes only; PyTorch: torch.cuda.CUDAGraph after a side-stream warm-up).")
 profile_kernels = ncu_top = 0
+nsys = False
 if kind == "cuda" and engine in ("onnxruntime", "torch"):
     profile_kernels = c1.number_input(
         LABELS["kernel_iterations"], 0, 100, 0, step=1, key="newbench_profile_kernels",
@@ -214,6 +216,11 @@ if kind == "cuda" and engine in ("onnxruntime", "torch"):
         help="After each measured precision x batch, profile one iteration under Nsight Compute (--clock-control "
              "none) and keep this many kernels with their occupancy, SM/DRAM throughput, FLOP and bytes, placed on a "
              "roofline measured on the same GPU; a separate ncu run. Needs ncu on the worker's machine.")
+    nsys = c1.checkbox(
+        LABELS["nsys"], False, key="newbench_nsys",
+        help="After each measured precision x batch, capture 5 iterations under Nsight Systems (nsys profile, "
+             "cudaProfilerApi range, NVTX per iteration) and import the report as a separate profiled run. Needs nsys "
+             "on the worker's machine.")
 # the engine's default device kind keeps the plain key (newbench_precisions_onnxruntime, ..._tensorrt)
 prec_key = f"newbench_precisions_{engine}" + ("" if kind == kinds[0] else f"_{kind}")
 precisions = c2.multiselect(LABELS["precisions"], precision_choices(engine, device), default=["fp32"], key=prec_key,
@@ -366,7 +373,7 @@ spec_data: dict[str, Any] = {
     "calibration_npz": calib_path, "calibration_samples": int(calib_samples), "profile_layers": bool(profile_layers),
     "intra_op_threads": int(threads) or None, "tensorrt": tensorrt_options, "timeout_s": float(timeout_s),
     "inputs_npz": inputs_path, "cuda_graph": bool(cuda_graph), "p99_budget_ms": float(p99_budget_ms) or None, "batch_sweep": bool(batch_sweep),
-    "max_batch": int(max_batch), "kernel_iterations": int(profile_kernels), "ncu_top": int(ncu_top),
+    "max_batch": int(max_batch), "kernel_iterations": int(profile_kernels), "ncu_top": int(ncu_top), "nsys": bool(nsys),
     **({"torch": torch_options} if engine == "torch" else {}),
 }
 

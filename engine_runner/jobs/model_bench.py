@@ -277,20 +277,29 @@ def _check_kernel_capture(eng: Any, spec: BenchSpec) -> None:
 
 
 def _check_ncu(spec: BenchSpec, devices_here: bool) -> None:
-    """``--ncu-top N`` needs a CUDA device (checked anywhere) and, where the job will run (``devices_here``), an
-    ``ncu`` executable (``engine_runner.ncu_capture.find_ncu``).
+    """``--ncu-top N`` and ``--nsys`` need a CUDA device (checked anywhere) and, where the job will run
+    (``devices_here``), an ``ncu`` (``engine_runner.ncu_capture.find_ncu``) / ``nsys`` (``db.nsys_tool.find_nsys``).
 
     Raises:
-        InputError: naming ``--ncu-top``.
+        InputError: naming ``--ncu-top`` or ``--nsys``.
     """
-    if not spec.ncu_top:
+    if not spec.ncu_top and not spec.nsys:
         return
     from profiles.catalog import device_kind
 
-    if device_kind(spec.device) != "cuda":
+    if spec.nsys and device_kind(spec.device) != "cuda":
+        raise InputError(f"--nsys: EngineScope's Nsight Systems capture traces CUDA kernels (got --device {spec.device}; "
+                         f"use --device cuda:N or drop --nsys)")
+    if spec.nsys and devices_here:
+        from db.nsys_tool import find_nsys
+
+        if find_nsys() is None:
+            raise InputError("--nsys: Nsight Systems (nsys) is not installed on this machine (not on PATH); install "
+                             "it or set ENGINESCOPE_NSYS to its path, or drop --nsys")
+    if spec.ncu_top and device_kind(spec.device) != "cuda":
         raise InputError(f"--ncu-top {spec.ncu_top}: Nsight Compute profiles CUDA kernels (got --device {spec.device}; "
                          f"use --device cuda:N or drop --ncu-top)")
-    if devices_here:
+    if devices_here and spec.ncu_top:
         from engine_runner.ncu_capture import find_ncu
 
         if find_ncu() is None:
@@ -597,6 +606,8 @@ def run(ctx: JobContext) -> None:
                                     job_dir / f"{precision}_b{batch}" / "kernels")
                     if measured and spec.ncu_top:
                         _ncu_run(ctx, p, prepared, precision, batch, run_id, job_dir / f"{precision}_b{batch}" / "ncu")
+                    if measured and spec.nsys:
+                        _nsys_run(ctx, p, prepared, precision, batch, run_id, job_dir / f"{precision}_b{batch}" / "nsys")
                 if spec.batch_sweep:
                     sweep_runs.append(run_id)
                     nxt = _sweep_step(ctx, spec, precision, run_id, batch, sweep_points, sweep_runs)
@@ -781,6 +792,67 @@ def _ncu_run(ctx: JobContext, p: BenchPlan, prepared: PreparedVariant, precision
         if ncu_id is not None:
             _fail_run(ctx, ncu_id, reason)
         _merge_run_config(ctx, measured_id, {"ncu_error": reason})
+        ctx.event("warning", f"{label}: {reason}; the measured run is kept", run_id=measured_id)
+        return None
+
+
+#: iterations an nsys capture records (each in an NVTX range ``iteration N``)
+NSYS_ITERATIONS = 5
+
+
+def _nsys_run(ctx: JobContext, p: BenchPlan, prepared: PreparedVariant, precision: str, batch: int,
+              measured_id: int, workdir: Path) -> int | None:
+    """Capture the configuration just measured under Nsight Systems and store the imported report as its own run.
+
+    ``engine_runner.profile_child`` re-prepares the same variant in a child under ``nsys profile``
+    (``engine_runner.nsys_capture.run_nsys``), 3 warm-up and :data:`NSYS_ITERATIONS` measured inferences between
+    cudaProfilerStart/Stop; the report is exported to SQLite, parsed (``profiles.nsys_export``) and stored on a new
+    run labelled ``[profiled: nsys]`` (``config["profiler"]``: tool, version, schema, command, ``of_run_id``), with
+    the report and its export as artifacts. A failure (no report, a failed export) keeps the measured run: a warning,
+    ``config["nsys_error"]``, the nsys run (if created) failed. Returns the nsys run id or None.
+
+    Raises:
+        JobCancelled: passed through.
+    """
+    from db.kernels import profiler_config, store_trace
+    from engine_runner.nsys_capture import run_nsys
+    from engine_runner.profile_child import write_request
+
+    spec = p.spec
+    label = f"{precision} b{batch}"
+    ctx.event("stage", f"{label}: Nsight Systems capture of {NSYS_ITERATIONS} iterations (a separate nsys run)",
+              run_id=measured_id)
+    nsys_id: int | None = None
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        req = write_request(workdir / "request.json", engine=spec.engine, model_path=prepared.model_path,
+                            model_format=p.model_format, precision=precision, batch=batch,
+                            shapes=p.shapes_by_batch[batch], spec=spec.model_dump(mode="json"),
+                            inputs=_batches(p, batch)[0], warmup=3, iterations=NSYS_ITERATIONS)
+        ctx.check_cancelled()
+        cap = run_nsys(req, workdir)
+        ctx.check_cancelled()
+        nsys_id = _profiled_run_row(ctx, measured_id, "nsys", {"profiler": profiler_config(
+            cap.trace, of_run_id=measured_id, iterations=NSYS_ITERATIONS, command=cap.command[:-1] + ["REQUEST"])})
+        counts = store_trace(nsys_id, cap.trace, url=ctx.db_url)
+        _store_artifacts(ctx, nsys_id, p.model_id, [("nsys_report", cap.report, {"nsys_version": cap.version}),
+                                                    ("nsys_sqlite", cap.sqlite, {"nsys_version": cap.version})])
+        with ctx.session() as s:
+            s.execute(update(Run).where(Run.id == nsys_id).values(status="succeeded", finished_at=utcnow()))
+        _merge_run_config(ctx, measured_id, {"nsys_capture": {"nsys_run_id": nsys_id, "kernels": counts["kernels"]}})
+        ctx.event("info", f"{label}: nsys capture stored as run {nsys_id} ({counts['kernels']} kernels, "
+                          f"{counts['cuda_api_calls']} CUDA API calls, {counts['nvtx_ranges']} NVTX ranges)",
+                  run_id=nsys_id, of_run_id=measured_id)
+        return nsys_id
+    except JobCancelled:
+        if nsys_id is not None:
+            _fail_run(ctx, nsys_id, "cancelled by the user")
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failed nsys capture keeps the measured run
+        reason = f"nsys capture failed: {type(exc).__name__}: {exc}"
+        if nsys_id is not None:
+            _fail_run(ctx, nsys_id, reason)
+        _merge_run_config(ctx, measured_id, {"nsys_error": reason})
         ctx.event("warning", f"{label}: {reason}; the measured run is kept", run_id=measured_id)
         return None
 
