@@ -40,7 +40,7 @@ def write_request(path: Path, *, engine: str, model_path: Path, model_format: st
         inputs: the measured run's feed; warmup / iterations: counts (>= 0 / >= 1).
     """
     npz = path.with_suffix(".npz")
-    np.savez(npz, **inputs)
+    np.savez(npz, **inputs)  # type: ignore[arg-type]  # numpy's stub types the first keyword as allow_pickle
     path.write_text(json.dumps({"engine": engine, "model_path": str(model_path), "model_format": model_format,
                                 "precision": precision, "batch": batch, "shapes": shapes, "spec": spec,
                                 "inputs": str(npz), "warmup": warmup, "iterations": iterations}))

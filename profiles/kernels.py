@@ -205,7 +205,7 @@ class KernelTrace:
 
     def counts(self) -> dict[str, int]:
         """``{"kernels", "memcpy", "memset", "cuda_api_calls", "nvtx_ranges"}`` row counts."""
-        by = defaultdict(int)
+        by: defaultdict[str, int] = defaultdict(int)
         for a in self.activities:
             by[a.kind] += 1
         return {"kernels": by["kernel"], "memcpy": by["memcpy"], "memset": by["memset"],
@@ -365,7 +365,7 @@ def diff_top(a: Sequence[KernelStat], b: Sequence[KernelStat], per_a: int = 1, p
     """
     ia = {k.name: k for k in a}
     ib = {k.name: k for k in b}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in set(ia) | set(ib):
         ka, kb = ia.get(name), ib.get(name)
         a_ns = ka.total_ns / max(per_a, 1) if ka else 0.0
@@ -373,5 +373,5 @@ def diff_top(a: Sequence[KernelStat], b: Sequence[KernelStat], per_a: int = 1, p
         k = ka if ka is not None else ib[name]
         rows.append({"name": name, "short_name": k.short_name, "category": k.category, "a_ns": a_ns, "b_ns": b_ns,
                      "delta_ns": b_ns - a_ns, "status": "both" if ka and kb else ("only_a" if ka else "only_b")})
-    rows.sort(key=lambda r: (-abs(r["delta_ns"]), r["name"]))
+    rows.sort(key=lambda r: (-abs(float(r["delta_ns"])), str(r["name"])))
     return rows
