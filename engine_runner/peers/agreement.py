@@ -76,8 +76,8 @@ class AgreementResult:
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        """``{metric: {"enginescope": mean, "vllm": mean, "ratio": es/vllm, "diff_pct", "es_rounds",
-        "vllm_rounds"}}`` over all rounds."""
+        """``{metric: {"enginescope": mean, "vllm": mean, "ratio": es/vllm, "diff_pct", "diff_ci95_pct",
+        "es_rounds", "vllm_rounds"}}`` over all rounds; ``diff_ci95_pct`` is :func:`paired_diff_ci95_pct`."""
         out: dict[str, Any] = {}
         for name, *_ in METRICS:
             es = [r["enginescope"][name] for r in self.rounds]
@@ -85,11 +85,31 @@ class AgreementResult:
             m_es, m_vl = sum(es) / len(es), sum(vl) / len(vl)
             out[name] = {"enginescope": m_es, "vllm": m_vl, "ratio": m_es / m_vl if m_vl else None,
                          "diff_pct": 100.0 * (m_es / m_vl - 1.0) if m_vl else None,
+                         "diff_ci95_pct": paired_diff_ci95_pct(es, vl),
                          "es_rounds": es, "vllm_rounds": vl}
         return out
 
     def as_dict(self) -> dict[str, Any]:
         return {"load": self.load.__dict__, "rounds": self.rounds, "summary": self.summary()}
+
+
+def paired_diff_ci95_pct(es: list[float], vllm: list[float]) -> list[float] | None:
+    """95% interval of (mean EngineScope - mean vLLM) / mean vLLM x 100 from the per-round paired differences
+    (the rounds alternate the two clients on one server, so round i's two values share its machine state):
+    Student's t interval, mean(d) +- t(0.975, n-1) * sd(d) / sqrt(n). None with fewer than 2 rounds or a zero
+    vLLM mean. A wide interval that includes 0 says the machine was too noisy in this run to tell the clients apart.
+    """
+    n = len(es)
+    m_vl = sum(vllm) / n if n else 0.0
+    if n < 2 or len(vllm) != n or not m_vl:
+        return None
+    from scipy import stats
+
+    d = [a - b for a, b in zip(es, vllm)]
+    mean = sum(d) / n
+    sd = (sum((x - mean) ** 2 for x in d) / (n - 1)) ** 0.5
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / n ** 0.5
+    return [100.0 * (mean - half) / m_vl, 100.0 * (mean + half) / m_vl]
 
 
 def _pick(d: dict[str, Any], key: str, sub: str | None) -> float:
