@@ -26,8 +26,16 @@ st.caption("Results produced elsewhere (a GPU machine, CI, a colleague). trtexec
            "`.nsys-rep` / `.qdrep` report (converted with this machine's nsys, `$ENGINESCOPE_NSYS` or PATH); each "
            "capture becomes one profiled run with its kernels, copies, CUDA API calls and NVTX ranges.")
 
-files = st.file_uploader("trtexec outputs or Nsight Systems captures", accept_multiple_files=True,
-                         type=["json", "log", "txt", "sqlite", "nsys-rep", "qdrep"], key="trtimport_files")
+#: accepted file endings; checked here, not by the uploader's ``type`` (its browser side drops hyphenated
+#: extensions such as ``nsys-rep``: seen with Streamlit 1.67)
+IMPORT_SUFFIXES = (".json", ".log", ".txt", ".sqlite", ".nsys-rep", ".qdrep")
+files = st.file_uploader("trtexec outputs or Nsight Systems captures (" + ", ".join(IMPORT_SUFFIXES) + ")",
+                         accept_multiple_files=True, key="trtimport_files")
+refused = [f.name for f in files or [] if not f.name.lower().endswith(IMPORT_SUFFIXES)]
+if refused:
+    st.error(f"Not a trtexec output or Nsight Systems capture: {', '.join(refused)} (accepted: "
+             f"{', '.join(IMPORT_SUFFIXES)})")
+    files = [f for f in files if f.name not in refused]
 if files and st.button("Import", type="primary", key="trtimport_go"):
     dest = home() / "uploads" / "trtexec_import" / time.strftime("%Y%m%d-%H%M%S")
     dest.mkdir(parents=True, exist_ok=True)
