@@ -178,13 +178,16 @@ class Run(Base):
 
 
 class LatencySample(Base):
-    """One raw per-iteration latency of a run, integer nanoseconds, in iteration order ``seq``."""
+    """One raw per-iteration latency of a run, integer nanoseconds, in iteration order ``seq`` (unique
+    within the run, across repeats). ``repeat`` is the 0-based repeat the sample was measured in
+    (``--repeats N``: each configuration measured N times, interleaved with the job's others)."""
 
     __tablename__ = "latency_samples"
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     latency_ns: Mapped[int] = mapped_column(BigInteger)
+    repeat: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     __table_args__ = (Index("ix_latency_samples_run_seq", "run_id", "seq"),)
 
 
@@ -298,7 +301,8 @@ class Artifact(Base):
 class LoadPoint(Base):
     """One load level of an LLM serving sweep: ``mode`` concurrency | request_rate, ``level`` its value
     (``inf`` rate stored as ``None`` with ``mode='request_rate'``). ``t0_ns`` is the monotonic origin
-    of its requests' timestamps. ``report``: the full computed metric report (JSON)."""
+    of its requests' timestamps. ``report``: the full computed metric report (JSON). ``repeat``: the 0-based
+    repeat of this level (``--repeats N`` measures each level N times, interleaved; one point per repeat)."""
 
     __tablename__ = "load_points"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -312,6 +316,7 @@ class LoadPoint(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="running")
     report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    repeat: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class LlmRequest(Base):
@@ -460,3 +465,27 @@ class KernelMetricRow(Base):
     grid: Mapped[list[Any] | None] = mapped_column(JSON)
     block: Mapped[list[Any] | None] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Report(Base):
+    """A saved report: a set of runs judged against a baseline, for team leads to open later.
+
+    ``run_ids``: the runs shown, in display order (JSON list of int; the baseline among them);
+    ``baseline_run_id``: the run every other is compared with (NULL when that run was deleted);
+    ``metric``: the headline metric of the verdict table (``profiles.verdict.METRICS`` key);
+    ``charts``: the chosen charts and tables (JSON list of names); ``options``: e.g.
+    ``{"allow_different_hardware": bool}``. Times are UTC.
+    """
+
+    __tablename__ = "reports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(512))
+    author: Mapped[str | None] = mapped_column(String(256))
+    notes: Mapped[str | None] = mapped_column(Text)
+    baseline_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    run_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    metric: Mapped[str | None] = mapped_column(String(64))
+    charts: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
