@@ -111,12 +111,28 @@ def _text(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
+def _power_and_clocks(pynvml: Any, h: Any) -> dict[str, Any]:
+    """``{"power_limit_w": float | None, "clocks": {"applications_sm_mhz", "applications_mem_mhz", "max_sm_mhz"}}``
+    from NVML; a query the GPU does not support leaves its value ``None``."""
+    def q(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(h, *args)
+        except pynvml.NVMLError:
+            return None
+
+    limit_mw = q(pynvml.nvmlDeviceGetPowerManagementLimit)
+    return {"power_limit_w": float(limit_mw) / 1000.0 if limit_mw is not None else None,
+            "clocks": {"applications_sm_mhz": q(pynvml.nvmlDeviceGetApplicationsClock, pynvml.NVML_CLOCK_SM),
+                       "applications_mem_mhz": q(pynvml.nvmlDeviceGetApplicationsClock, pynvml.NVML_CLOCK_MEM),
+                       "max_sm_mhz": q(pynvml.nvmlDeviceGetMaxClockInfo, pynvml.NVML_CLOCK_SM)}}
+
+
 def gpu_info() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """NVIDIA GPUs from NVML and system facts.
 
     Returns:
         ``(gpus, system)``: ``gpus`` = ``[{"index", "name", "driver", "memory_total_bytes", "uuid",
-        "compute_capability"}]``; ``system`` = ``{"driver", "cuda_driver"}`` or ``{"gpu_error": reason}``
+        "compute_capability", "power_limit_w", "clocks"}]``; ``system`` = ``{"driver", "cuda_driver"}`` or ``{"gpu_error": reason}``
         when NVML is missing or finds no driver (then ``gpus`` is empty).
     """
     try:
@@ -151,6 +167,7 @@ def gpu_info() -> tuple[list[dict[str, Any]], dict[str, Any]]:
                 "memory_total_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
                 "uuid": _text(pynvml.nvmlDeviceGetUUID(h)),
                 "compute_capability": cc,
+                **_power_and_clocks(pynvml, h),
             })
         return gpus, system
     except pynvml.NVMLError as exc:
@@ -171,8 +188,9 @@ def fingerprint(python: str | None = None) -> dict[str, Any]:
 
     Returns:
         ``{"host", "os", "python", "python_executable", "cpu": {"model", "cores_physical",
-        "cores_logical"}, "memory_total_bytes", "gpus": [{"index", "name", "driver",
-        "memory_total_bytes", "uuid", "compute_capability"}], "driver", "cuda_driver" (or
+        "cores_logical"}, "memory_total_bytes", "load_avg_1m" (the 1-minute load average when the run
+        started: other work on the machine), "gpus": [{"index", "name", "driver",
+        "memory_total_bytes", "uuid", "compute_capability", "power_limit_w", "clocks"}], "driver", "cuda_driver" (or
         "gpu_error"), "libraries": {key: version or None}}``.
 
     Raises:
@@ -188,6 +206,7 @@ def fingerprint(python: str | None = None) -> dict[str, Any]:
         "python_executable": sys.executable,
         "cpu": cpu_info(),
         "memory_total_bytes": int(psutil.virtual_memory().total),
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "gpus": gpus,
         **system,
         "libraries": library_versions(),

@@ -1,0 +1,345 @@
+"""Verdicts: candidate vs baseline, with an interval that includes between-repeat variance.
+
+The one place a comparison of two runs becomes a word. Pure (numpy only); :mod:`db.verdicts` reads the
+stored samples and environments and calls :func:`judge`.
+
+Method (docs/metrics.md, "Verdicts"):
+
+- Each run's samples come grouped by repeat (``--repeats N``: the configuration measured N times,
+  interleaved with the job's other configurations). A statistic (:data:`METRICS`) is computed on the pooled
+  samples of all repeats.
+- The 95% interval of ``ratio = stat(candidate) / stat(baseline)`` is a two-level (hierarchical) bootstrap
+  (Davison & Hinkley 1997, "Bootstrap Methods and their Application", s. 3.8, strategy "resample clusters,
+  then within clusters"; Saravanan et al. 2020, "Application of the hierarchical bootstrap to multi-level
+  data in neuroscience"): each replicate draws the repeats with replacement, then the samples within each
+  drawn repeat with replacement, pools them and computes the statistic; the two runs are resampled
+  independently, and the interval is the 2.5th and 97.5th percentiles of the replicate ratios. (A paired
+  draw of the same repeat indices for both was tried and rejected: with 3-5 repeats it said "different"
+  in 6-12% of simulated A/A comparisons; benchmarks/aa_test.py.)
+- Resampling R clusters understates their variance by the factor (R-1)/R (Davison & Hinkley eq. 3.19);
+  the replicates' log-ratios are therefore spread about their median by sqrt(R/(R-1)) before the
+  percentiles are taken (R = the smaller repeat count, when >= 2).
+- With one repeat on either side the interval is within-run only (only samples are resampled); the
+  verdict says so (:attr:`Verdict.within_run_only`): run-to-run drift on a shared machine is often larger.
+- The word: the interval entirely on the better side of 1 gives "faster", entirely on the worse side
+  "slower", otherwise "no significant difference"; runs on different hardware or of different models give
+  "not comparable" unless the caller allows it. "faster" for throughput means more items per second.
+- An invalid candidate (accuracy check failed) is never a win: :attr:`Verdict.win` is False whatever the word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from profiles.errors import InputError
+
+#: The verdict words.
+FASTER = "faster"
+SLOWER = "slower"
+NO_DIFFERENCE = "no significant difference"
+NOT_COMPARABLE = "not comparable"
+WORDS: tuple[str, ...] = (FASTER, SLOWER, NO_DIFFERENCE, NOT_COMPARABLE)
+
+#: Bootstrap replicates and the default seed (deterministic verdicts: the same data give the same interval).
+N_BOOT = 2000
+SEED = 20261203
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """One comparable metric.
+
+    Attributes:
+        key: CLI spelling (``--metric``).
+        label: human name.
+        series: which per-sample series it is computed from: ``latency`` (per-iteration latency, ms),
+            ``ttft`` / ``tpot`` / ``e2e`` (per-request, ms; TPOT as vLLM's benchmark defines it).
+        stat: ``p50`` / ``p99`` (percentile of the pooled samples, linear interpolation) or ``throughput``
+            (``batch * 1000 / mean(latency_ms)`` items/s: a synchronous loop's items per second).
+        unit: unit of the statistic.
+        higher_is_better: True for throughput.
+    """
+
+    key: str
+    label: str
+    series: str
+    stat: str
+    unit: str
+    higher_is_better: bool = False
+
+    @property
+    def llm(self) -> bool:
+        """True for the per-request LLM metrics."""
+        return self.series != "latency"
+
+
+METRICS: dict[str, MetricDef] = {m.key: m for m in (
+    MetricDef("latency_p50", "latency p50", "latency", "p50", "ms"),
+    MetricDef("latency_p99", "latency p99", "latency", "p99", "ms"),
+    MetricDef("throughput", "throughput", "latency", "throughput", "items/s", higher_is_better=True),
+    MetricDef("ttft_p50", "TTFT p50", "ttft", "p50", "ms"),
+    MetricDef("ttft_p99", "TTFT p99", "ttft", "p99", "ms"),
+    MetricDef("tpot_p50", "TPOT p50", "tpot", "p50", "ms"),
+    MetricDef("tpot_p99", "TPOT p99", "tpot", "p99", "ms"),
+    MetricDef("e2e_p50", "E2E latency p50", "e2e", "p50", "ms"),
+)}
+
+
+def metric_def(key: str) -> MetricDef:
+    """The :class:`MetricDef` for ``key``.
+
+    Raises:
+        InputError: unknown key (the message lists the known ones, as ``--metric`` values).
+    """
+    try:
+        return METRICS[key]
+    except KeyError:
+        raise InputError(f"--metric {key!r} is not one of {', '.join(METRICS)}") from None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One difference between two runs' fingerprints.
+
+    Attributes:
+        field: fingerprint key (``gpu.model``, ``model.hash``, ``libraries.onnxruntime``...).
+        baseline, candidate: the two values (JSON-safe).
+        blocking: True when it makes the runs "not comparable" (hardware, model) unless allowed.
+        note: why it matters.
+    """
+
+    field: str
+    baseline: Any
+    candidate: Any
+    blocking: bool = False
+    note: str = ""
+
+
+@dataclass
+class Verdict:
+    """Candidate vs baseline on one metric.
+
+    ``ratio`` = candidate / baseline of the statistic (``None`` when either has no samples); ``ci95`` its
+    95% interval (``None`` without samples). ``repeats`` = (baseline, candidate) repeat counts;
+    ``accuracy``: the candidate's accuracy
+    against its reference (``{"valid", "cosine_min", "max_abs_err"}``; ``None`` when unknown).
+    ``win``: the word is "faster" and the candidate is not invalid. ``level``: the LLM load level compared.
+    """
+
+    metric: str
+    baseline: int
+    candidate: int
+    unit: str
+    baseline_value: float | None
+    candidate_value: float | None
+    ratio: float | None
+    ci95: tuple[float, float] | None
+    verdict: str
+    comparable: bool
+    within_run_only: bool
+    repeats: tuple[int, int]
+    differences: list[Difference] = field(default_factory=list)
+    accuracy: dict[str, Any] | None = None
+    win: bool = False
+    level: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (the ``enginescope compare --json`` shape plus extras)."""
+        d = asdict(self)
+        d["ci95"] = list(self.ci95) if self.ci95 is not None else None
+        d["repeats"] = list(self.repeats)
+        return d
+
+    @property
+    def summary(self) -> str:
+        """One line: ``"slower: ratio 1.042 [1.013, 1.071] (latency p50, 3 repeats each)"``."""
+        if self.ratio is None or self.ci95 is None:
+            return f"{self.verdict}: no interval ({'; '.join(self.notes) or 'no samples'})"
+        rep = (f"{self.repeats[0]} repeats each" if self.repeats[0] == self.repeats[1]
+               else f"{self.repeats[0]} vs {self.repeats[1]} repeats")
+        scope = "; within-run interval only" if self.within_run_only else ""
+        return (f"{self.verdict}: ratio {self.ratio:.3f} [{self.ci95[0]:.3f}, {self.ci95[1]:.3f}] "
+                f"({METRICS[self.metric].label}, {rep}{scope})")
+
+
+def statistic(samples: np.ndarray, m: MetricDef, batch: int = 1) -> float:
+    """The statistic of ``m`` on pooled ``samples`` (float64 ms, shape [n], n >= 1).
+
+    Raises:
+        InputError: no samples.
+    """
+    if samples.size == 0:
+        raise InputError(f"{m.label}: no samples")
+    if m.stat == "throughput":
+        return float(batch * 1000.0 / samples.mean())
+    return float(np.percentile(samples, 99.0 if m.stat == "p99" else 50.0))
+
+
+def _clean(groups: Sequence[np.ndarray | Sequence[float]], who: str) -> list[np.ndarray]:
+    out = [np.asarray(g, dtype=np.float64).ravel() for g in groups]
+    out = [g[np.isfinite(g)] for g in out]
+    out = [g for g in out if g.size]
+    if not out:
+        raise InputError(f"{who}: no samples to compare")
+    return out
+
+
+def _replicates(groups: list[np.ndarray], m: MetricDef, batch: int, idx: np.ndarray,
+                rng: np.random.Generator, within_only: bool) -> np.ndarray:
+    """Statistic of each bootstrap replicate; ``idx`` [B, R] are the drawn repeat indices per replicate."""
+    out = np.empty(idx.shape[0], dtype=np.float64)
+    for b in range(idx.shape[0]):
+        parts = []
+        for r in (range(len(groups)) if within_only else idx[b]):
+            g = groups[int(r)]
+            parts.append(g[rng.integers(0, g.size, g.size)])
+        out[b] = statistic(np.concatenate(parts), m, batch)
+    return out
+
+
+def bootstrap_ratio(baseline: Sequence[np.ndarray | Sequence[float]], candidate: Sequence[np.ndarray | Sequence[float]],
+                    m: MetricDef, *, batch_baseline: int = 1, batch_candidate: int = 1, n_boot: int = N_BOOT, seed: int = SEED) -> tuple[float, tuple[float, float], bool]:
+    """Ratio candidate/baseline of ``m`` and its 95% hierarchical-bootstrap interval (module doc).
+
+    Args:
+        baseline, candidate: samples grouped by repeat, ms (lists of 1-D arrays; empty repeats dropped).
+
+    Returns:
+        ``(ratio, (lo, hi), within_run_only)``.
+
+    Raises:
+        InputError: a side has no samples.
+    """
+    a = _clean(baseline, "baseline")
+    c = _clean(candidate, "candidate")
+    ratio = statistic(np.concatenate(c), m, batch_candidate) / statistic(np.concatenate(a), m, batch_baseline)
+    within_only = len(a) < 2 or len(c) < 2
+    rng = np.random.default_rng(seed)
+    ia = rng.integers(0, len(a), (n_boot, len(a)))
+    ic = rng.integers(0, len(c), (n_boot, len(c)))
+    ra = _replicates(a, m, batch_baseline, ia, rng, within_only)
+    rc = _replicates(c, m, batch_candidate, ic, rng, within_only)
+    logs = np.log(rc / ra)
+    if not within_only:
+        r = min(len(a), len(c))
+        center = float(np.median(logs))
+        logs = center + (logs - center) * np.sqrt(r / (r - 1))
+    lo, hi = np.percentile(logs, [2.5, 97.5])
+    return ratio, (float(np.exp(lo)), float(np.exp(hi))), within_only
+
+
+def word(ratio_ci: tuple[float, float], m: MetricDef) -> str:
+    """"faster" / "slower" / "no significant difference" from the interval (module doc)."""
+    lo, hi = ratio_ci
+    if lo <= 1.0 <= hi:
+        return NO_DIFFERENCE
+    above = lo > 1.0
+    return FASTER if above == m.higher_is_better else SLOWER
+
+
+def judge(metric: str, baseline_id: int, candidate_id: int,
+          baseline: Sequence[np.ndarray | Sequence[float]], candidate: Sequence[np.ndarray | Sequence[float]], *,
+          batch_baseline: int = 1, batch_candidate: int = 1,
+          differences: Sequence[Difference] = (), allow_blocking: bool = False,
+          accuracy: dict[str, Any] | None = None, level: str | None = None,
+          n_boot: int = N_BOOT, seed: int = SEED) -> Verdict:
+    """The :class:`Verdict` of candidate vs baseline (module doc).
+
+    ``differences``: from :func:`compare_fingerprints`; a blocking one makes the word "not comparable"
+    unless ``allow_blocking``. A side with no samples gives ratio/interval ``None`` and "not comparable"
+    with a note.
+
+    Raises:
+        InputError: unknown ``metric``.
+    """
+    m = metric_def(metric)
+    blocking = [d for d in differences if d.blocking]
+    comparable = not blocking or allow_blocking
+    notes: list[str] = []
+    if blocking and allow_blocking:
+        notes.append("compared although " + "; ".join(f"{d.field} differs" for d in blocking) + " (allowed)")
+    nb = sum(1 for g in baseline if np.asarray(g).size)
+    nc = sum(1 for g in candidate if np.asarray(g).size)
+    try:
+        ratio, ci, within = bootstrap_ratio(baseline, candidate, m, batch_baseline=batch_baseline,
+                                            batch_candidate=batch_candidate, n_boot=n_boot, seed=seed)
+    except InputError as exc:
+        return Verdict(metric, baseline_id, candidate_id, m.unit, None, None, None, None, NOT_COMPARABLE, False,
+                       True, (nb, nc), list(differences), accuracy, False, level, [str(exc)])
+    a = np.concatenate(_clean(baseline, "baseline"))
+    c = np.concatenate(_clean(candidate, "candidate"))
+    w = word(ci, m) if comparable else NOT_COMPARABLE
+    if within:
+        notes.append("one repeat on a side: the interval is within-run only and leaves out run-to-run drift")
+    invalid = bool(accuracy) and accuracy.get("valid") is False  # type: ignore[union-attr]
+    if invalid:
+        notes.append("the candidate's outputs failed the accuracy check: never a win")
+    return Verdict(metric, baseline_id, candidate_id, m.unit, statistic(a, m, batch_baseline),
+                   statistic(c, m, batch_candidate), ratio, ci, w, comparable, within, (nb, nc),
+                   list(differences), accuracy,
+                   w == FASTER and not invalid, level, notes)
+
+
+def regression(v: Verdict, max_regression_pct: float) -> bool:
+    """True when the candidate is significantly worse than ``max_regression_pct`` allows: for a
+    lower-is-better metric the interval's low end exceeds ``1 + pct/100``; for throughput the high end is
+    below ``1 - pct/100``. An invalid candidate whose baseline was valid is a regression too; a verdict
+    without an interval is not (the caller reports it as not comparable).
+
+    Raises:
+        InputError: negative or non-finite ``max_regression_pct`` (named as ``--max-regression``).
+    """
+    if not np.isfinite(max_regression_pct) or max_regression_pct < 0:
+        raise InputError(f"--max-regression must be a finite percentage >= 0, got {max_regression_pct}")
+    if v.accuracy and v.accuracy.get("valid") is False and v.accuracy.get("baseline_valid") is not False:
+        return True
+    if v.ci95 is None or not v.comparable:
+        return False
+    lo, hi = v.ci95
+    if METRICS[v.metric].higher_is_better:
+        return hi < 1.0 - max_regression_pct / 100.0
+    return lo > 1.0 + max_regression_pct / 100.0
+
+
+#: Fingerprint fields whose difference makes two runs "not comparable" (hardware and model identity).
+BLOCKING_FIELDS: tuple[str, ...] = ("gpu.model", "gpu.count", "cpu.model", "model.hash")
+
+#: Why each fingerprint field can explain a gap (shown beside a difference).
+FIELD_NOTES: dict[str, str] = {
+    "gpu.model": "different GPU", "gpu.count": "different number of GPUs", "cpu.model": "different CPU",
+    "model.hash": "different model file", "gpu.driver": "driver changes kernels and clocks",
+    "gpu.cuda_driver": "CUDA driver version", "gpu.clocks": "GPU clocks (locked or not)",
+    "gpu.power_limit_w": "power limit caps clocks", "cpu.load": "other work on the CPU during the run",
+    "host": "another machine of the same kind", "engine": "different engine", "engine_version": "engine version",
+    "precision": "different precision", "batch": "different batch size", "shapes": "different input shapes",
+    "engine_options": "different engine options", "profiled": "a profiler slows the run",
+    "device": "different device",
+}
+
+
+def compare_fingerprints(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
+    """Every differing key of two flat fingerprints (``db.verdicts.fingerprint``), blocking ones first.
+
+    ``cpu.load`` differs only when the two 1-minute load averages per core differ by more than 0.25
+    (small fluctuations are not news); ``cpu.model`` blocks only when both runs ran on the CPU.
+    """
+    diffs: list[Difference] = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if va == vb:
+            continue
+        if k == "cpu.load":
+            if va is None or vb is None or abs(float(va) - float(vb)) <= 0.25:
+                continue
+        blocking = k in BLOCKING_FIELDS and va is not None and vb is not None
+        if k == "cpu.model" and not (a.get("device") == "cpu" and b.get("device") == "cpu"):
+            blocking = False
+        note = FIELD_NOTES.get(k) or ("library version" if k.startswith("libraries.") else "")
+        diffs.append(Difference(k, va, vb, blocking, note))
+    diffs.sort(key=lambda d: (not d.blocking, d.field))
+    return diffs
