@@ -183,8 +183,13 @@ def job_log_path(job_id: int) -> Path:
     return home() / "logs" / f"job-{job_id}.log"
 
 
-def claim_next(worker_id: str, busy_devices: Iterable[str] = (), *, url: str | None = None) -> Job | None:
+def claim_next(worker_id: str, busy_devices: Iterable[str] = (), *, exclusive_devices: bool = True,
+               url: str | None = None) -> Job | None:
     """Atomically claim the oldest queued job whose device is free; None when there is none.
+
+    ``exclusive_devices=False`` (the Ray dispatcher) claims the oldest queued job whatever its device:
+    there Ray's ``num_gpus`` places jobs on GPUs, and ``jobs.device`` names a device of the node the job
+    lands on (``cuda:0`` = the first GPU Ray gave it), not one shared machine's device.
 
     A device is busy when it is in ``busy_devices`` (the caller's own running jobs) or when any job on
     it is ``running`` in the database (other workers, in-process CLI jobs, or a stale job that
@@ -210,11 +215,12 @@ def claim_next(worker_id: str, busy_devices: Iterable[str] = (), *, url: str | N
     sub = (
         select(Job.id)
         .where(Job.status == "queued")
-        .where(Job.device.not_in(busy) if busy else literal(True))
-        .where(Job.device.not_in(select(running.device).where(running.status == "running").scalar_subquery()))
         .order_by(Job.id)
         .limit(1)
     )
+    if exclusive_devices:
+        sub = sub.where(Job.device.not_in(busy) if busy else literal(True)).where(
+            Job.device.not_in(select(running.device).where(running.status == "running").scalar_subquery()))
     if _is_postgres(engine):
         sub = sub.with_for_update(skip_locked=True)
     now = utcnow()
@@ -293,6 +299,36 @@ def set_child(job_id: int, pid: int, log_path: str | os.PathLike[str] | None = N
         values["log_path"] = str(log_path)
     with session_scope(url) as s:
         s.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def set_placement(job_id: int, worker_id: str, message: str, data: dict[str, Any], *, url: str | None = None) -> None:
+    """Record where a running job landed (the Ray runner: ``worker_id = "ray:<node_id>@<ip>"``) with an
+    ``info`` event carrying ``data`` (node id, IP, GPU ids, accelerator types)."""
+    with session_scope(url) as s:
+        s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
+            worker_id=worker_id[:128], heartbeat_at=utcnow()))
+        s.add(JobEvent(job_id=job_id, kind="info", message=message, data=data))
+
+
+def add_event(job_id: int, kind: str, message: str, data: dict[str, Any] | None = None, *, url: str | None = None) -> None:
+    """Append one event to a job's stream (``kind``: progress | stage | warning | error | info)."""
+    with session_scope(url) as s:
+        s.add(JobEvent(job_id=job_id, kind=kind, message=message, data=data or {}))
+
+
+def fail_or_amend(job_id: int, reason: str, *, url: str | None = None) -> bool:
+    """Fail a job with ``reason``; when it has already failed (e.g. its child noticed first that its
+    parent died), put ``reason`` in front of the recorded error so the cause is read first. A job that
+    succeeded or was cancelled is left alone. Returns True when the row changed."""
+    if finish_job(job_id, "failed", reason, from_statuses=ACTIVE_STATUSES, url=url):
+        return True
+    with session_scope(url) as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status != "failed" or (job.error or "").startswith(reason):
+            return False
+        job.error = reason + ("\n" + job.error if job.error else "")
+        s.add(JobEvent(job_id=job_id, kind="error", message=reason, data={}))
+    return True
 
 
 def heartbeat(job_ids: Sequence[int], *, url: str | None = None) -> set[int]:

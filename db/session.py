@@ -1,6 +1,8 @@
 """Engines, sessions and migrations.
 
-SQLite connections get ``journal_mode=WAL``, ``busy_timeout=30000`` ms and ``foreign_keys=ON``.
+SQLite connections get ``journal_mode=WAL``, ``busy_timeout=30000`` ms and ``foreign_keys=ON``; a server
+database (PostgreSQL) gets a pre-pinged pool of ``ENGINESCOPE_DB_POOL_SIZE`` connections plus
+``ENGINESCOPE_DB_MAX_OVERFLOW`` (see :mod:`db.config`).
 Keep write transactions short: open a session with :func:`session_scope`, write, leave.
 """
 
@@ -14,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.config import db_url
+from db.config import db_max_overflow, db_pool_size, db_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -34,7 +36,9 @@ def make_engine(url: str | None = None) -> Engine:
         eng = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
         event.listen(eng, "connect", _sqlite_pragmas)
     else:
-        eng = create_engine(url, pool_pre_ping=True)
+        # a server database (PostgreSQL): a pool per process sized by ENGINESCOPE_DB_POOL_SIZE / _MAX_OVERFLOW
+        eng = create_engine(url, pool_pre_ping=True, pool_size=db_pool_size(), max_overflow=db_max_overflow(),
+                            pool_recycle=1800)
     return eng
 
 

@@ -86,6 +86,7 @@ class Worker:
         grace_s: seconds between SIGTERM and SIGKILL when stopping a child.
         worker_id: ``jobs.worker_id`` of this worker (default ``worker@<host>:<pid>``).
         python: interpreter for the children (default ``sys.executable``).
+        extra_env: variables added to the children's environment (the Ray runner names its node there).
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class Worker:
         grace_s: float = 10.0,
         worker_id: str | None = None,
         python: str | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.url = url or db_url()
         self.poll_interval_s = poll_interval_s
@@ -104,6 +106,7 @@ class Worker:
         self.grace_s = grace_s
         self.worker_id = worker_id or q.worker_identity("worker")
         self.python = python or sys.executable
+        self.extra_env = dict(extra_env or {})
         self.children: dict[int, ChildJob] = {}
         self._stop = threading.Event()
         self._stop_signal = "stop requested"
@@ -151,6 +154,34 @@ class Worker:
         log.info("worker %s exits after starting %d job(s)", self.worker_id, started)
         return started
 
+    def run_claimed(self, job: Job) -> str:
+        """Run one job already claimed elsewhere (the Ray dispatcher) to its end on this machine.
+
+        The same child, log file and outcome rules as :meth:`run`: heartbeats, cancel (``cancel_requested``),
+        timeout, SIGTERM / grace / SIGKILL of the child's process group. The log goes to this machine's
+        ``home()/logs/job-<id>.log`` (a shared ENGINESCOPE_HOME makes it the dashboard's path too). A
+        ``KeyboardInterrupt`` (what ``ray.cancel`` raises in a running task) stops the child as a cancel.
+        Returns the job's final status.
+        """
+        job.log_path = str(q.job_log_path(job.id))
+        self._start(job)
+        try:
+            while self.children:
+                try:
+                    self._supervise()
+                except OperationalError as exc:
+                    log.warning("database error, retrying in %.2g s: %s", self.poll_interval_s, str(exc).splitlines()[0])
+                self._stop.wait(self.poll_interval_s)
+        except KeyboardInterrupt:
+            log.info("job %d: interrupted (ray.cancel); stopping its child as a cancel", job.id)
+            for c in self.children.values():
+                if c.stop_reason is None:
+                    self._terminate(c, "cancel")
+        finally:
+            self._shutdown()
+        final = q.get_job(job.id, url=self.url)
+        return final.status if final else "failed"
+
     def _fail_stale(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_stale_check_s < max(self.poll_interval_s, self.heartbeat_timeout_s / 4):
@@ -174,7 +205,8 @@ class Worker:
     def _start(self, job: Job) -> None:
         log_path = Path(job.log_path) if job.log_path else q.job_log_path(job.id)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, ENGINESCOPE_DB_URL=self.url, ENGINESCOPE_HOME=str(home()), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, ENGINESCOPE_DB_URL=self.url, ENGINESCOPE_HOME=str(home()), PYTHONUNBUFFERED="1",
+                   **self.extra_env)
         with open(log_path, "ab") as f:
             f.write(f"=== job {job.id} ({job.kind}) on {job.device}, claimed by {self.worker_id} at "
                     f"{time.strftime('%Y-%m-%d %H:%M:%S%z')} ===\n".encode())

@@ -38,11 +38,34 @@ def register(app: typer.Typer) -> None:
                                                 help="Seconds without heartbeat after which a running job of a dead worker is failed."),
         grace: float = typer.Option(10.0, "--grace", min=0.0, help="Seconds between SIGTERM and SIGKILL when stopping a job."),
         db_url: str = typer.Option(None, "--db-url", help="SQLAlchemy URL (default: $ENGINESCOPE_DB_URL or SQLite in $ENGINESCOPE_HOME)."),
+        executor: str = typer.Option(None, "--executor", help="local (this machine, the default) or ray (a Ray cluster); "
+                                                              "default $ENGINESCOPE_EXECUTOR or local."),
+        ray_address: str = typer.Option(None, "--ray-address", help="ray: the cluster's address HOST:PORT (default $RAY_ADDRESS)."),
+        gpu_type: str = typer.Option(None, "--gpu-type", help="ray: accelerator type (H100, A10G ...) for jobs whose spec "
+                                                              "names none (default: any node)."),
+        max_in_flight: int = typer.Option(None, "--max-in-flight", min=1, help="ray: most jobs submitted at once "
+                                                                               "(default: the cluster's GPU count)."),
     ) -> None:
-        """Claim queued jobs and run each in its own child process and process group (one job per device)."""
-        from engine_runner.worker import Worker
+        """Claim queued jobs and run each in its own child process and process group (one job per device),
+        here (--executor local) or on a Ray cluster (--executor ray: one job per GPU, placed by Ray)."""
+        from engine_runner.executors import executor_name
+        from engine_runner.executors import ray_address as default_ray_address
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if executor_name(executor) == "ray":
+            from engine_runner.executors.ray_executor import RayDispatcher
+
+            d = RayDispatcher(db_url, default_ray_address(ray_address), gpu_type=gpu_type, poll_interval_s=poll_interval,
+                              heartbeat_timeout_s=heartbeat_timeout, grace_s=grace, max_in_flight=max_in_flight)
+            d.install_signal_handlers()
+            d.run(once=once)
+            return
+        if gpu_type or ray_address or max_in_flight:
+            from profiles.errors import InputError
+
+            raise InputError("--ray-address, --gpu-type and --max-in-flight apply to --executor ray only")
+        from engine_runner.worker import Worker
+
         w = Worker(db_url, poll_interval_s=poll_interval, heartbeat_timeout_s=heartbeat_timeout, grace_s=grace)
         w.install_signal_handlers()
         w.run(once=once)
@@ -141,7 +164,9 @@ def register(app: typer.Typer) -> None:
     def submit_cmd(kind: str = typer.Argument(..., help="Job kind, e.g. clock_check."),
                    spec: str = typer.Option("{}", "--spec", help='Spec as JSON, e.g. \'{"duration_s": 2, "samples": 100000}\'.'),
                    device: str = typer.Option("cpu", "--device", help="Device the job occupies (cpu, cuda:0 ...)."),
-                   timeout: float = typer.Option(None, "--timeout", help="Seconds before the worker fails the job as timed out.")) -> None:
+                   timeout: float = typer.Option(None, "--timeout", help="Seconds before the worker fails the job as timed out."),
+                   gpu_type: str = typer.Option(None, "--gpu-type", help="Ray executor: run it only on a node with this "
+                                                                         "accelerator type (H100, A10G ...); stored as spec.gpu_type.")) -> None:
         """Queue a job for the worker; prints its id."""
         from db.jobs import submit_job
         from profiles.errors import InputError
@@ -150,6 +175,10 @@ def register(app: typer.Typer) -> None:
             spec_d = json.loads(spec)
         except json.JSONDecodeError as exc:
             raise InputError(f"--spec is not valid JSON: {exc}") from None
+        if gpu_type:
+            from engine_runner.executors.resources import normalize_gpu_type
+
+            spec_d["gpu_type"] = normalize_gpu_type(gpu_type)
         typer.echo(submit_job(kind, spec_d, device=device, timeout_s=timeout, origin="cli"))
 
     app.add_typer(jobs_app, name="jobs")

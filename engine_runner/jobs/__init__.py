@@ -24,6 +24,11 @@ REGISTRY: dict[str, str] = {
     "export": "engine_runner.jobs.export:run",
 }
 
+#: Spec keys that say where a job runs, not what it does: read by the executor (``gpu_type``: the Ray
+#: dispatcher's accelerator type, engine_runner.executors.resources) and removed before the job function
+#: validates its spec (the specs forbid unknown keys).
+PLACEMENT_KEYS = ("gpu_type",)
+
 
 def resolve(kind: str) -> Callable[[JobContext], None]:
     """The job function of ``kind``.
@@ -52,6 +57,8 @@ def execute(ctx: JobContext) -> str:
         s.execute(update(Job).where(Job.id == ctx.job_id).values(
             status="running", started_at=utcnow(), heartbeat_at=utcnow()))
     status, error = "succeeded", None
+    for k in PLACEMENT_KEYS:
+        ctx.spec.pop(k, None)
     try:
         resolve(ctx.kind)(ctx)
     except JobCancelled as exc:
