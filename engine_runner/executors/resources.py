@@ -82,7 +82,8 @@ def job_resources(kind: str, spec: dict[str, Any] | None, *, default_gpu_type: s
     if kind in BENCHMARK_KINDS:
         gpus: float = 1
         if kind == "llm_serve":
-            tp = spec.get("tensor_parallel_size", (spec.get("server") or {}).get("tensor_parallel_size", 1)) or 1
+            tp = spec.get("tensor_parallel_size", (spec.get("server") or {}).get("tensor_parallel_size"))
+            tp = 1 if tp is None else tp
             if not isinstance(tp, int) or isinstance(tp, bool) or tp < 1:
                 raise InputError(f"tensor_parallel_size must be a positive integer, got {tp!r}")
             gpus = tp

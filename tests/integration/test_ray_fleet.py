@@ -298,3 +298,26 @@ def test_node_killed_mid_job_fails_that_job_only(fleet: dict) -> None:
     for i in others:
         assert job(fleet, i).status == "succeeded", job(fleet, i).error
         assert node_of_job(fleet, i) == c.node_of["H100"]
+
+
+def test_db_copy_sqlite_into_the_team_postgresql_twice(pg_url: str, es_env: str, tmp_path: Path) -> None:
+    """An engineer's local SQLite results into the team's PostgreSQL (this module's server, a fresh schema
+    of its own): the first copy adds every ended row with ids remapped, the second adds nothing."""
+    from db.session import session_scope
+    from tests.unit.test_db_copy import check_copy, seed
+
+    schema_url = _fresh_schema(pg_url)
+    seeded = seed(es_env, tmp_path)
+    check_copy(es_env, schema_url, seeded)
+    with session_scope(schema_url) as s:  # the target's sequences moved on: a new job gets a fresh id
+        assert s.execute(text("SELECT max(id) FROM jobs")).scalar_one() == 1
+
+
+def _fresh_schema(pg_url: str) -> str:
+    base, _, _ = pg_url.partition("?")
+    schema = f"es_copy_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base)
+    with admin.begin() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    return f"{base}?options=-csearch_path%3D{schema}"
