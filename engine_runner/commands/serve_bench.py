@@ -32,57 +32,25 @@ def _device(spec: Any) -> str:
     return f"cuda:{snaps[0].index}" if snaps else "cpu"
 
 
-def _stat(d: dict[str, Any] | None) -> dict[str, Any]:
-    d = d or {}
-    return {k: d.get(k) for k in ("mean", "p50", "p90", "p99")} | {"count": d.get("count", 0)}
-
-
 def results_json(job_id: int, url: str | None = None) -> dict[str, Any]:
-    """The ``--json`` document of a job: ``{"job_id", "status", "error", "runs": [{"run_id", "engine",
-    "model", "status", "error", "kv_cache", "kv_cache_sizing", "vllm_python", "startup_report",
-    "points": [...]}]}``; each point has
+    """The ``--json`` document of a job: ``{"job_id", "status", "error", "runs": [...]}``; the runs come from
+    :func:`db.llm_import.serve_results` (the one reader of stored LLM results, shared with ``import --json``
+    and the dashboard): ``{"run_id", "engine", "model", "status", "error", "source", "source_tool", "kv_cache",
+    "kv_cache_sizing", "vllm_python", "startup_report", "points": [...]}``; each point has
     ``concurrency`` or ``request_rate`` (``"inf"`` for an infinite rate), counts, throughputs, goodput
     and ``ttft_ms``/``tpot_ms``/``itl_ms``/``e2e_ms``/``ttft_first_event_ms`` as ``{"mean", "p50", "p90", "p99",
     "count"}``, with ``empty_first_token_requests`` (see :func:`profiles.llm_metrics.point_report`)."""
     from sqlalchemy import select
 
-    from db.models import Job, LoadPoint, Run
+    from db.llm_import import serve_results
+    from db.models import Job, Run
     from db.session import session_scope
 
     with session_scope(url) as s:
         job = s.get(Job, job_id)
-        runs = s.execute(select(Run).where(Run.job_id == job_id).order_by(Run.id)).scalars().all()
-        out_runs = []
-        for r in runs:
-            pts = s.execute(select(LoadPoint).where(LoadPoint.run_id == r.id).order_by(LoadPoint.idx)).scalars().all()
-            points = []
-            for p in pts:
-                rep = p.report or {}
-                key = "concurrency" if p.mode == "concurrency" else "request_rate"
-                lvl: Any = "inf" if p.level is None else (int(p.level) if p.mode == "concurrency" else p.level)
-                points.append({
-                    key: lvl, "completed": p.completed, "failed": p.failed,
-                    "failures_by_reason": rep.get("failures_by_reason"), "duration_s": p.duration_s,
-                    "request_throughput_per_s": rep.get("request_throughput_per_s"),
-                    "output_token_throughput_per_s": rep.get("output_token_throughput_per_s"),
-                    "total_token_throughput_per_s": rep.get("total_token_throughput_per_s"),
-                    "goodput_per_s": rep.get("goodput_per_s"),
-                    **{m: _stat(rep.get(m)) for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "ttft_first_event_ms")},
-                    "empty_first_token_requests": rep.get("empty_first_token_requests"),
-                    "server": rep.get("server"), "client_cpu_s_per_s": rep.get("client_cpu_s_per_s"),
-                    "client_health": rep.get("client_health"),
-                    **({"peers": rep["peers"]} if rep.get("peers") else {}),
-                })
-            cfg = r.config or {}
-            out_runs.append({
-                "run_id": r.id, "engine": r.engine, "engine_version": r.engine_version,
-                "model": (cfg.get("spec") or {}).get("model"), "status": r.status, "error": r.error,
-                "kv_cache": cfg.get("kv_cache"), "kv_cache_sizing": cfg.get("kv_cache_sizing"),
-                "vllm_python": (r.environment or {}).get("vllm_python"), "startup_report": cfg.get("startup_report"),
-                "device_dirty": cfg.get("device_dirty"), "server_log": cfg.get("server_log"), "points": points,
-            })
-        return {"job_id": job_id, "status": job.status if job else None, "error": job.error if job else None,
-                "runs": out_runs}
+        run_ids = [int(i) for i in s.execute(select(Run.id).where(Run.job_id == job_id).order_by(Run.id)).scalars()]
+        status, error = (job.status, job.error) if job else (None, None)
+    return {"job_id": job_id, "status": status, "error": error, "runs": serve_results(run_ids, url=url)}
 
 
 def _print_table(doc: dict[str, Any]) -> None:
