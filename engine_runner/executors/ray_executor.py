@@ -110,6 +110,14 @@ def run_job_on_node(job_id: int, url: str, poll_interval_s: float, grace_s: floa
     w = Worker(url, poll_interval_s=poll_interval_s, grace_s=grace_s, worker_id=worker_id,
                extra_env={"ENGINESCOPE_RAY_NODE_ID": node_id, "ENGINESCOPE_RAY_GPU_IDS": ",".join(gpu_ids)})
     status = w.run_claimed(job)
+    try:  # a node-local log is out of the dashboard's reach: put it in a remote artifact store
+        from db.artifact_store import store_job_log
+
+        put = store_job_log(job_id, q.job_log_path(job_id), url=url)
+        if put is not None:
+            q.add_event(job_id, "info", f"log stored at {put.url}", {"log_url": put.url}, url=url)
+    except Exception as exc:  # noqa: BLE001 - the job's outcome is recorded already
+        q.add_event(job_id, "warning", f"could not store the job's log in ENGINESCOPE_ARTIFACTS: {exc}", url=url)
     return {"status": status, **where}
 
 
