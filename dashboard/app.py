@@ -41,7 +41,7 @@ nav = st.navigation(
             _PAGES["compare"],
             _PAGES["layers"],
             _PAGES["kernels"],
-            st.Page(PAGES_DIR / "tensorrt_import.py", title="Import trtexec / Nsight Systems", icon=":material/upload:"),
+            st.Page(PAGES_DIR / "tensorrt_import.py", title="Import results", icon=":material/upload:"),
         ],
         "LLM serving": [
             st.Page(PAGES_DIR / "llm.py", title="LLM serving", icon=":material/chat:"),

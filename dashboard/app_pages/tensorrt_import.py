@@ -1,16 +1,21 @@
-"""Import page: drag and drop trtexec logs and JSON exports (``--exportTimes``, ``--exportProfile``,
-``--exportLayerInfo``), grouped into runs by common name prefix (``db.imports``), and Nsight Systems
-captures (``nsys export --type sqlite`` files, ``.nsys-rep`` / ``.qdrep`` reports converted with the local
-nsys: ``db.nsys_import``), one profiled run each; then open them on the Layers / Compare / Kernels pages.
-Also shows whether this machine has a TensorRT route and how to run the TensorRT route on a GPU machine."""
+"""Import page ("Import results"): drag and drop trtexec logs and JSON exports (``--exportTimes``,
+``--exportProfile``, ``--exportLayerInfo``), grouped into runs by common name prefix (``db.imports``), Nsight
+Systems captures (``nsys export --type sqlite`` files, ``.nsys-rep`` / ``.qdrep`` reports converted with the local
+nsys: ``db.nsys_import``), one profiled run each, and other LLM benchmark tools' results (vLLM bench, AIPerf,
+GenAI-Perf, GuideLLM, LLMPerf, Triton Model Analyzer: ``db.llm_import``, recognised by content), stored as LLM
+serving runs; then open them on the Layers / Compare / Kernels / LLM serving pages. Every file is parsed before
+anything is written. Also shows whether this machine has a TensorRT route and how to run it on a GPU machine."""
 
 from __future__ import annotations
 
 import re
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from dashboard import trt_widgets, ui
 from db.config import home
@@ -18,22 +23,27 @@ from profiles.errors import EngineScopeError
 
 KERNELS_PAGE = Path(__file__).parent / "kernels.py"
 
-st.title("Import trtexec / Nsight Systems")
+st.title("Import results")
 st.caption("Results produced elsewhere (a GPU machine, CI, a colleague). trtexec: stdout logs, "
            "`--exportTimes`, `--exportProfile`, `--exportLayerInfo` (with `--profilingVerbosity=detailed` for layer "
            "types, precisions and tactics); files sharing a name prefix (`resnet.onnx.engine.{graph,profile,timing}.json`, "
            "`resnet.onnx.engine.log`) become one run. Nsight Systems: an `nsys export --type sqlite` file, or a "
            "`.nsys-rep` / `.qdrep` report (converted with this machine's nsys, `$ENGINESCOPE_NSYS` or PATH); each "
-           "capture becomes one profiled run with its kernels, copies, CUDA API calls and NVTX ranges.")
+           "capture becomes one profiled run with its kernels, copies, CUDA API calls and NVTX ranges. LLM benchmark "
+           "results (recognised by their content): vLLM bench `--save-result` JSON / JSON Lines, AIPerf and GenAI-Perf "
+           "profile exports (JSON, CSV, per-request `profile_export.jsonl`), GuideLLM `benchmarks.json`, LLMPerf summary "
+           "and individual-responses JSON, Triton Model Analyzer `metrics-model-inference.csv` / `metrics-model-gpu.csv`; "
+           "each becomes an LLM serving run, in our units (ms, per second) and under our metric names, with the tool's "
+           "own names and every definition difference noted (docs/imports.md).")
 
 #: accepted file endings; checked here, not by the uploader's ``type`` (its browser side drops hyphenated
 #: extensions such as ``nsys-rep``: seen with Streamlit 1.67)
-IMPORT_SUFFIXES = (".json", ".log", ".txt", ".sqlite", ".nsys-rep", ".qdrep")
-files = st.file_uploader("trtexec outputs or Nsight Systems captures (" + ", ".join(IMPORT_SUFFIXES) + ")",
-                         accept_multiple_files=True, key="trtimport_files")
+IMPORT_SUFFIXES = (".json", ".jsonl", ".csv", ".log", ".txt", ".sqlite", ".nsys-rep", ".qdrep")
+files = st.file_uploader("trtexec outputs, Nsight Systems captures or LLM benchmark results ("
+                         + ", ".join(IMPORT_SUFFIXES) + ")", accept_multiple_files=True, key="trtimport_files")
 refused = [f.name for f in files or [] if not f.name.lower().endswith(IMPORT_SUFFIXES)]
 if refused:
-    st.error(f"Not a trtexec output or Nsight Systems capture: {', '.join(refused)} (accepted: "
+    st.error(f"Not a trtexec output, Nsight Systems capture or LLM benchmark result: {', '.join(refused)} (accepted: "
              f"{', '.join(IMPORT_SUFFIXES)})")
     files = [f for f in files if f.name not in refused]
 if files and st.button("Import", type="primary", key="trtimport_go"):
@@ -46,20 +56,67 @@ if files and st.button("Import", type="primary", key="trtimport_go"):
         p.write_bytes(f.getvalue())
         paths.append(p)
     from db.imports import import_trtexec
-    from db.nsys_import import import_nsys
+    from db.llm_import import prepare_llm, with_results, write_llm
+    from db.nsys_import import prepare_nsys, write_nsys
+    from profiles.llm_import import detect
     from profiles.nsys_export import is_nsys_file
 
-    nsys_paths = [p for p in paths if is_nsys_file(p)]
-    trt_paths = [p for p in paths if p not in nsys_paths]
     st.session_state["trtimport_result"] = None
     st.session_state["trtimport_nsys_result"] = None
+    st.session_state["trtimport_llm_result"] = None
+    url = ui.db_url()
     try:
-        # nsys first: its files are parsed (and reports converted) before anything is written
-        nsys_result = import_nsys(nsys_paths, url=ui.db_url()) if nsys_paths else []
-        st.session_state["trtimport_nsys_result"] = nsys_result
-        st.session_state["trtimport_result"] = import_trtexec(trt_paths, url=ui.db_url()) if trt_paths else []
+        nsys_paths = [p for p in paths if is_nsys_file(p)]
+        llm_paths = [p for p in paths if p not in nsys_paths and detect(p) is not None]
+        trt_paths = [p for p in paths if p not in nsys_paths and p not in llm_paths]
+        # every file is parsed (and nsys reports converted) before anything is written
+        with tempfile.TemporaryDirectory(prefix="enginescope-nsys-") as tmp:
+            captures = prepare_nsys(nsys_paths, Path(tmp), url=url) if nsys_paths else []
+            llm_files = prepare_llm(llm_paths, url=url) if llm_paths else []
+            trt_result = import_trtexec(trt_paths, url=url) if trt_paths else []
+            st.session_state["trtimport_nsys_result"] = write_nsys(captures, url=url) if captures else []
+        st.session_state["trtimport_result"] = trt_result
+        st.session_state["trtimport_llm_result"] = with_results(write_llm(llm_files, url=url), url=url) if llm_files else []
     except EngineScopeError as exc:
         st.error(str(exc))
+
+
+def _llm_page_link(label: str) -> None:
+    """A link to the LLM serving page (it opens on the newest run with results: the one just imported)."""
+    try:
+        st.page_link("app_pages/llm.py", label=label, icon=":material/arrow_forward:")
+    except StreamlitAPIException:  # the page runs on its own (tests, `streamlit run` of this page)
+        st.caption(f"{label}: open the **LLM serving** page in the sidebar.")
+
+
+def _p(stat: dict[str, Any] | None, key: str) -> float | None:
+    return (stat or {}).get(key)
+
+
+llm_result = st.session_state.get("trtimport_llm_result")
+if llm_result:
+    st.subheader("Imported LLM benchmark results")
+    st.dataframe([{
+        "run": r["run_id"], "tool": r["source_tool"], "version": r.get("tool_version") or "?", "label": r["label"],
+        "level": (f"c={p['concurrency'] if p['concurrency'] is not None else '?'}" if "concurrency" in p
+                  else f"rate={p['request_rate']}"),
+        "TTFT p50 ms": _p(p["ttft_ms"], "p50"), "TTFT p99 ms": _p(p["ttft_ms"], "p99"),
+        "TPOT p50 ms": _p(p["tpot_ms"], "p50"), "ITL p50 ms": _p(p["itl_ms"], "p50"),
+        "E2E p50 ms": _p(p["e2e_ms"], "p50"), "latency p99 ms": _p(p.get("latency_ms"), "p99"),
+        "req/s": p["request_throughput_per_s"], "out tok/s": p["output_token_throughput_per_s"],
+        "infer/s": p.get("throughput_per_s"), "file": Path(r["file"]).name, "already imported": r["existing"],
+    } for r in llm_result for p in r["points"]], hide_index=True, width="stretch")
+    for r in llm_result:
+        notes = (r.get("import") or {}).get("notes") or []
+        with st.expander(f"run {r['run_id']} ({r['source_tool']}, {Path(r['file']).name}): {len(notes)} notes on "
+                         "definitions and units", expanded=False):
+            for note in notes:
+                st.markdown(f"- {note}")
+            names = (r.get("import") or {}).get("metric_names") or {}
+            if names:
+                st.caption("our metric <- the tool's key: " + "; ".join(f"`{k}` <- `{v}`" for k, v in names.items()))
+    if any(r["engine"] == "openai-endpoint" for r in llm_result):
+        _llm_page_link("See the imported runs on the LLM serving page")
 
 nsys_result = st.session_state.get("trtimport_nsys_result")
 if nsys_result:

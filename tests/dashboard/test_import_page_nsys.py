@@ -22,7 +22,7 @@ def test_import_nsys_export_on_page(es_env: str, tmp_path: Path) -> None:
     data = build_export(tmp_path / "cap.sqlite", nvtx_table=None).read_bytes()
     at = page("tensorrt_import").run()
     assert not at.exception
-    assert at.title[0].value == "Import trtexec / Nsight Systems"
+    assert at.title[0].value == "Import results"
     at.file_uploader(key="trtimport_files").set_value([("cap.sqlite", data, "application/octet-stream")]).run()
     at.button(key="trtimport_go").click().run()
     assert not at.exception, at.exception
