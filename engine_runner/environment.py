@@ -113,18 +113,22 @@ def _text(v: Any) -> str:
 
 def _power_and_clocks(pynvml: Any, h: Any) -> dict[str, Any]:
     """``{"power_limit_w": float | None, "clocks": {"applications_sm_mhz", "applications_mem_mhz", "max_sm_mhz"}}``
-    from NVML; a query the GPU does not support leaves its value ``None``."""
-    def q(fn: Any, *args: Any) -> Any:
+    from NVML; a query the GPU does not support, or one this nvidia-ml-py build lacks, leaves its value ``None``."""
+    def q(name: str, *args: Any) -> Any:
+        fn = getattr(pynvml, name, None)
+        if fn is None:
+            return None
         try:
             return fn(h, *args)
         except pynvml.NVMLError:
             return None
 
-    limit_mw = q(pynvml.nvmlDeviceGetPowerManagementLimit)
+    limit_mw = q("nvmlDeviceGetPowerManagementLimit")
+    sm, mem = getattr(pynvml, "NVML_CLOCK_SM", 1), getattr(pynvml, "NVML_CLOCK_MEM", 2)
     return {"power_limit_w": float(limit_mw) / 1000.0 if limit_mw is not None else None,
-            "clocks": {"applications_sm_mhz": q(pynvml.nvmlDeviceGetApplicationsClock, pynvml.NVML_CLOCK_SM),
-                       "applications_mem_mhz": q(pynvml.nvmlDeviceGetApplicationsClock, pynvml.NVML_CLOCK_MEM),
-                       "max_sm_mhz": q(pynvml.nvmlDeviceGetMaxClockInfo, pynvml.NVML_CLOCK_SM)}}
+            "clocks": {"applications_sm_mhz": q("nvmlDeviceGetApplicationsClock", sm),
+                       "applications_mem_mhz": q("nvmlDeviceGetApplicationsClock", mem),
+                       "max_sm_mhz": q("nvmlDeviceGetMaxClockInfo", sm)}}
 
 
 def gpu_info() -> tuple[list[dict[str, Any]], dict[str, Any]]:

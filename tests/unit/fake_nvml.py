@@ -76,4 +76,7 @@ def fake_pynvml(*, power_supported: bool = True, init_fails: bool = False, count
     m.nvmlDeviceGetName = lambda h: b"NVIDIA H200"
     m.nvmlDeviceGetUUID = lambda h: f"GPU-{h[1]:08d}"
     m.nvmlDeviceGetCudaComputeCapability = lambda h: (9, 0)
+    m.nvmlDeviceGetPowerManagementLimit = lambda h: 700_000
+    m.nvmlDeviceGetApplicationsClock = lambda h, clock: {1: 1755, 2: 3201}[clock]
+    m.nvmlDeviceGetMaxClockInfo = lambda h, clock: {1: 1980, 2: 3201}[clock]
     return m

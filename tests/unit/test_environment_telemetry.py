@@ -50,7 +50,8 @@ def test_fingerprint_gpus_from_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     fp = fingerprint()
     assert fp["gpus"] == [
         {"index": i, "name": "NVIDIA H200", "driver": "580.95.05", "memory_total_bytes": 141 * 2**30,
-         "uuid": f"GPU-{i:08d}", "compute_capability": "9.0"}
+         "uuid": f"GPU-{i:08d}", "compute_capability": "9.0", "power_limit_w": 700.0,
+         "clocks": {"applications_sm_mhz": 1755, "applications_mem_mhz": 3201, "max_sm_mhz": 1980}}
         for i in range(2)
     ]
     assert fp["driver"] == "580.95.05" and fp["cuda_driver"] == "13.0"
@@ -331,3 +332,16 @@ def test_store_telemetry(es_env: str) -> None:
     assert [(r.ts_ns, r.device, r.util_pct, r.mem_used_bytes, r.power_w) for r in rows] == [
         (p.ts_ns, p.device, p.util_pct, p.mem_used_bytes, p.power_w) for p in pts
     ]
+
+
+def test_power_and_clocks_absent_from_an_old_nvml_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An nvidia-ml-py build without the power-limit and clock queries leaves those values None."""
+    from engine_runner import environment
+
+    fake = fake_pynvml(count=1)
+    for name in ("nvmlDeviceGetPowerManagementLimit", "nvmlDeviceGetApplicationsClock", "nvmlDeviceGetMaxClockInfo"):
+        delattr(fake, name)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    gpus, _ = environment.gpu_info()
+    assert gpus[0]["power_limit_w"] is None
+    assert gpus[0]["clocks"] == {"applications_sm_mhz": None, "applications_mem_mhz": None, "max_sm_mhz": None}
