@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, ui
+from dashboard import data, machines, ui
 from db.jobs import log_tail_path, request_cancel
 from db.models import TERMINAL_STATUSES
 
@@ -43,6 +43,8 @@ def queue_table() -> None:
 
 
 queue_table()
+with st.expander("Machines", expanded=False):
+    machines.render_machines(url)
 
 jobs_now = data.list_jobs(url, limit=100)
 if not jobs_now:

@@ -84,6 +84,22 @@ def node_accelerator_types(resources: dict[str, float]) -> list[str]:
 # node side
 
 
+def _gpu_memory_bytes(gpu_ids: list[str]) -> int | None:
+    """Total memory of the first GPU Ray assigned (nvidia-ml-py), or None (no NVIDIA driver: a fake GPU)."""
+    if not gpu_ids:
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(int(gpu_ids[0]))).total)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no driver, or an id that is not an index
+        return None
+
+
 def run_job_on_node(job_id: int, url: str, poll_interval_s: float, grace_s: float, requested: str) -> dict[str, Any]:
     """Body of the Ray task: run claimed job ``job_id`` on this node; return ``{"status", "node_id", ...}``."""
     ray = _ray()
@@ -98,7 +114,8 @@ def run_job_on_node(job_id: int, url: str, poll_interval_s: float, grace_s: floa
     except Exception:  # noqa: BLE001 - the type is information only
         pass
     worker_id = f"ray:{node_id}@{ip}"
-    where = {"node_id": node_id, "node_ip": ip, "gpu_ids": gpu_ids, "accelerator_types": types,
+    mem = _gpu_memory_bytes(gpu_ids)
+    where = {"gpu_memory_bytes": mem, "node_id": node_id, "node_ip": ip, "gpu_ids": gpu_ids, "accelerator_types": types,
              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "requested": requested}
     q.set_placement(job_id, worker_id, f"running on Ray node {node_id[:12]} ({ip}), GPU(s) {','.join(gpu_ids) or 'none'}"
                     + (f", accelerator {'/'.join(types)}" if types else ""), where, url=url)
