@@ -114,11 +114,12 @@ def _load(s: Session, run_id: int, flag: str) -> tuple[Run, Model | None]:
 
 def latency_by_repeat(s: Session, run_id: int) -> list[np.ndarray]:
     """The run's latency samples in ms grouped by repeat index (list position = repeat, float64 [n_r])."""
-    rows = s.execute(select(LatencySample.repeat, LatencySample.latency_ns).where(LatencySample.run_id == run_id)
-                     .order_by(LatencySample.seq)).all()
-    if not rows:
+    res = s.connection().execute(select(LatencySample.repeat, LatencySample.latency_ns)
+                                 .where(LatencySample.run_id == run_id).order_by(LatencySample.seq))
+    flat = np.fromiter((v for row in res for v in row), dtype=np.int64)
+    if not flat.size:
         return []
-    arr = np.asarray(rows, dtype=np.int64)
+    arr = flat.reshape(-1, 2)
     reps = np.unique(arr[:, 0])
     return [arr[arr[:, 0] == r, 1].astype(np.float64) / 1e6 for r in reps]
 

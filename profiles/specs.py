@@ -23,7 +23,7 @@ BENCH_SPEC_FLAGS: dict[str, str] = {
     "calibration_samples": "--calibration-samples", "inputs_npz": "--inputs", "profile_layers": "--no-layers",
     "intra_op_threads": "--threads", "seed": "--seed", "cuda_graph": "--cuda-graph", "p99_budget_ms": "--p99-budget-ms",
     "batch_sweep": "--batch-sweep", "max_batch": "--max-batch", "kernel_iterations": "--profile-kernels",
-    "ncu_top": "--ncu-top", "nsys": "--nsys",
+    "ncu_top": "--ncu-top", "nsys": "--nsys", "repeats": "--repeats",
 }
 
 
@@ -96,6 +96,10 @@ class BenchSpec(BaseModel):
     max_batch: int = Field(4096, ge=1, le=65_536, description="largest batch a batch sweep may reach")
     batch_sweep: bool = Field(False, description="double the batch from batch_sizes[0] until items/s rises < 3%, "
                                                  "memory runs out or max_batch (profiles.sweep)")
+    repeats: int = Field(1, ge=1, le=50, description="measure each (precision, batch) this many times, interleaved "
+                         "with the job's other configurations (A B A B ...); one run per configuration whose samples "
+                         "carry their repeat index; verdicts then include between-repeat variance (profiles.verdict). "
+                         "Keeps every precision's engine loaded until the last repeat")
     kernel_iterations: int = Field(0, ge=0, le=100, description="after each measured (precision, batch), capture "
                                    "this many iterations' GPU kernels with torch.profiler (CUPTI) into a separate "
                                    "profiled run (CUDA devices; 0 = off; engine_runner.jobs.model_bench)")
@@ -119,6 +123,14 @@ class BenchSpec(BaseModel):
         if info.data.get("inputs_npz"):
             raise ValueError("uses generated inputs (an inputs file would have to split into every swept batch "
                              "size); drop the inputs file: accuracy is still checked against fp32 per batch")
+        return v
+
+    @field_validator("repeats")
+    @classmethod
+    def _repeats(cls, v: int, info: ValidationInfo) -> int:
+        if v > 1 and info.data.get("batch_sweep"):
+            raise ValueError("cannot be combined with --batch-sweep: a sweep picks its next batch from the throughput "
+                             "just measured; repeat the batches the sweep found with --batch instead")
         return v
 
     @field_validator("batch_sizes")

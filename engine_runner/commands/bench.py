@@ -473,6 +473,10 @@ def register(app: typer.Typer) -> None:
                                     "under ncu --clock-control none and keep the N kernels with the largest summed "
                                     "duration (occupancy, SM/DRAM throughput, FLOP, bytes, roofline) as a separate ncu "
                                     "run (0 = off, at most 200)"),
+        repeats: int = typer.Option(1, "--repeats", help="measure each precision x batch N times, interleaved with "
+                                    "the job's other configurations (A B A B ...); each stays one run whose samples "
+                                    "carry their repeat index, so `enginescope compare` intervals include "
+                                    "between-repeat variance (1..50; keeps every precision's engine loaded)"),
         nsys: bool = typer.Option(False, "--nsys", help="CUDA devices with Nsight Systems (nsys on PATH or "
                                   "$ENGINESCOPE_NSYS): after each measured precision x batch, capture 5 iterations "
                                   "under nsys profile (cudaProfilerApi range, NVTX per iteration) and import the report "
@@ -508,7 +512,7 @@ def register(app: typer.Typer) -> None:
                 "calibration_samples": calibration_samples, "profile_layers": not no_layers, "seed": seed,
                 "inputs_npz": str(inputs.resolve()) if inputs else None, "cuda_graph": cuda_graph,
                 "p99_budget_ms": p99_budget_ms, "batch_sweep": batch_sweep, "max_batch": max_batch,
-                "kernel_iterations": profile_kernels, "ncu_top": ncu_top, "nsys": nsys,
+                "kernel_iterations": profile_kernels, "ncu_top": ncu_top, "nsys": nsys, "repeats": repeats,
             }
             torch_opts = {k: v for k, v in {"seq_len": seq_len, "compile": compile_ or None,
                                             "compile_backend": compile_backend if compile_backend != "inductor" else None,

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from db.config import home
 from db.models import AccuracyResult, Artifact, LatencySample, LayerTiming, Model, Run, RunMetric, Summary, utcnow
@@ -465,17 +465,33 @@ def _store_artifacts(ctx: JobContext, run_id: int | None, model_id: int,
                            size_bytes=size, meta=meta))
 
 
-def _store_measurement(ctx: JobContext, run_id: int, batch: int, m: EngineMeasurement) -> None:
+def _checked_samples(m: EngineMeasurement) -> np.ndarray:
+    """The measurement's latency samples, int64 ns [n].
+
+    Raises:
+        EngineError: no samples, or a sample <= 0 ns.
+    """
     samples = np.asarray(m.samples_ns, dtype=np.int64)
     if samples.size == 0:
         raise EngineError("the engine returned no latency samples")
     if np.any(samples <= 0):
         raise EngineError(f"{int((samples <= 0).sum())} latency samples are <= 0 ns; the clock or the timing window is wrong")
+    return samples
+
+
+def _insert_samples(ctx: JobContext, run_id: int, samples: np.ndarray, offset: int, rep: int) -> None:
+    """Insert ``samples`` (int64 ns) as ``latency_samples`` rows ``seq = offset + i`` of repeat ``rep``, in
+    short transactions of :data:`SAMPLE_INSERT_CHUNK` rows."""
     for start in range(0, samples.size, SAMPLE_INSERT_CHUNK):
         chunk = samples[start:start + SAMPLE_INSERT_CHUNK]
         with ctx.session() as s:
-            s.execute(insert(LatencySample), [{"run_id": run_id, "seq": start + i, "latency_ns": int(v)}
-                                              for i, v in enumerate(chunk.tolist())])
+            s.execute(insert(LatencySample), [{"run_id": run_id, "seq": offset + start + i, "latency_ns": int(v),
+                                               "repeat": rep} for i, v in enumerate(chunk.tolist())])
+
+
+def _store_measurement(ctx: JobContext, run_id: int, batch: int, m: EngineMeasurement) -> None:
+    samples = _checked_samples(m)
+    _insert_samples(ctx, run_id, samples, 0, 0)
     series = {"latency_ms": samples, **{f"{k}_ms": np.asarray(v, np.int64) for k, v in m.extra_samples_ns.items()}}
     throughput = samples.size / (float(samples.sum()) / 1e9)
     with ctx.session() as s:
@@ -527,97 +543,251 @@ def run(ctx: JobContext) -> None:
     eng = get_engine_impl(spec0.engine)
     p = plan(spec0, ctx.db_url, engine=eng)
     spec = p.spec
-    steps = len(p.precisions) * len(p.shapes_by_batch)  # a sweep's upper bound
+    rounds = spec.repeats
+    steps = len(p.precisions) * len(p.shapes_by_batch) * rounds  # a sweep's upper bound
     ctx.event("stage", f"plan: {p.model_name}, {spec.engine} on {spec.device}, precisions {p.precisions}, "
-                       f"batches {spec.batch_sizes}", progress=0.0, shapes={str(b): s for b, s in p.shapes_by_batch.items()})
+                       f"batches {spec.batch_sizes}" + (f", {rounds} repeats interleaved" if rounds > 1 else ""),
+              progress=0.0, shapes={str(b): s for b, s in p.shapes_by_batch.items()})
     for note in spec.precision_notes:
         ctx.event("info", note)
     environment = _environment()
     job_dir = home() / "artifacts" / "jobs" / str(ctx.job_id)
     # fp32 outputs per batch size: (run id, outputs)
     references: dict[int, tuple[int | None, dict[str, np.ndarray], str]] = {}
-    step = 0
-    with eng:
-        engine_version = eng.version()
-        for precision in p.precisions:
-            ctx.check_cancelled()
-            base = step / steps
-            prepared: PreparedVariant | None = None
-            variant: Variant | None = None
-            setup_error: str | None = None
-
-            def on_stage(msg: str, b: float = base) -> None:
-                ctx.event("stage", msg, progress=b)
-
-            try:
-                source = p.model_path
-                if p.native is None:
-                    onnx_prec = eng.onnx_variant_for(precision)
-                    variant = ensure_variant(
-                        p.model_path, p.model_hash, onnx_prec, model_id=p.model_id, job_id=ctx.job_id,
-                        calibration=p.calibration, db_url=ctx.db_url, on_stage=on_stage)
-                    if variant.reused:
-                        ctx.event("info", f"{onnx_prec} variant reused (artifact {variant.artifact_id})")
-                    source = variant.path
-                ctx.event("stage", f"{precision}: preparing {spec.engine}", progress=base)
-                prepared = eng.prepare(source, precision, p.shapes_by_batch, spec, job_dir / precision)
-                _store_artifacts(ctx, None, p.model_id, prepared.artifacts)
-            except JobCancelled:
-                raise
-            except EngineScopeError as exc:
-                setup_error = f"{type(exc).__name__}: {exc}"
-            variant_cfg = {"variant": {"precision": variant.precision, "artifact_id": variant.artifact_id,
-                                       "path": _rel(variant.path), "reused": variant.reused,
-                                       **{k: v for k, v in variant.meta.items() if k not in ("versions",)}}} \
-                if variant else {}
-            queue = [spec.batch_sizes[0]] if spec.batch_sweep else list(spec.batch_sizes)
-            sweep_points: list[SweepPoint] = []
-            sweep_runs: list[int] = []
-            while queue:
-                batch = queue.pop(0)
-                ctx.check_cancelled()
-                frac0 = step / steps
-                config = {"engine": spec.engine, "device": spec.device, **p.native_config,
-                          **(prepared.config if prepared else {}), **variant_cfg,
-                          "requested": {"warmup_iterations": spec.warmup_iterations, "warmup_s": spec.warmup_s,
-                                        "iterations": spec.iterations, "min_duration_s": spec.min_duration_s,
-                                        "max_duration_s": spec.max_duration_s, "seed": spec.seed,
-                                        "profile_layers": spec.profile_layers},
-                          "inputs": _inputs_config(p, batch)}
-                run_id = _create_run(ctx, p, precision, batch, spec.engine, engine_version, environment, config)
-                step += 1
-                if setup_error is not None or prepared is None:
-                    _fail_run(ctx, run_id, setup_error or "variant was not prepared")
-                else:
-                    measured = False
-                    try:
-                        _measure_one(ctx, eng, p, prepared, precision, batch, run_id, config, references,
-                                     job_dir / f"{precision}_b{batch}", frac0, 1.0 / steps)
-                        measured = True
-                    except JobCancelled:
-                        _fail_run(ctx, run_id, "cancelled by the user")
-                        raise
-                    except EngineScopeError as exc:
-                        _fail_run(ctx, run_id, f"{type(exc).__name__}: {exc}")
-                    except Exception as exc:  # noqa: BLE001 - an engine bug (or MemoryError) fails this run, with its traceback
-                        _fail_run(ctx, run_id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
-                    if measured and spec.kernel_iterations:  # outside the try: nothing here can fail the measured run
-                        _kernel_run(ctx, eng, p, prepared, precision, batch, run_id,
-                                    job_dir / f"{precision}_b{batch}" / "kernels")
-                    if measured and spec.ncu_top:
-                        _ncu_run(ctx, p, prepared, precision, batch, run_id, job_dir / f"{precision}_b{batch}" / "ncu")
-                    if measured and spec.nsys:
-                        _nsys_run(ctx, p, prepared, precision, batch, run_id, job_dir / f"{precision}_b{batch}" / "nsys")
-                if spec.batch_sweep:
-                    sweep_runs.append(run_id)
-                    nxt = _sweep_step(ctx, spec, precision, run_id, batch, sweep_points, sweep_runs)
-                    if nxt is not None:
-                        queue.append(nxt)
-            if prepared is not None:
-                eng.release(prepared)
+    prepared_by: dict[str, tuple[PreparedVariant | None, str | None, dict[str, Any]]] = {}
+    run_of: dict[tuple[str, int], int] = {}  # (precision, batch) -> run id
+    order: list[dict[str, Any]] = []  # every measurement in the order it ran (repeats interleaved)
+    try:
+        _run_rounds(ctx, eng, p, rounds, steps, environment, job_dir, references, prepared_by, run_of, order)
+    except BaseException as exc:
+        _fail_unfinished(ctx, run_of.values(), "cancelled by the user" if isinstance(exc, JobCancelled)
+                         else f"the job stopped before this run's last repeat: {type(exc).__name__}: {exc}")
+        raise
+    if rounds > 1:
+        ctx.event("info", f"{rounds} repeats, interleaved: " + " ".join(
+            f"{o['precision']}/b{o['batch']}#{o['repeat']}" for o in order), order=order)
     if spec.p99_budget_ms is not None:
         _budget_event(ctx, spec.p99_budget_ms)
     ctx.progress(1.0, "all runs done")
+
+
+def _run_rounds(ctx: JobContext, eng: Any, p: BenchPlan, rounds: int, steps: int, environment: dict[str, Any],
+                job_dir: Path, references: dict[int, tuple[int | None, dict[str, np.ndarray], str]],
+                prepared_by: dict[str, tuple[PreparedVariant | None, str | None, dict[str, Any]]],
+                run_of: dict[tuple[str, int], int], order: list[dict[str, Any]]) -> None:
+    """The measurement loop of :func:`run`: round 0 creates and measures every (precision, batch) run
+    (batch sweeps grow their queue here); rounds 1.. measure each again in the same order (A B A B ...),
+    appending samples with their repeat index; the last round finishes each run (pooled summaries,
+    status) and runs the profilers. Engines are prepared once per precision and released after the last
+    round."""
+    spec = p.spec
+    step = 0
+    with eng:
+        engine_version = eng.version()
+        for rep in range(rounds):
+            last = rep == rounds - 1
+            for precision in p.precisions:
+                ctx.check_cancelled()
+                if precision not in prepared_by:
+                    prepared_by[precision] = _prepare_precision(ctx, eng, p, precision, job_dir, step / steps)
+                prepared, setup_error, variant_cfg = prepared_by[precision]
+                if rep > 0:
+                    for batch in spec.batch_sizes:
+                        ctx.check_cancelled()
+                        run_id = run_of[(precision, batch)]
+                        frac0 = step / steps
+                        step += 1
+                        if prepared is None or not _still_running(ctx, run_id):
+                            continue
+                        order.append({"run_id": run_id, "precision": precision, "batch": batch, "repeat": rep})
+                        ok = _repeat_one(ctx, eng, p, prepared, precision, batch, run_id, rep,
+                                         job_dir / f"{precision}_b{batch}" / f"repeat{rep}", frac0, 1.0 / steps)
+                        if ok and last:
+                            _finish_repeats(ctx, run_id, batch, rounds, order)
+                            _profiled_runs(ctx, eng, p, prepared, precision, batch, run_id, job_dir)
+                    if last and prepared is not None:
+                        eng.release(prepared)
+                    continue
+                queue = [spec.batch_sizes[0]] if spec.batch_sweep else list(spec.batch_sizes)
+                sweep_points: list[SweepPoint] = []
+                sweep_runs: list[int] = []
+                while queue:
+                    batch = queue.pop(0)
+                    ctx.check_cancelled()
+                    frac0 = step / steps
+                    config = {"engine": spec.engine, "device": spec.device, **p.native_config,
+                              **(prepared.config if prepared else {}), **variant_cfg,
+                              "requested": {"warmup_iterations": spec.warmup_iterations, "warmup_s": spec.warmup_s,
+                                            "iterations": spec.iterations, "min_duration_s": spec.min_duration_s,
+                                            "max_duration_s": spec.max_duration_s, "seed": spec.seed,
+                                            "profile_layers": spec.profile_layers, "repeats": rounds},
+                              "inputs": _inputs_config(p, batch)}
+                    run_id = _create_run(ctx, p, precision, batch, spec.engine, engine_version, environment, config)
+                    run_of[(precision, batch)] = run_id
+                    step += 1
+                    if setup_error is not None or prepared is None:
+                        _fail_run(ctx, run_id, setup_error or "variant was not prepared")
+                    else:
+                        order.append({"run_id": run_id, "precision": precision, "batch": batch, "repeat": 0})
+                        measured = False
+                        try:
+                            _measure_one(ctx, eng, p, prepared, precision, batch, run_id, config, references,
+                                         job_dir / f"{precision}_b{batch}", frac0, 1.0 / steps, finish=last)
+                            measured = True
+                        except JobCancelled:
+                            _fail_run(ctx, run_id, "cancelled by the user")
+                            raise
+                        except EngineScopeError as exc:
+                            _fail_run(ctx, run_id, f"{type(exc).__name__}: {exc}")
+                        except Exception as exc:  # noqa: BLE001 - an engine bug (or MemoryError) fails this run, with its traceback
+                            _fail_run(ctx, run_id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
+                        if measured and last:  # outside the try: nothing here can fail the measured run
+                            _profiled_runs(ctx, eng, p, prepared, precision, batch, run_id, job_dir)
+                    if spec.batch_sweep:
+                        sweep_runs.append(run_id)
+                        nxt = _sweep_step(ctx, spec, precision, run_id, batch, sweep_points, sweep_runs)
+                        if nxt is not None:
+                            queue.append(nxt)
+                if last and prepared is not None:
+                    eng.release(prepared)
+
+
+def _prepare_precision(ctx: JobContext, eng: Any, p: BenchPlan, precision: str, job_dir: Path,
+                       base: float) -> tuple[PreparedVariant | None, str | None, dict[str, Any]]:
+    """Make the ONNX variant of ``precision`` (reused by content hash) and prepare the engine for it.
+
+    Returns:
+        ``(prepared or None, setup error or None, runs.config["variant"] entry)``; an ``EngineScopeError``
+        becomes the setup error (every run of this precision then fails with it).
+
+    Raises:
+        JobCancelled: the user cancelled.
+    """
+    spec = p.spec
+    prepared: PreparedVariant | None = None
+    variant: Variant | None = None
+    setup_error: str | None = None
+
+    def on_stage(msg: str, b: float = base) -> None:
+        ctx.event("stage", msg, progress=b)
+
+    try:
+        source = p.model_path
+        if p.native is None:
+            onnx_prec = eng.onnx_variant_for(precision)
+            variant = ensure_variant(
+                p.model_path, p.model_hash, onnx_prec, model_id=p.model_id, job_id=ctx.job_id,
+                calibration=p.calibration, db_url=ctx.db_url, on_stage=on_stage)
+            if variant.reused:
+                ctx.event("info", f"{onnx_prec} variant reused (artifact {variant.artifact_id})")
+            source = variant.path
+        ctx.event("stage", f"{precision}: preparing {spec.engine}", progress=base)
+        prepared = eng.prepare(source, precision, p.shapes_by_batch, spec, job_dir / precision)
+        _store_artifacts(ctx, None, p.model_id, prepared.artifacts)
+    except JobCancelled:
+        raise
+    except EngineScopeError as exc:
+        setup_error = f"{type(exc).__name__}: {exc}"
+    variant_cfg = {"variant": {"precision": variant.precision, "artifact_id": variant.artifact_id,
+                               "path": _rel(variant.path), "reused": variant.reused,
+                               **{k: v for k, v in variant.meta.items() if k not in ("versions",)}}} \
+        if variant else {}
+    return prepared, setup_error, variant_cfg
+
+
+def _profiled_runs(ctx: JobContext, eng: Any, p: BenchPlan, prepared: PreparedVariant, precision: str, batch: int,
+                   run_id: int, job_dir: Path) -> None:
+    """The profiler captures asked for (kernel timeline, ncu, nsys), each its own run, after the measured
+    run's last repeat (so they never sit between two repeats of the interleaved order)."""
+    spec = p.spec
+    where = job_dir / f"{precision}_b{batch}"
+    if spec.kernel_iterations:
+        _kernel_run(ctx, eng, p, prepared, precision, batch, run_id, where / "kernels")
+    if spec.ncu_top:
+        _ncu_run(ctx, p, prepared, precision, batch, run_id, where / "ncu")
+    if spec.nsys:
+        _nsys_run(ctx, p, prepared, precision, batch, run_id, where / "nsys")
+
+
+def _still_running(ctx: JobContext, run_id: int) -> bool:
+    """True while the run waits for further repeats (its first measurement neither failed nor finished)."""
+    with ctx.session() as s:
+        run = s.get(Run, run_id)
+        return run is not None and run.status == "running"
+
+
+def _fail_unfinished(ctx: JobContext, run_ids: Any, reason: str) -> None:
+    """Fail every run of ``run_ids`` still ``running`` (a job stopped between repeats: its samples stay,
+    the run is not shown as complete)."""
+    with ctx.session() as s:
+        s.execute(update(Run).where(Run.id.in_(list(run_ids)), Run.status == "running").values(
+            status="failed", error=reason, finished_at=utcnow()))
+
+
+def _repeat_one(ctx: JobContext, eng: Any, p: BenchPlan, prepared: PreparedVariant, precision: str, batch: int,
+                run_id: int, rep: int, workdir: Path, frac0: float, width: float) -> bool:
+    """Measure repeat ``rep`` (>= 1) of an existing run: the same timed loop on the same inputs, its samples
+    appended with ``latency_samples.repeat = rep`` (``seq`` continues). No accuracy check, layers or telemetry (repeat 0 has them).
+
+    Returns False (and fails the run, naming the repeat) when the measurement fails; raises
+    ``JobCancelled`` when the user cancels.
+    """
+    spec = p.spec
+    label = f"{precision} b{batch} repeat {rep + 1}/{spec.repeats}"
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    def progress(message: str, fraction: float) -> None:
+        ctx.progress(frac0 + width * min(max(fraction, 0.0), 1.0), f"{label}: {message}", run_id=run_id)
+
+    hooks = MeasureHooks(check_cancelled=ctx.check_cancelled, progress=progress,
+                         stage=lambda msg: ctx.event("stage", f"{label}: {msg}", run_id=run_id))
+    try:
+        m = eng.measure(prepared, _batches(p, batch)[0], spec.model_copy(update={"profile_layers": False}), hooks, workdir)
+        samples = _checked_samples(m)
+        with ctx.session() as s:
+            offset = s.execute(select(func.count()).select_from(LatencySample)
+                               .where(LatencySample.run_id == run_id)).scalar_one()
+        _insert_samples(ctx, run_id, samples, offset, rep)
+    except JobCancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of a repeat fails its run, with the reason
+        _fail_run(ctx, run_id, f"repeat {rep + 1} of {spec.repeats} failed: {type(exc).__name__}: {exc}")
+        return False
+    return True
+
+
+def _finish_repeats(ctx: JobContext, run_id: int, batch: int, rounds: int, order: list[dict[str, Any]]) -> None:
+    """After the last repeat: the run's ``latency_ms`` summary and throughputs recomputed on the samples of
+    every repeat pooled; ``runs.config["repeats"] = {"count", "per_repeat": [{"repeat", "samples", "p50_ms",
+    "items_per_s"}], "positions"`` (this run's places in the job's measurement order), ``"pooled"}``; and the
+    run succeeds."""
+    with ctx.session() as s:
+        rows = s.execute(select(LatencySample.repeat, LatencySample.latency_ns).where(LatencySample.run_id == run_id)
+                         .order_by(LatencySample.seq)).all()
+        reps = np.asarray([r[0] for r in rows], dtype=np.int64)
+        arr = np.asarray([r[1] for r in rows], dtype=np.int64)
+        per_repeat = [{"repeat": int(k), "samples": int((reps == k).sum()),
+                       "p50_ms": float(np.percentile(arr[reps == k], 50)) / 1e6,
+                       "items_per_s": int((reps == k).sum()) * batch / (float(arr[reps == k].sum()) / 1e9)}
+                      for k in np.unique(reps)]
+        s.execute(delete(Summary).where(Summary.run_id == run_id, Summary.point_id.is_(None),
+                                        Summary.metric == "latency_ms"))
+        s.add(Summary(run_id=run_id, metric="latency_ms", **summarize_ns(arr, "ms").as_dict(), source="computed"))
+        throughput = arr.size / (float(arr.sum()) / 1e9)
+        s.execute(delete(RunMetric).where(RunMetric.run_id == run_id, RunMetric.point_id.is_(None),
+                                          RunMetric.name.in_(("throughput_per_s", "items_per_s"))))
+        s.add(RunMetric(run_id=run_id, name="throughput_per_s", value=throughput, unit="inferences/s"))
+        s.add(RunMetric(run_id=run_id, name="items_per_s", value=throughput * batch, unit="items/s"))
+        run = s.get(Run, run_id)
+        if run is not None:
+            cfg = dict(run.config or {})
+            cfg["repeats"] = {"count": rounds, "per_repeat": per_repeat,
+                              "positions": [i for i, o in enumerate(order) if o["run_id"] == run_id],
+                              "pooled": "latency_ms summary and throughputs over every repeat's samples; other "
+                                        "series, layers, accuracy and telemetry from repeat 1"}
+            run.config = cfg
+            run.status = "succeeded"
+            run.finished_at = utcnow()
 
 
 def _budget_event(ctx: JobContext, p99_budget_ms: float) -> None:
@@ -943,9 +1113,11 @@ def _concat_outputs(outputs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarra
 def _measure_one(ctx: JobContext, eng: BenchEngine, p: BenchPlan, prepared: PreparedVariant, precision: str,
                  batch: int, run_id: int, config: dict[str, Any],
                  references: dict[int, tuple[int | None, dict[str, np.ndarray], str]],
-                 workdir: Path, frac0: float, width: float) -> None:
+                 workdir: Path, frac0: float, width: float, *, finish: bool = True) -> None:
+    """Measure repeat 0 of a run and store everything (samples, summaries, layers, telemetry, accuracy);
+    with ``finish`` the run succeeds, else it stays ``running`` for its further repeats."""
     spec = p.spec
-    label = f"{precision} b{batch}"
+    label = f"{precision} b{batch}" + (f" repeat 1/{spec.repeats}" if spec.repeats > 1 else "")
     workdir.mkdir(parents=True, exist_ok=True)
     feeds = _batches(p, batch)
     inputs = feeds[0]
@@ -1007,8 +1179,9 @@ def _measure_one(ctx: JobContext, eng: BenchEngine, p: BenchPlan, prepared: Prep
         ctx.event("warning", f"{label}: accuracy check failed ({extra_cfg['accuracy_error']}); timings kept",
                   run_id=run_id)
     with ctx.session() as s:
+        done = {"status": "succeeded", "finished_at": utcnow()} if finish else {}
         s.execute(update(Run).where(Run.id == run_id).values(
-            status="succeeded", finished_at=utcnow(), timing_window=m.timing_window, numerically_valid=valid,
+            **done, timing_window=m.timing_window, numerically_valid=valid,
             config={**config, **m.config, **extra_cfg, **window_cfg, "telemetry": telemetry}))
     ctx.progress(frac0 + width, f"{label}: done", run_id=run_id)
 
