@@ -243,7 +243,9 @@ def verdict_table(run_ids: Sequence[int], baseline_id: int, metric: str | None =
             if int(rid) == int(baseline_id):
                 continue
             cand = s.get(Run, int(rid))
-            if base is not None and cand is not None and (base.engine == "vllm" or cand.engine == "vllm"):
+            # LLM runs: vLLM's, and any run with load points (an endpoint's or imported results), as compare_runs
+            if base is not None and cand is not None and (base.engine == "vllm" or cand.engine == "vllm"
+                                                          or llm_levels(s, base.id) or llm_levels(s, cand.id)):
                 common: list[str | None] = [x for x in llm_levels(s, base.id) if x in llm_levels(s, cand.id)]
                 for lv in common or [None]:
                     out.append(compare_runs(baseline_id, rid, metric, level=lv, allow_different=allow_different,
