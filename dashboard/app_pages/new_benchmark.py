@@ -42,7 +42,7 @@ LABELS: dict[str, str] = {
     "p99_budget_ms": "p99 latency budget (ms, 0 = none)", "batch_sweep": "Batch sweep (max throughput)",
     "max_batch": "Max batch of the sweep", "kernel_iterations": "Kernel timeline iterations (0 = off)",
     "ncu_top": "Nsight Compute: top kernels (0 = off)",
-    "nsys": "Nsight Systems capture",
+    "nsys": "Nsight Systems capture", "repeats": "Repeats",
 }
 #: ``profiles.torch_spec.TorchOptions`` field -> this form's label (PyTorch option errors name these).
 TORCH_LABELS: dict[str, str] = {
@@ -320,6 +320,11 @@ batch_sweep = s2.checkbox(
     help="Doubles the batch from the (single) batch size above until items/s rises less than 3%, memory runs out "
          "(recorded as the limit) or the max batch; Compare shows throughput vs batch with the knee.")
 max_batch = s3.number_input(LABELS["max_batch"], 1, 65_536, 4096, key="newbench_max_batch", disabled=not batch_sweep)
+repeats = st.number_input(
+    LABELS["repeats"], min_value=1, value=1, step=1, key="newbench_repeats",
+    help="Measure each precision x batch this many times (1-50), interleaved with the job's other configurations "
+         "(A B A B ...); one run per configuration whose samples carry their repeat index, so verdicts see the "
+         "spread between repeats. Not with a batch sweep.")
 
 st.subheader("Inputs", anchor=False)
 inputs_upload = st.file_uploader(
@@ -374,6 +379,7 @@ spec_data: dict[str, Any] = {
     "intra_op_threads": int(threads) or None, "tensorrt": tensorrt_options, "timeout_s": float(timeout_s),
     "inputs_npz": inputs_path, "cuda_graph": bool(cuda_graph), "p99_budget_ms": float(p99_budget_ms) or None, "batch_sweep": bool(batch_sweep),
     "max_batch": int(max_batch), "kernel_iterations": int(profile_kernels), "ncu_top": int(ncu_top), "nsys": bool(nsys),
+    "repeats": int(repeats),
     **({"torch": torch_options} if engine == "torch" else {}),
 }
 
