@@ -26,6 +26,7 @@ _PAGES = {
     "new_benchmark": st.Page(PAGES_DIR / "new_benchmark.py", title="New benchmark", icon=":material/play_arrow:"),
     "jobs": st.Page(PAGES_DIR / "jobs.py", title="Jobs", icon=":material/list:"),
     "compare": st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/bar_chart:"),
+    "reports": st.Page(PAGES_DIR / "reports.py", title="Reports", icon=":material/summarize:", url_path="reports"),
     "layers": st.Page(PAGES_DIR / "layers.py", title="Layers", icon=":material/layers:"),
     "kernels": st.Page(PAGES_DIR / "kernels.py", title="Kernels", icon=":material/memory:"),
 }
@@ -39,6 +40,7 @@ nav = st.navigation(
             _PAGES["new_benchmark"],
             _PAGES["jobs"],
             _PAGES["compare"],
+            _PAGES["reports"],
             _PAGES["layers"],
             _PAGES["kernels"],
             st.Page(PAGES_DIR / "tensorrt_import.py", title="Import results", icon=":material/upload:"),

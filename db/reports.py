@@ -43,6 +43,19 @@ CHARTS: dict[str, tuple[str, str]] = {
 }
 
 TITLE_MAX = 512
+
+#: Where the dashboard is reached, for the links printed by ``enginescope report`` and shown on the Reports page.
+DASHBOARD_URL_ENV = "ENGINESCOPE_DASHBOARD_URL"
+DEFAULT_DASHBOARD_URL = "http://localhost:8501"
+
+
+def report_url(report_id: int, base: str | None = None) -> str:
+    """The stable address of a report on the dashboard's Reports page:
+    ``${ENGINESCOPE_DASHBOARD_URL:-http://localhost:8501}/reports?report=ID``."""
+    import os
+
+    root = (base or os.environ.get(DASHBOARD_URL_ENV) or DEFAULT_DASHBOARD_URL).rstrip("/")
+    return f"{root}/reports?report={int(report_id)}"
 AUTHOR_MAX = 256
 
 

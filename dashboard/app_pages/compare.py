@@ -4,8 +4,11 @@ accuracy table vs fp32, and the timing window of every number. Numerically inval
 greyed, labelled and excluded from "fastest". GPU runs add their device, CUDA graph flag, energy per
 inference (J), average power (W) and SM/memory clocks over the measured window (NVML, run metrics
 ``energy_per_inference_j``, ``avg_power_w``, ``sm_clock_median_mhz``, ``mem_clock_median_mhz``), and the
-run's warnings (clocks throttled, another process on the GPU, nodes that fell back to the CPU). Widget
-keys start with ``compare_``.
+run's warnings (clocks throttled, another process on the GPU, nodes that fell back to the CPU). Before any
+chart: the verdict of each selected run against a chosen baseline (ratio, 95% interval, word, accuracy,
+repeats; :func:`db.verdicts.verdict_table`) and the comparability list, and "Save as report" (runs,
+baseline, title, author, notes, charts; opened later on the Reports page). Widget keys start with
+``compare_``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, ui
+from db import reports as db_reports
+from db.reports import difference_rows, verdict_row
+from db.verdicts import verdict_table
+from profiles.errors import EngineScopeError
+from profiles.verdict import METRICS
 
 url = ui.db_url()
 st.title("Compare runs")
@@ -145,6 +153,77 @@ if gpu_rows:
                "only (warm-up and profiling excluded); energy = the board's energy-counter difference, else "
                "trapezoidal integration of power (this selection: " + ", ".join(methods) + "); idle power is "
                "included, not subtracted. J / inference is per call of the batch.")
+
+# ------------------------------------------------------------------ verdicts vs a baseline (before any chart)
+verdict_ids = [int(r["run_id"]) for r in ok_rows]
+if len(verdict_ids) >= 2:
+    st.subheader("Verdicts vs a baseline", anchor=False)
+    fp32 = next((int(r["run_id"]) for r in ok_rows if r["precision"] == "fp32"), verdict_ids[0])
+    vc = st.columns([2, 1, 1])
+    baseline_id = vc[0].selectbox("Baseline run", verdict_ids, index=verdict_ids.index(fp32), key="compare_baseline",
+                                  format_func=lambda i: run_labels[i])
+    metric_keys = [k for k, m in METRICS.items() if not m.llm]
+    metric = vc[1].selectbox("Metric", metric_keys, key="compare_metric", format_func=lambda k: METRICS[k].label)
+    allow_different = vc[2].checkbox("Compare across hardware / models", key="compare_allow_different",
+                                     help="Blocking differences (another GPU or CPU, another model file) give "
+                                          "'not comparable' unless this is ticked.")
+    try:
+        verdicts = verdict_table(verdict_ids, int(baseline_id), metric, url=url, allow_different=allow_different)
+    except EngineScopeError as exc:
+        verdicts = []
+        st.error(f"No verdicts: {exc}")
+    vrows = [verdict_row(v, run_labels) for v in verdicts]
+    if vrows:
+        st.dataframe(pd.DataFrame([{
+            "run": r["label"], "baseline": f"{r['baseline_value']:.4g} {r['unit']}" if r["baseline_value"] is not None else "-",
+            "candidate": f"{r['candidate_value']:.4g} {r['unit']}" if r["candidate_value"] is not None else "-",
+            "ratio": r["ratio"], "95% low": r["ci95_low"], "95% high": r["ci95_high"], "verdict": r["verdict"],
+            "accuracy valid": {True: "yes", False: "NO (invalid)", None: "?"}[r["accuracy_valid"]],
+            "cosine min": r["cosine_min"], "max abs err vs ref": r["max_abs_err"],
+            "repeats": f"{r['repeats_baseline']} vs {r['repeats_candidate']}",
+            "within-run only": "yes" if r["within_run_only"] else "no",
+        } for r in vrows]), hide_index=True, key="compare_verdicts",
+            column_config={k: st.column_config.NumberColumn(format="%.4f") for k in ("ratio", "95% low", "95% high")})
+        st.caption("ratio = candidate / baseline; 95% interval from a hierarchical bootstrap over repeats, then samples; "
+                   "'faster'/'slower' only when the interval excludes 1. 'within-run only': a side had one repeat "
+                   "(bench --repeats N measures N interleaved repeats). An invalid candidate is never a win.")
+    diffs = difference_rows(verdicts, run_labels)
+    st.markdown("**Comparability** (fingerprint differences vs the baseline)")
+    if diffs:
+        st.dataframe(pd.DataFrame([{
+            "run": x["label"], "field": x["field"], "baseline": str(x["baseline_value"]),
+            "candidate": str(x["candidate_value"]), "blocking": "BLOCKING" if x["blocking"] else "no", "note": x["note"],
+        } for x in diffs]), hide_index=True, key="compare_comparability")
+    else:
+        st.caption("No fingerprint differences between these runs and the baseline.")
+
+    with st.expander("Save as report", icon=":material/bookmark_add:"):
+        with st.form("compare_save_report"):
+            save_runs = st.multiselect("Runs", verdict_ids, default=verdict_ids, key="compare_save_runs",
+                                       format_func=lambda i: run_labels[i])
+            save_base = st.selectbox("Baseline", verdict_ids, index=verdict_ids.index(int(baseline_id)),
+                                     key="compare_save_baseline", format_func=lambda i: run_labels[i])
+            title = st.text_input("Title", key="compare_save_title", max_chars=db_reports.TITLE_MAX)
+            author = st.text_input("Author", key="compare_save_author", max_chars=db_reports.AUTHOR_MAX)
+            notes = st.text_area("Notes", key="compare_save_notes")
+            chart_names = db_reports.charts_for("model")
+            chosen = st.multiselect("Charts", chart_names, default=chart_names, key="compare_save_charts",
+                                    format_func=lambda c: db_reports.CHARTS[c][0])
+            submitted = st.form_submit_button("Save report", type="primary")
+        if submitted:
+            try:
+                new_id = db_reports.create_report(save_runs, int(save_base), title, author=author, notes=notes,
+                                                  metric=metric, charts=chosen, allow_different=allow_different, url=url)
+            except EngineScopeError as exc:
+                st.error(str(exc).replace("--run", "Runs").replace("--baseline", "Baseline")
+                         .replace("--title", "Title").replace("--author", "Author"))
+            else:
+                st.session_state["compare_saved_report"] = new_id
+    saved = st.session_state.get("compare_saved_report")
+    if saved is not None:
+        st.success(f"Saved report {saved}: {db_reports.report_url(int(saved))}")
+        ui.link_to_page("reports", f"Open report {saved}", {"report": saved})
+
 if not table.empty:
     st.dataframe(table, hide_index=True, key="compare_table", column_config={
         k: st.column_config.NumberColumn(format="%.4g") for k in
