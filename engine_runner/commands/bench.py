@@ -56,7 +56,10 @@ highest items/s among numerically valid runs that meet the budget), else ``"budg
 "gain_vs_previous", "run_id", "limit"}], "stop": {"reason", "detail", "knee_batch", "limit_batch",
 "batches"}}}`` (``profiles.sweep``; ``reason`` is plateau | out_of_memory | failed | max_batch), else null; each
 run carries its ``runs.config["batch_sweep"]`` as ``batch_sweep``. A sweep's out-of-memory run is failed with
-its error but is the recorded limit: it does not make the exit status 1.
+its error but is the recorded limit: it does not make the exit status 1. With ``--repeats N`` each run has
+``"repeats": {"count", "per_repeat": [{"repeat", "samples", "p50_ms", "items_per_s"}], "positions", "pooled"}``
+(``positions``: its places in the job's interleaved measurement order; ``latency_ms`` and the throughputs are
+over every repeat's samples), else ``"repeats": null``.
 
 ``timing_window`` is ``runs.timing_window`` (what one latency sample includes; null when unknown).
 ``warnings`` lists what the run's ``runs.config`` records as degraded: the timed loop capped by
@@ -220,6 +223,7 @@ def collect_results(job_id: int, url: str | None = None) -> dict[str, Any]:
                 "mode": (r.config or {}).get("mode"),
                 "warnings": run_warnings(r.config),
                 "batch_sweep": (r.config or {}).get("batch_sweep"),
+                "repeats": (r.config or {}).get("repeats"),
             })
         spec = (job.spec or {}) if job is not None else {}
     out["budget"] = budget_block(job_id, spec.get("p99_budget_ms"), url)
@@ -389,11 +393,12 @@ def run_inline(job_id: int, kind: str, spec_json: dict[str, Any], url: str | Non
     """Run the queued-inline job ``job_id`` in this process (the worker's code: ``engine_runner.jobs.execute``)
     with progress on stderr unless ``quiet``, then print ``collect(job_id, url)`` as one JSON document on stdout
     (``as_json``) or as ``render(doc)`` with the job's error's first line on stderr. Returns (status, doc)."""
+    from engine_runner.interrupts import execute_interruptible
     from engine_runner.jobctx import JobContext
-    from engine_runner.jobs import execute
 
     ctx = JobContext(job_id=job_id, kind=kind, spec=spec_json, db_url=url, hooks=[] if quiet else [_StderrProgress()])
-    status = execute(ctx)
+    # SIGINT / SIGTERM cancel the job (recorded, run in flight failed) instead of leaving it "running"
+    status, interrupted = execute_interruptible(ctx)
     doc = collect(job_id, url)
     if as_json:
         sys.stdout.write(json.dumps(doc, allow_nan=False, default=str) + "\n")
@@ -401,6 +406,8 @@ def run_inline(job_id: int, kind: str, spec_json: dict[str, Any], url: str | Non
         typer.echo(render(doc))
         if doc["error"]:
             typer.echo(f"{error_prefix}: {doc['error'].splitlines()[0]}", err=True)
+    if interrupted.exit_code is not None:
+        raise typer.Exit(interrupted.exit_code)
     return status, doc
 
 
