@@ -25,6 +25,8 @@ import threading
 import time
 from types import FrameType
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from profiles.errors import JobCancelled
 
 log = logging.getLogger("enginescope.child")
@@ -110,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
                      log=logging.getLogger(f"enginescope.job.{job.kind}"))
     try:
         status = execute(ctx)
+    except SQLAlchemyError as exc:
+        # the database refused the job's writes, the one recording its end included (locked past the busy
+        # timeout, disk full, unreachable): say so in the log; the worker fails the job with this log's tail
+        log.error("job %d: the database %s refused a write, so the job's end could not be recorded: %s: %s",
+                  job_id, os.environ.get("ENGINESCOPE_DB_URL", "(default)"), type(exc).__name__,
+                  str(exc).splitlines()[0])
+        return EXIT_CODES["failed"]
     except JobCancelled as exc:
         # SIGTERM arrived while execute() itself was writing; record it if nothing terminal was.
         finish_job(job_id, "cancelled", str(exc), from_statuses=("running",))

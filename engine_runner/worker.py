@@ -253,12 +253,19 @@ class Worker:
         signal_group(c.pgid, signal.SIGTERM)
 
     def _reap(self, c: ChildJob) -> None:
-        """The child exited: clean its group and make sure the job row has a terminal status."""
+        """The child exited: clean its group and make sure the job row has a terminal status.
+
+        The child stays in :attr:`children` until its outcome is written: when the database refuses the
+        write (locked, disk full, unreachable) the ``OperationalError`` propagates, the loop logs it and the
+        next tick reaps the child again, so its job is never left ``running`` without a supervisor."""
         rc = c.proc.wait()
         if group_alive(c.pgid):  # grandchildren (e.g. a server the job started) must not outlive it
             log.warning("job %d: processes left in group %d after the child exited; killing them", c.job_id, c.pgid)
             signal_group(c.pgid, signal.SIGKILL)
+        self._record_end(c, rc)
         del self.children[c.job_id]
+
+    def _record_end(self, c: ChildJob, rc: int) -> None:
         how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited with code {rc}"
         if c.stop_reason == "timeout":
             q.finish_job(c.job_id, "failed", f"timed out after {c.timeout_s:g} s",
@@ -297,4 +304,9 @@ class Worker:
         for c in list(self.children.values()):
             signal_group(c.pgid, signal.SIGKILL)
             c.proc.wait()
-            self._reap(c)
+            try:
+                self._reap(c)
+            except OperationalError as exc:
+                # the next worker to start fails the job as stale (this worker's pid is gone by then)
+                log.error("job %d: could not record its end in the database: %s", c.job_id, str(exc).splitlines()[0])
+                self.children.pop(c.job_id, None)

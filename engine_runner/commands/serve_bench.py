@@ -131,8 +131,8 @@ def register(app: typer.Typer) -> None:
         from db.jobs import start_inline_job
         from db.session import migrate
         from engine_runner.cli import exit_for_job_error, fail
+        from engine_runner.interrupts import execute_interruptible
         from engine_runner.jobctx import JobContext
-        from engine_runner.jobs import execute
         from profiles.errors import EngineScopeError
         from profiles.llm_preflight import plan
         from profiles.llm_spec import parse_int_list, parse_rate_list, parse_slo_flags
@@ -180,7 +180,8 @@ def register(app: typer.Typer) -> None:
         if not log.handlers:
             log.addHandler(logging.NullHandler())
         ctx = JobContext(job_id=job_id, kind="llm_serve", spec=spec_json, hooks=[hook], log=log)
-        status = execute(ctx)
+        # SIGINT / SIGTERM cancel the job (recorded, level in flight failed, launched server stopped)
+        status, interrupted = execute_interruptible(ctx)
         doc = results_json(job_id)
         if as_json:
             typer.echo(json.dumps(doc, indent=2, default=str))
@@ -188,6 +189,8 @@ def register(app: typer.Typer) -> None:
             _print_table(doc)
         if status != "succeeded" and doc["error"] and not any(r["error"] for r in doc["runs"]):
             typer.echo(f"error: job {status}: {doc['error'].splitlines()[0]}", err=True)
+        if interrupted.exit_code is not None:
+            raise typer.Exit(interrupted.exit_code)
         if status != "succeeded" or any(r["status"] != "succeeded" for r in doc["runs"]):
             errors = [doc["error"]] + [r["error"] for r in doc["runs"]]
             raise typer.Exit(max(exit_for_job_error(e) for e in errors if e) if any(errors) else 1)
