@@ -174,7 +174,9 @@ def run_rows(url: str | None = None, *, model_id: int | Iterable[int] | None = N
     ``count`` (samples behind the percentiles), ``latency_metric`` (which summary was used),
     ``throughput_per_s`` (inferences/s), ``items_per_s`` (inferences/s x batch size when not stored),
     ``valid`` (False when ``runs.numerically_valid`` is False or any accuracy row of the run is invalid;
-    None when unknown) and ``has_layers``.
+    None when unknown), ``has_layers``, ``worker_id`` (its job's ``jobs.worker_id``: ``ray:<node>@<ip>`` on a
+    Ray node, ``worker@<host>:<pid>`` / ``cli@<host>:<pid>`` here) and ``machine`` (:func:`machine_label`:
+    where the run was measured, so runs of two fleet nodes can be told apart in one comparison).
     """
     with session_scope(url) as s:
         q = select(Run).order_by(Run.id)
@@ -198,6 +200,15 @@ def run_rows(url: str | None = None, *, model_id: int | Iterable[int] | None = N
         invalid_acc = set(s.execute(select(AccuracyResult.run_id).where(
             AccuracyResult.run_id.in_(ids), AccuracyResult.valid.is_(False))).scalars())
         layered = set(s.execute(select(LayerTiming.run_id).where(LayerTiming.run_id.in_(ids)).distinct()).scalars())
+        run_jobs = sorted({r.job_id for r in runs if r.job_id is not None})
+        workers = dict(s.execute(select(Job.id, Job.worker_id).where(Job.id.in_(run_jobs))).all()) if run_jobs else {}
+        placements: dict[int, dict[str, Any]] = {}  # the Ray runner's placement event (node id, IP, GPU type)
+        ray_jobs = [j for j in run_jobs if str(workers.get(j) or "").startswith("ray:")]
+        if ray_jobs:
+            for jid, ev in s.execute(select(JobEvent.job_id, JobEvent.data).where(
+                    JobEvent.job_id.in_(ray_jobs), JobEvent.kind == "info").order_by(JobEvent.id)).all():
+                if isinstance(ev, dict) and ev.get("node_id"):
+                    placements.setdefault(jid, ev)
         out = []
         for r in runs:
             d = {c.key: getattr(r, c.key) for c in Run.__table__.columns}
@@ -225,8 +236,26 @@ def run_rows(url: str | None = None, *, model_id: int | Iterable[int] | None = N
             else:
                 d["valid"] = None
             d["has_layers"] = r.id in layered
+            d["worker_id"] = workers.get(r.job_id) if r.job_id is not None else None
+            d["machine"] = machine_label(d["worker_id"], placements.get(r.job_id or 0), r.environment)
             out.append(d)
         return out
+
+
+def machine_label(worker_id: str | None, placement: Mapping[str, Any] | None = None,
+                  environment: Mapping[str, Any] | None = None) -> str | None:
+    """Where a run was measured, for tables: ``"<ip> (Ray node <id[:12]>, <accelerator type>)"`` for a job a Ray
+    node ran (``jobs.worker_id = "ray:<node_id>@<ip>"``, the type from its placement event), the host of a local
+    worker or CLI job (``worker@<host>:<pid>``), else the host the run's environment recorded; None if unknown."""
+    wid = worker_id or ""
+    if wid.startswith("ray:"):
+        node, _, ip = wid[4:].partition("@")
+        types = "/".join((placement or {}).get("accelerator_types") or [])
+        return f"{ip or '?'} (Ray node {node[:12]}" + (f", {types})" if types else ")")
+    if "@" in wid:
+        return wid.split("@", 1)[1].rsplit(":", 1)[0] or None
+    host = (environment or {}).get("host")
+    return str(host) if host else (wid or None)
 
 
 def _to_ms(value: float | None, unit: str | None) -> float | None:

@@ -14,10 +14,13 @@ A "nodes source" is a function returning node dicts ``{"node_id", "ip", "alive",
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
 import subprocess
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,8 +39,10 @@ def ray_nodes(address: str | None = None) -> list[dict[str, Any]]:
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS"), namespace="enginescope", log_to_driver=False,
-                 logging_level="WARNING")
+        address = address or os.environ.get("RAY_ADDRESS")
+        if not address:  # ray.init(address=None) would start a new local cluster inside the dashboard
+            raise RuntimeError("RAY_ADDRESS is not set: the dashboard needs the Ray head's address (docs/fleet.md)")
+        ray.init(address=address, namespace="enginescope", log_to_driver=False, logging_level=logging.WARNING)
     out = []
     for n in ray.nodes():
         res = n.get("Resources") or {}
@@ -45,6 +50,44 @@ def ray_nodes(address: str | None = None) -> list[dict[str, Any]]:
                     "gpus": int(res.get("GPU", 0)), "cpus": int(res.get("CPU", 0)),
                     "accelerator_types": sorted(k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:"))})
     return out
+
+
+_types_lock = threading.Lock()
+_types_state: dict[str, Any] = {"thread": None, "types": None, "at": 0.0}
+
+
+def cluster_accelerator_types(source: NodesSource | None = None, *, wait_s: float = 3.0,
+                              max_age_s: float = 60.0) -> list[str] | None:
+    """The accelerator types of the live nodes of the Ray cluster (sorted), or None when the cluster did not
+    answer within ``wait_s`` or failed (the caller then offers free text).
+
+    ``ray.init`` to an unreachable address blocks for minutes, so the lookup runs in a daemon thread; one
+    lookup at a time per process, its answer kept ``max_age_s``. ``source`` replaces :func:`ray_nodes` (tests).
+    """
+    def lookup() -> None:
+        try:
+            nodes = (source or ray_nodes)()
+            types = sorted({t for n in nodes if n.get("alive") for t in n.get("accelerator_types") or []})
+        except Exception:  # noqa: BLE001 - unreachable cluster: free text
+            types = None
+        with _types_lock:
+            _types_state["types"], _types_state["at"] = types, time.monotonic()
+
+    with _types_lock:
+        fresh = _types_state["types"] is not None and time.monotonic() - _types_state["at"] < max_age_s
+        if fresh:
+            return list(_types_state["types"])
+        t = _types_state["thread"]
+        started = t is None or not t.is_alive()
+        if started:  # a lookup still hanging from an earlier call is not waited for again
+            t = threading.Thread(target=lookup, name="enginescope-ray-types", daemon=True)
+            _types_state["thread"] = t
+            t.start()
+    if started:
+        t.join(wait_s)
+    with _types_lock:
+        types = _types_state["types"]  # a stale answer beats none while a new lookup hangs
+        return list(types) if types is not None else None
 
 
 def _gpu_share(job: Job) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 from typing import Any
 
@@ -27,6 +28,7 @@ from dashboard import data, ui
 from db.config import home
 from profiles import catalog
 from profiles.errors import EngineScopeError, InputError
+from profiles.placement import normalize_gpu_type
 from profiles.specs import BenchSpec, validate_spec
 from profiles.torch_spec import DEFAULT_SEQ_LEN, parse_torch_options
 
@@ -44,6 +46,8 @@ LABELS: dict[str, str] = {
     "ncu_top": "Nsight Compute: top kernels (0 = off)",
     "nsys": "Nsight Systems capture", "repeats": "Repeats",
 }
+#: The form's fleet field (not a ``BenchSpec`` field: where the job runs, ``spec.gpu_type``; profiles.placement).
+GPU_TYPE_LABEL = "GPU type"
 #: ``profiles.torch_spec.TorchOptions`` field -> this form's label (PyTorch option errors name these).
 TORCH_LABELS: dict[str, str] = {
     "compile": "torch.compile", "compile_backend": "Compile backend", "compile_mode": "Compile mode",
@@ -196,6 +200,19 @@ if kind == "cuda":
     gpu = c1.number_input("GPU index (cuda:N)", 0, 63, 0, step=1, key="newbench_gpu",
                           help="The CUDA device the job occupies: one benchmark per device at a time.")
     device = catalog.parse_device(f"cuda:{int(gpu)}")
+gpu_type_text: str | None = None  # fleet (ENGINESCOPE_EXECUTOR=ray): the accelerator type, stored as spec.gpu_type
+if (os.environ.get("ENGINESCOPE_EXECUTOR") or "local").strip().lower() == "ray":
+    from dashboard.machines import cluster_accelerator_types
+
+    gpu_type_help = ("Ray fleet: run this job only on a node with this accelerator type (one GPU of it); any = the "
+                     "first free GPU of any node. docs/fleet.md")
+    cluster_types = cluster_accelerator_types()
+    if cluster_types:
+        gpu_type_text = c1.selectbox(GPU_TYPE_LABEL, ["any", *cluster_types], key="newbench_gpu_type", help=gpu_type_help)
+        gpu_type_text = None if gpu_type_text == "any" else gpu_type_text
+    else:
+        gpu_type_text = c1.text_input(GPU_TYPE_LABEL, "", key="newbench_gpu_type_text", placeholder="any (e.g. H100)",
+                                      help=gpu_type_help + " (the cluster did not answer: type the name)")
 cuda_graph = False
 if kind == "cuda" and engine in ("onnxruntime", "torch"):
     cuda_graph = c1.checkbox(LABELS["cuda_graph"], False,
@@ -401,7 +418,9 @@ if st.button("Start benchmark", type="primary", key="newbench_submit", icon=":ma
             raise type(exc)(form_words(str(exc))) from None
         from db.jobs import submit_job
 
-        job_id = submit_job("model_bench", spec.model_dump(), device=spec.device, model_id=int(model_id),
+        gpu_type = normalize_gpu_type(gpu_type_text, GPU_TYPE_LABEL)
+        job_id = submit_job("model_bench", {**spec.model_dump(), **({"gpu_type": gpu_type} if gpu_type else {})},
+                            device=spec.device, model_id=int(model_id),
                             timeout_s=spec.timeout_s, origin="dashboard", url=url)
     except EngineScopeError as exc:
         msg = str(exc)

@@ -16,19 +16,20 @@ Rules (:func:`job_resources`):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from profiles.errors import InputError
+from profiles.placement import normalize_gpu_type
+
+__all__ = ["ACCELERATOR_SHARE", "BENCHMARK_KINDS", "ResourceRequest", "cluster_lacks", "job_resources",
+           "normalize_gpu_type"]
 
 #: Job kinds that measure something and therefore own their GPU(s).
 BENCHMARK_KINDS = frozenset({"model_bench", "llm_serve", "clock_check"})
 
 #: Share of the ``accelerator_type:<T>`` resource one job takes.
 ACCELERATOR_SHARE = 0.001
-
-_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -52,22 +53,6 @@ class ResourceRequest:
         t = self.accelerator_type
         gpus = f"{self.num_gpus:g} GPU" + ("s" if self.num_gpus != 1 else "") + (f" of type {t}" if t else "")
         return f"{gpus}, {self.num_cpus:g} CPU" if self.num_gpus else f"{self.num_cpus:g} CPU" + (f" on a {t} node" if t else "")
-
-
-def normalize_gpu_type(value: str | None) -> str | None:
-    """``value`` stripped (None/empty = any type); Ray's names are kept as written (``H100``, ``A10G``).
-
-    Raises:
-        InputError: characters other than letters, digits, ``_ . -`` (the name becomes a resource key).
-    """
-    if value is None or not str(value).strip():
-        return None
-    v = str(value).strip()
-    if v.lower().startswith("accelerator_type:"):
-        v = v.split(":", 1)[1]
-    if not _TYPE_RE.match(v):
-        raise InputError(f"--gpu-type {value!r} is not an accelerator type name such as H100, A10G or A100-80G")
-    return v
 
 
 def job_resources(kind: str, spec: dict[str, Any] | None, *, default_gpu_type: str | None = None,
