@@ -10,9 +10,10 @@ Environment:
   each running job's child and its node runner) holds its own pool and uses one or two connections at a
   time, so size the server's ``max_connections`` for about (2 x running jobs + dashboard sessions + 5) x
   (pool size + overflow) in the worst case; the defaults suit tens of workers on PostgreSQL's default 100.
-- ``ENGINESCOPE_ARTIFACTS``: where artifacts live (engines, ONNX variants, reports, profiles, logs): a
-  folder path, ``file://`` URL or any fsspec URL (``s3://bucket/prefix`` with s3fs installed); default
-  ``$ENGINESCOPE_HOME/artifacts`` (see :mod:`db.artifact_store`).
+- ``ENGINESCOPE_ARTIFACTS``: the artifact store (see :mod:`db.artifact_store`): a folder path, ``file://`` URL
+  or any fsspec URL (``s3://bucket/prefix`` with s3fs installed); default ``$ENGINESCOPE_HOME/artifacts``.
+  Today only a Ray node's job logs are put there (when it is not a local folder); models, variants, engines
+  and captures stay under ``ENGINESCOPE_HOME``, which a fleet's nodes share (docs/fleet.md).
 """
 
 from __future__ import annotations
