@@ -1,7 +1,8 @@
 """Database reads of the LLM serving page, returning plain dicts for :mod:`dashboard.llm_charts`.
 
 - :func:`llm_runs`: runs of ``llm_serve`` jobs (engine ``vllm`` or ``openai-endpoint``), newest first.
-- :func:`point_rows`: one row per load point with the headline numbers of its stored report.
+- :func:`point_rows`: one row per load level with the headline numbers of its stored report (a level
+  measured ``--repeats N`` times: its N load points pooled, :mod:`db.llm_repeats`).
 - :func:`kv_usage_series`: KV-cache usage and requests running over the sweep, from
   ``server_metric_samples`` (time = the point's ``t0_ns`` offset from the run's first point + ``ts_ns``;
   all ``t0_ns`` of a run come from the same monotonic clock).
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from db.llm_repeats import level_reports
 from db.models import Job, LoadPoint, Run, ServerMetricSample
 from db.session import session_scope
 from profiles.prometheus import KV_USAGE_NAMES
@@ -57,7 +59,8 @@ def _pct(rep: dict[str, Any], metric: str, key: str) -> float | None:
 
 
 def point_rows(url: str | None, run_ids: Sequence[int]) -> list[dict[str, Any]]:
-    """Load points of ``run_ids`` in run, idx order: ``run_id, idx, mode, level`` (float; ``inf`` for an
+    """Load levels of ``run_ids`` in run, idx order (one row per level: the repeats of a level pooled, ``idx``
+    its first point's, ``repeats`` how many points it pools): ``run_id, idx, mode, level`` (float; ``inf`` for an
     infinite rate), ``level_label``, ``completed, failed, duration_s``, throughputs, ``goodput_per_s``,
     ``ttft_p50_ms``/``ttft_p99_ms``, ``tpot_p50_ms``/``tpot_p99_ms``, ``itl_p50_ms``/``itl_p99_ms``,
     ``e2e_p50_ms``/``e2e_p99_ms``, ``max_running``, ``max_kv_usage``, ``client_starved`` (the load
@@ -68,27 +71,43 @@ def point_rows(url: str | None, run_ids: Sequence[int]) -> list[dict[str, Any]]:
     with session_scope(url) as s:
         pts = s.execute(select(LoadPoint).where(LoadPoint.run_id.in_(list(run_ids)))
                         .order_by(LoadPoint.run_id, LoadPoint.idx)).scalars().all()
-        out = []
+        configs: dict[int, Any] = dict(s.execute(select(Run.id, Run.config).where(Run.id.in_(list(run_ids)))).all())
+        by_run: dict[int, list[LoadPoint]] = {}
         for p in pts:
-            rep = p.report or {}
-            srv = rep.get("server") or {}
-            level = float("inf") if p.level is None else float(p.level)
-            label = "inf" if p.level is None else (f"{p.level:g}")
-            row = {"run_id": p.run_id, "idx": p.idx, "mode": p.mode, "level": level, "level_label": label,
-                   "status": p.status, "completed": p.completed, "failed": p.failed, "duration_s": p.duration_s,
-                   "request_throughput_per_s": rep.get("request_throughput_per_s"),
-                   "output_token_throughput_per_s": rep.get("output_token_throughput_per_s"),
-                   "total_token_throughput_per_s": rep.get("total_token_throughput_per_s"),
-                   "goodput_per_s": rep.get("goodput_per_s"),
-                   "max_running": srv.get("max_num_requests_running"), "max_kv_usage": srv.get("max_kv_cache_usage"),
-                   "failures_by_reason": rep.get("failures_by_reason") or {},
-                   "client_starved": bool((rep.get("client_health") or {}).get("starved")),
-                   "client_starved_why": (rep.get("client_health") or {}).get("why")}
-            for m in ("ttft", "tpot", "itl", "e2e"):
-                for q in ("p50", "p99"):
-                    row[f"{m}_{q}_ms"] = _pct(rep, f"{m}_ms", q)
-            out.append(row)
+            by_run.setdefault(int(p.run_id), []).append(p)
+        out = []
+        for rid, run_pts in by_run.items():
+            out.extend(_level_rows(s, configs.get(rid), run_pts))
         return out
+
+
+def _level_rows(s: Any, config: dict[str, Any] | None, pts: list[LoadPoint]) -> list[dict[str, Any]]:
+    """:func:`point_rows` of one run: one row per level (repeats pooled, :func:`db.llm_repeats.level_reports`)."""
+    out = []
+    for p, rep, group in level_reports(s, config, pts):
+        srv = rep.get("server") or {}
+        level = float("inf") if p.level is None else float(p.level)
+        label = "inf" if p.level is None else (f"{p.level:g}")
+        pooled = len(group) > 1
+        row = {"run_id": p.run_id, "idx": p.idx, "mode": p.mode, "level": level, "level_label": label,
+               "status": ("succeeded" if any(g.status == "succeeded" for g in group) else "failed") if pooled
+               else p.status,
+               "completed": rep.get("completed", 0) if pooled else p.completed,
+               "failed": rep.get("failed", 0) if pooled else p.failed,
+               "duration_s": rep.get("duration_s") if pooled else p.duration_s, "repeats": len(group),
+               "request_throughput_per_s": rep.get("request_throughput_per_s"),
+               "output_token_throughput_per_s": rep.get("output_token_throughput_per_s"),
+               "total_token_throughput_per_s": rep.get("total_token_throughput_per_s"),
+               "goodput_per_s": rep.get("goodput_per_s"),
+               "max_running": srv.get("max_num_requests_running"), "max_kv_usage": srv.get("max_kv_cache_usage"),
+               "failures_by_reason": rep.get("failures_by_reason") or {},
+               "client_starved": bool((rep.get("client_health") or {}).get("starved")),
+               "client_starved_why": (rep.get("client_health") or {}).get("why")}
+        for m in ("ttft", "tpot", "itl", "e2e"):
+            for q in ("p50", "p99"):
+                row[f"{m}_{q}_ms"] = _pct(rep, f"{m}_ms", q)
+        out.append(row)
+    return out
 
 
 def kv_usage_series(url: str | None, run_ids: Sequence[int]) -> list[dict[str, Any]]:

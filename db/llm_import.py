@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from db.config import home as default_home
+from db.llm_repeats import level_reports
 from db.models import Artifact, LlmRequest, LoadPoint, Run, RunMetric, Summary, utcnow
 from db.session import session_scope
 from profiles.errors import InputError, ParseError
@@ -242,6 +243,11 @@ def serve_results(run_ids: Sequence[int], *, url: str | None = None) -> list[dic
     for a statistic it lacks), ``empty_first_token_requests``, ``server``, ``client_cpu_s_per_s``,
     ``client_health``, ``peers`` when present, and for imports any of :data:`EXTRA_POINT_METRICS` /
     :data:`EXTRA_POINT_SCALARS` the point has.
+
+    A run measured with ``--repeats N`` still has one point per level: its repeats pooled
+    (:func:`db.llm_repeats.pooled_report`; counts, duration, throughputs and percentiles over every repeat's
+    requests), with ``repeats``: ``{"count", "per_repeat": [...]}``; its ``peers`` ran after the last repeat
+    (``after_repeat``). The run then has ``repeats``: ``{"count", "order": [[level, repeat], ...], ...}``.
     """
     ids = [int(r) for r in run_ids]
     if not ids:
@@ -256,17 +262,20 @@ def serve_results(run_ids: Sequence[int], *, url: str | None = None) -> list[dic
             imported = (r.source or "").startswith("import:")
             pts = s.execute(select(LoadPoint).where(LoadPoint.run_id == r.id).order_by(LoadPoint.idx)).scalars().all()
             points = []
-            for p in pts:
-                rep = p.report or {}
+            # one point per level: a level measured with --repeats has its repeats pooled (db.llm_repeats)
+            for p, rep, group in level_reports(s, r.config, pts):
                 key = "concurrency" if p.mode == "concurrency" else "request_rate"
                 lvl: Any
                 if p.level is None:
                     lvl = None if p.mode == "concurrency" else "inf"
                 else:
                     lvl = int(p.level) if p.mode == "concurrency" and float(p.level).is_integer() else p.level
+                pooled = len(group) > 1 or bool(rep.get("repeats"))
                 pt: dict[str, Any] = {
-                    key: lvl, "completed": p.completed, "failed": p.failed,
-                    "failures_by_reason": rep.get("failures_by_reason"), "duration_s": p.duration_s,
+                    key: lvl, "completed": rep.get("completed", 0) if pooled else p.completed,
+                    "failed": rep.get("failed", 0) if pooled else p.failed,
+                    "failures_by_reason": rep.get("failures_by_reason"),
+                    "duration_s": rep.get("duration_s") if pooled else p.duration_s,
                     "request_throughput_per_s": rep.get("request_throughput_per_s"),
                     "output_token_throughput_per_s": rep.get("output_token_throughput_per_s"),
                     "total_token_throughput_per_s": rep.get("total_token_throughput_per_s"),
@@ -276,6 +285,7 @@ def serve_results(run_ids: Sequence[int], *, url: str | None = None) -> list[dic
                     "server": rep.get("server"), "client_cpu_s_per_s": rep.get("client_cpu_s_per_s"),
                     "client_health": rep.get("client_health"),
                     **({"peers": rep["peers"]} if rep.get("peers") else {}),
+                    **({"repeats": rep["repeats"]} if pooled and rep.get("repeats") else {}),
                 }
                 if imported:
                     pt.update({m: _stat(rep[m], True) for m in EXTRA_POINT_METRICS if rep.get(m)})
@@ -291,6 +301,9 @@ def serve_results(run_ids: Sequence[int], *, url: str | None = None) -> list[dic
                 "kv_cache": cfg.get("kv_cache"), "kv_cache_sizing": cfg.get("kv_cache_sizing"),
                 "vllm_python": (r.environment or {}).get("vllm_python"), "startup_report": cfg.get("startup_report"),
                 "device_dirty": cfg.get("device_dirty"), "server_log": cfg.get("server_log"),
-                **({"import": imp} if imported else {}), "points": points,
+                **({"import": imp} if imported else {}),
+                **({"repeats": {k: v for k, v in cfg["repeats"].items() if k != "pooled"}}
+                   if isinstance(cfg.get("repeats"), dict) else {}),
+                "points": points,
             })
         return out

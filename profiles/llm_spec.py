@@ -44,7 +44,7 @@ LLM_SPEC_FLAGS: dict[str, str] = {
         "dataset", "num_prompts", "prompts_per_concurrency", "warmup", "api", "tokenizer", "dtype", "quantization",
         "kv_cache_dtype", "max_num_seqs", "max_model_len", "tensor_parallel_size", "gpu_memory_utilization",
         "kv_cache_memory_bytes", "load_format", "trust_remote_code", "startup_timeout_s", "max_level_duration_s",
-        "seed", "client_processes")},
+        "seed", "client_processes", "repeats")},
     "enable_prefix_caching": "--prefix-caching", "vllm_args": "--vllm-arg", "slos": "--slo",
     "continuous_usage_stats": "--continuous-usage", "peer_clients": "--peer",
 }
@@ -61,6 +61,8 @@ class ServeBenchSpec(BaseModel):
     ``num_prompts`` measured requests per level (at a concurrency level, at least
     ``prompts_per_concurrency`` x concurrency when that is set, so every level reaches a steady state),
     after ``warmup`` warm-up requests; a level also stops sending after ``max_level_duration_s``.
+    ``repeats``: each level is measured that many times in interleaved rounds (every repeat with the same
+    prompts, seed and warm-up), see :attr:`schedule`.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -88,6 +90,13 @@ class ServeBenchSpec(BaseModel):
                                     "event loop (engine_runner.loadgen.shards): for hundreds of streams, where "
                                     "one loop's queue of chunks to stamp adds client delay")
     request_timeout_s: float = Field(600.0, gt=0, le=86_400)
+    repeats: int = Field(
+        1, ge=1, le=50, description="measure each load level this many times, interleaved with the other levels "
+                                    "(L1 L2 L3, L1 L2 L3, ...; order in runs.config['repeats']); one run per server "
+                                    "configuration, one load point per (level, repeat) with its repeat index; the "
+                                    "dashboard and --json pool the repeats of a level; verdicts then include "
+                                    "between-repeat variance (profiles.verdict). A peer client runs after the "
+                                    "last repeat of each level only")
     slos: SloSpec = Field(default_factory=lambda: SloSpec.model_validate({}))
     seed: int = Field(0, ge=0)
 
@@ -169,6 +178,12 @@ class ServeBenchSpec(BaseModel):
         if mode == "concurrency" and self.prompts_per_concurrency:
             return max(self.num_prompts, int(self.prompts_per_concurrency * value))
         return self.num_prompts
+
+    @property
+    def schedule(self) -> list[tuple[int, int]]:
+        """``[(level index, repeat), ...]`` in the order measured: every level once per round, ``repeats``
+        rounds (levels L1 L2 L3 then again ...); with one repeat simply the levels in order."""
+        return [(i, r) for r in range(self.repeats) for i in range(len(self.levels))]
 
     @property
     def levels(self) -> list[tuple[Literal["concurrency", "request_rate"], float]]:

@@ -79,6 +79,11 @@ with st.form("llm_form"):
     warmup = c4.number_input("Warm-up requests", 0, 10_000, 2, key="llm_warmup")
     dataset = st.text_input("Dataset file on the server (ShareGPT JSON/JSONL; empty = synthetic prompts)",
                             key="llm_dataset") or None
+    repeats = st.number_input("Repeats", min_value=1, value=1, step=1, key="llm_repeats",
+                              help="Measure each level this many times (1-50), interleaved with the other levels "
+                                   "(L1 L2 L3, L1 L2 L3, ...): one run, one load point per repeat; the charts pool "
+                                   "a level's repeats, verdicts use the spread between them. A peer client runs "
+                                   "after a level's last repeat only.")
 
     st.markdown("**SLOs for goodput** (0 = none)")
     c1, c2, c3 = st.columns(3)
@@ -129,7 +134,7 @@ with st.form("llm_form"):
 
 #: Form labels of the spec fields the pre-flight checks (errors name the field as the form does).
 FIELD_LABELS = {"model": "Model" if target == "Launch vLLM" else "Served model name", "tokenizer": "Tokenizer",
-                "dataset": "Dataset file", "endpoint": "Endpoint base URL"}
+                "dataset": "Dataset file", "endpoint": "Endpoint base URL", "repeats": "Repeats"}
 
 
 def _build_spec() -> dict[str, Any]:
@@ -144,7 +149,7 @@ def _build_spec() -> dict[str, Any]:
     data: dict[str, Any] = {
         "engine": "vllm" if target == "Launch vLLM" else "endpoint", "model": model.strip(), "endpoint": endpoint or None,
         "api_key": api_key, "api": api, "tokenizer": tokenizer, "input_len": int(input_len), "output_len": int(output_len),
-        "num_prompts": int(num_prompts), "warmup": int(warmup), "dataset": dataset,
+        "num_prompts": int(num_prompts), "warmup": int(warmup), "dataset": dataset, "repeats": int(repeats),
         "slos": {k: v for k, v in (("ttft_ms", slo_ttft), ("tpot_ms", slo_tpot), ("e2e_ms", slo_e2e)) if v},
         **engine_opts,
     }
@@ -279,7 +284,8 @@ st.plotly_chart(llm_charts.kv_usage_figure(llm_data.kv_usage_series(url, chosen)
 st.markdown("**Load points**")
 if rows:
     st.dataframe(pd.DataFrame([{
-        "run": labels.get(r["run_id"]), "level": f"{r['mode']} {r['level_label']}", "completed": r["completed"],
+        "run": labels.get(r["run_id"]), "level": f"{r['mode']} {r['level_label']}", "repeats": r.get("repeats", 1),
+        "completed": r["completed"],
         "failed": r["failed"], "req/s": r["request_throughput_per_s"], "output tok/s": r["output_token_throughput_per_s"],
         "goodput req/s": r["goodput_per_s"], "TTFT p50/p99 ms": f"{ui.fmt_ms(r['ttft_p50_ms'])} / {ui.fmt_ms(r['ttft_p99_ms'])}",
         "TPOT p50/p99 ms": f"{ui.fmt_ms(r['tpot_p50_ms'])} / {ui.fmt_ms(r['tpot_p99_ms'])}",

@@ -37,7 +37,9 @@ def results_json(job_id: int, url: str | None = None) -> dict[str, Any]:
     :func:`db.llm_import.serve_results` (the one reader of stored LLM results, shared with ``import --json``
     and the dashboard): ``{"run_id", "engine", "model", "status", "error", "source", "source_tool", "kv_cache",
     "kv_cache_sizing", "vllm_python", "startup_report", "points": [...]}``; each point has
-    ``concurrency`` or ``request_rate`` (``"inf"`` for an infinite rate), counts, throughputs, goodput
+    ``concurrency`` or ``request_rate`` (``"inf"`` for an infinite rate; with ``--repeats N`` still one point
+    per level, its repeats pooled, with ``repeats``, and the run with ``repeats``: count and order), counts,
+    throughputs, goodput
     and ``ttft_ms``/``tpot_ms``/``itl_ms``/``e2e_ms``/``ttft_first_event_ms`` as ``{"mean", "p50", "p90", "p99",
     "count"}``, with ``empty_first_token_requests`` (see :func:`profiles.llm_metrics.point_report`)."""
     from sqlalchemy import select
@@ -74,6 +76,8 @@ def _print_table(doc: dict[str, Any]) -> None:
         for p in r["points"]:
             lvl = p.get("concurrency", p.get("request_rate"))
             name = f"c={lvl}" if "concurrency" in p else f"rate={lvl}"
+            if p.get("repeats"):
+                name += f" x{p['repeats']['count']}"  # the level's repeats pooled
 
             def f(x: Any) -> str:
                 return "-" if x is None else f"{x:.1f}"
@@ -101,6 +105,7 @@ def register(app: typer.Typer) -> None:
         num_prompts: int = typer.Option(64, "--num-prompts", help="Measured requests per level."),
         prompts_per_concurrency: int = typer.Option(None, "--prompts-per-concurrency", help="A concurrency-C level sends max(--num-prompts, this x C) requests."),
         warmup: int = typer.Option(2, "--warmup", help="Warm-up requests per level (not measured)."),
+        repeats: int = typer.Option(1, "--repeats", help="Measure each level N times (1..50), interleaved with the other levels (L1 L2 L3, L1 L2 L3, ...); one run, one load point per repeat; verdicts use the spread between repeats."),
         api: str = typer.Option("completions", "--api", help="chat or completions."),
         tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer folder or HF id (default: the model)."),
         dtype: str = typer.Option("auto", "--dtype", help="vLLM --dtype."),
@@ -154,6 +159,7 @@ def register(app: typer.Typer) -> None:
                 "trust_remote_code": trust_remote_code, "startup_timeout_s": startup_timeout_s,
                 "max_level_duration_s": max_level_duration_s, "seed": seed, "peer_clients": list(peer or []),
                 "continuous_usage_stats": continuous_usage, "client_processes": client_processes,
+                "repeats": repeats,
             }
             if data["concurrency"] is None and data["request_rate"] is None:
                 data["concurrency"] = [1]

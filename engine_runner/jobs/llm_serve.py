@@ -1,7 +1,10 @@
 """The ``llm_serve`` job: launch vLLM (or use an OpenAI-compatible endpoint), sweep load levels, store
 every request, the per-level report, summaries, scalar metrics and the server's own /metrics.
 
-Per job: one ``runs`` row (engine ``vllm`` or ``openai-endpoint``). Per level: one ``load_points`` row
+Per job: one ``runs`` row (engine ``vllm`` or ``openai-endpoint``). Per level and repeat (``--repeats N``
+measures every level N times, interleaved: L1 L2 L3, L1 L2 L3, ...; ``load_points.idx`` is the place in that
+order, ``load_points.repeat`` the repeat; ``runs.config["repeats"]`` has the order and each level's repeats
+pooled, :func:`_repeats_block`, :mod:`db.llm_repeats`): one ``load_points`` row
 (``report`` = :func:`profiles.llm_metrics.point_report` plus a ``server`` block), its raw
 ``llm_requests``, ``summaries`` (ttft_ms, tpot_ms, itl_ms, e2e_ms, ... with ``point_id``),
 ``run_metrics`` (throughputs, goodput, max requests running) and ``server_metric_samples`` (vLLM
@@ -14,6 +17,9 @@ has the interpreter that ran vLLM and how it was found (``vllm_python``,
 
 Inputs are checked first by :func:`profiles.llm_preflight.plan`, the same pre-flight the CLI and the
 dashboard run before queueing (the worker may run on another machine than the dashboard).
+
+Peer clients (``--peer``) run after a level's last repeat only, and their numbers are stored on that
+repeat's load point.
 
 Cancellation: checked between levels and polled within a level (in-flight requests are cancelled).
 Within a level the load generator owns its event loop; scraping and the cancel poll run in a thread.
@@ -102,31 +108,50 @@ def run(ctx: JobContext) -> None:
         endpoint = EndpointConfig(base_url=base_url, model=model_name, api=spec.api, api_key=api_key,
                                   timeout_s=spec.request_timeout_s, continuous_usage=spec.continuous_usage_stats)
         levels = spec.levels
+        schedule = spec.schedule  # [(level index, repeat)]: levels interleaved, `repeats` rounds
+        n_steps = len(schedule)
         max_running = 0.0
         empty_levels: list[str] = []
-        for idx, (mode, value) in enumerate(levels):
+        order: list[list[Any]] = []
+        for pos, (li, rep) in enumerate(schedule):
+            mode, value = levels[li]
             _check_cancelled_now(ctx)
             label = f"{mode.replace('_', ' ')} {_fmt_level(value)}"
-            ctx.progress(idx / len(levels), f"level {idx + 1}/{len(levels)}: {label}", level_idx=idx)
+            if spec.repeats > 1:
+                label += f" repeat {rep + 1}/{spec.repeats}"
+            title = f"level {li + 1}/{len(levels)}"
+            ctx.progress(pos / n_steps, f"{title}: {label}", level_idx=li, repeat=rep)
             level = LoadLevel(mode=mode, value=value, num_requests=spec.requests_for(mode, value),
                               duration_s=spec.max_level_duration_s, warmup_requests=spec.warmup,
-                              seed=spec.seed + idx)
-            res, scrapes, bounds = _run_level_with_scrape(ctx, endpoint, prompts, level, idx, len(levels),
+                              seed=spec.seed + li)
+            res, scrapes, bounds = _run_level_with_scrape(ctx, endpoint, prompts, level, pos, n_steps,
                                                          lambda t: count_tokens(tokenizer, t, special=False),
                                                          processes=spec.client_processes,
-                                                         tokenizer_path=spec.tokenizer or spec.model)
-            point_max, completed, failures = _store_point(ctx, run_id, idx, mode, value, res, scrapes, bounds, spec)
+                                                         tokenizer_path=spec.tokenizer or spec.model,
+                                                         title=title)
+            point_max, completed, failures = _store_point(ctx, run_id, pos, mode, value, res, scrapes, bounds, spec,
+                                                          repeat=rep)
+            lost = _server_lost(base_url, api_key, failures, server)
+            if lost:  # the level in flight is failed with the reason; the levels before it stay as they are
+                _fail_point(ctx, run_id, pos, lost)
+                raise EngineError(f"level {label}: {lost}; the sweep stopped (finished levels are kept)")
+            order.append([_level_key(mode, value), rep])
             health = getattr(res, "client_health", None) or {}
             if health.get("starved"):
                 ctx.event("warning", f"level {label}: the load generator was starved, so its latencies include "
-                                     f"client delay: {health['why']}", level_idx=idx, client_health=health)
+                                     f"client delay: {health['why']}", level_idx=li, client_health=health)
             max_running = max(max_running, point_max)
-            if spec.peer_clients and completed:
-                _run_peers(ctx, spec, run_id, idx, mode, value, base_url, api_key, model_name)
+            # with repeats the peer client runs once per level, after its last repeat
+            if spec.peer_clients and completed and rep == spec.repeats - 1:
+                _run_peers(ctx, spec, run_id, li, mode, value, base_url, api_key, model_name, point_idx=pos)
             if completed == 0:
                 empty_levels.append(f"{label}: no request succeeded ({failures or 'none sent'})")
                 ctx.event("warning", f"level {label}: no request succeeded", failures=failures)
-            ctx.event("info", f"level {label} done", (idx + 1) / len(levels), level_idx=idx)
+            ctx.event("info", f"level {label} done", (pos + 1) / n_steps, level_idx=li, repeat=rep)
+            if spec.repeats > 1:
+                _update_run(ctx, run_id, config_extra={"repeats": _repeats_block(spec, order)})
+        if spec.repeats > 1:
+            _update_run(ctx, run_id, config_extra={"repeats": _repeats_block(spec, order, pool_run=run_id, ctx=ctx)})
         kv["measured_max_running"] = max_running
         _update_run(ctx, run_id, config_extra={"kv_cache": kv})
         # a level where every request failed makes the run failed (its data is kept)
@@ -146,15 +171,49 @@ def run(ctx: JobContext) -> None:
                                meta={"what": "vLLM server stdout/stderr"}))
 
 
+def _server_lost(base_url: str, api_key: str | None, failures: Mapping[str, int], server: Any) -> str | None:
+    """Why the server under test is gone after a level, or None: the vLLM process this job launched has
+    exited, or some requests failed to connect and ``GET /v1/models`` no longer answers."""
+    proc = getattr(server, "proc", None)
+    if proc is not None and proc.poll() is not None:
+        return f"the vLLM server (pid {proc.pid}) exited with code {proc.returncode} during this level"
+    n = int(failures.get("connection", 0))
+    if not n:
+        return None
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        r = httpx.get(f"{base_url}/v1/models", headers=headers, timeout=5)
+    except httpx.HTTPError as exc:
+        return (f"the server at {base_url} stopped answering during this level ({n} request(s) failed to connect; "
+                f"GET /v1/models: {type(exc).__name__}: {exc})")
+    if r.status_code >= 500:
+        return (f"the server at {base_url} stopped serving during this level ({n} request(s) failed to connect; "
+                f"GET /v1/models answered HTTP {r.status_code})")
+    return None
+
+
+def _fail_point(ctx: JobContext, run_id: int, idx: int, reason: str) -> None:
+    """Mark load point ``idx`` of ``run_id`` failed, with ``report["server_lost"] = reason``."""
+    with ctx.session() as s:
+        lp = s.execute(select(LoadPoint).where(LoadPoint.run_id == run_id, LoadPoint.idx == idx)).scalars().first()
+        if lp is not None:
+            lp.status = "failed"
+            lp.report = {**(lp.report or {}), "server_lost": reason}
+    ctx.event("error", reason, level_idx=idx)
+
+
 # ---------------------------------------------------------------------------------------------------
 # peer clients
 
 
 def _run_peers(ctx: JobContext, spec: ServeBenchSpec, run_id: int, idx: int, mode: str, value: float,
-               base_url: str, api_key: str | None, model_name: str) -> None:
-    """Run each peer client of ``spec.peer_clients`` with this level's load on the same server and store
-    its normalised numbers in ``load_points.report["peers"][name]`` (a failure is stored as
-    ``{"error": ...}``, never raised: the peer is a cross-check, not the measurement)."""
+               base_url: str, api_key: str | None, model_name: str, *, point_idx: int | None = None) -> None:
+    """Run each peer client of ``spec.peer_clients`` with the load of level ``idx`` on the same server and
+    store its normalised numbers in ``load_points.report["peers"][name]`` of the point ``point_idx`` (default
+    ``idx``; with repeats the level's last repeat, the only one a peer runs after). A failure is stored as
+    ``{"error": ...}``, never raised: the peer is a cross-check, not the measurement."""
     from engine_runner.peers import vllm_bench
 
     peers: dict[str, Any] = {}
@@ -174,7 +233,8 @@ def _run_peers(ctx: JobContext, spec: ServeBenchSpec, run_id: int, idx: int, mod
             peers[name] = {"tool": name, "error": str(exc)}
             ctx.event("warning", f"peer client {name} failed at level {idx + 1}: {str(exc).splitlines()[0]}")
     with ctx.session() as s:
-        lp = s.execute(select(LoadPoint).where(LoadPoint.run_id == run_id, LoadPoint.idx == idx)).scalar_one()
+        lp = s.execute(select(LoadPoint).where(LoadPoint.run_id == run_id,
+                                               LoadPoint.idx == (idx if point_idx is None else point_idx))).scalar_one()
         lp.report = {**(lp.report or {}), "peers": peers}
 
 
@@ -193,6 +253,34 @@ def _check_cancelled_now(ctx: JobContext) -> None:
     with ctx.session() as s:
         if s.execute(select(Job.cancel_requested).where(Job.id == ctx.job_id)).scalar_one_or_none():
             raise JobCancelled(f"job {ctx.job_id} cancelled by the user")
+
+
+def _level_key(mode: str, value: float) -> str:
+    """``"concurrency=4"`` / ``"request_rate=inf"`` (:func:`db.llm_repeats.level_key`)."""
+    from db.llm_repeats import level_key
+
+    return level_key(mode, None if math.isinf(value) else value)
+
+
+def _repeats_block(spec: ServeBenchSpec, order: list[list[Any]], *, pool_run: int | None = None,
+                   ctx: JobContext | None = None) -> dict[str, Any]:
+    """``runs.config["repeats"]``: ``{"count", "order": [[level key, repeat], ...] (as measured so far),
+    "peers_after_repeat" (the repeat after which peer clients ran, when any), "pooled": {level key: report}}``;
+    ``pooled`` (:func:`db.llm_repeats.pooled_report` of each level's points) only with ``pool_run``, after
+    the last repeat."""
+    out: dict[str, Any] = {"count": spec.repeats, "order": [list(o) for o in order],
+                           "pooling": "one point per level pools its repeats: percentiles over every repeat's "
+                                      "requests, throughput = their successful requests / summed durations"}
+    if spec.peer_clients:
+        out["peers_after_repeat"] = spec.repeats - 1
+    if pool_run is not None and ctx is not None:
+        from db.llm_repeats import group_by_level, level_key, pooled_report
+
+        slos = spec.slos.as_dict() or None
+        with ctx.session() as s:
+            pts = s.execute(select(LoadPoint).where(LoadPoint.run_id == pool_run).order_by(LoadPoint.idx)).scalars().all()
+            out["pooled"] = {level_key(g[0].mode, g[0].level): pooled_report(s, g, slos) for g in group_by_level(pts)}
+    return out
 
 
 def _fmt_level(v: float) -> str:
@@ -578,10 +666,12 @@ class _Watcher(threading.Thread):
     and the chunks read late share one stamp). The loop only hands over ``(done, total)`` in
     :meth:`note_progress` (an assignment)."""
 
-    def __init__(self, ctx: JobContext, client: Any, url: str, idx: int, n_levels: int) -> None:
+    def __init__(self, ctx: JobContext, client: Any, url: str, idx: int, n_levels: int,
+                 title: str | None = None) -> None:
         super().__init__(name="llm-serve-watcher", daemon=True)
         self.ctx, self.client, self.url = ctx, client, url
         self.idx, self.n_levels = idx, n_levels
+        self.title = title or f"level {idx + 1}/{n_levels}"
         self.samples: list[tuple[int, list[PromSample]]] = []
         self.cancel = threading.Event()
         self.done = threading.Event()
@@ -601,7 +691,7 @@ class _Watcher(threading.Thread):
         self._written, self._last_write = got, now
         done, total = got
         frac = (self.idx + (done / total if total else 0.0)) / self.n_levels
-        self.ctx.progress(frac, f"level {self.idx + 1}/{self.n_levels}: {done}/{total or '?'} requests",
+        self.ctx.progress(frac, f"{self.title}: {done}/{total or '?'} requests",
                           level_idx=self.idx, done=done, total=total)
 
     def run(self) -> None:
@@ -617,11 +707,12 @@ class _Watcher(threading.Thread):
 
 
 def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], level: Any, idx: int, n_levels: int,
-                           count_tokens: Any, *, processes: int = 1,
-                           tokenizer_path: str | None = None) -> tuple[Any, list[tuple[int, list[PromSample]]], dict[str, Any]]:
+                           count_tokens: Any, *, processes: int = 1, tokenizer_path: str | None = None,
+                           title: str | None = None) -> tuple[Any, list[tuple[int, list[PromSample]]], dict[str, Any]]:
     """Run one level (the load generator's own event loop; ``processes`` > 1: that many client processes,
     :func:`engine_runner.loadgen.shards.run_level_sharded`, each loading ``tokenizer_path``) while a
-    :class:`_Watcher` thread scrapes ``/metrics``, polls cancellation and writes progress.
+    :class:`_Watcher` thread scrapes ``/metrics``, polls cancellation and writes progress (``idx`` of
+    ``n_levels`` steps, named ``title``).
 
     Returns (LevelResult, [(abs perf_counter_ns, samples)], {"before": {...}, "after": {...}}) where
     before/after are counter sums scraped just before the warm-up and just after the level;
@@ -635,7 +726,7 @@ def _run_level_with_scrape(ctx: JobContext, endpoint: Any, prompts: list[Any], l
     url = f"{endpoint.base_url}/metrics"
     with httpx.Client(headers=headers, timeout=5.0) as client:
         first = _scrape_once(client, url)
-        watcher = _Watcher(ctx, client, url, idx, n_levels)
+        watcher = _Watcher(ctx, client, url, idx, n_levels, title)
         watcher.start()
         cpu0 = _process_cpu_s()
         try:
@@ -709,8 +800,9 @@ def _server_block(scrapes: list[tuple[int, list[PromSample]]], bounds: dict[str,
 
 def _store_point(ctx: JobContext, run_id: int, idx: int, mode: str, value: float, res: Any,
                  scrapes: list[tuple[int, list[PromSample]]], bounds: dict[str, Any],
-                 spec: ServeBenchSpec) -> tuple[float, int, dict[str, int]]:
-    """Write one level (load point, requests, summaries, scalars, server samples); return the maximum
+                 spec: ServeBenchSpec, *, repeat: int = 0) -> tuple[float, int, dict[str, int]]:
+    """Write one level (load point ``idx`` = its place in the measured order, with its ``repeat``; requests,
+    summaries, scalars, server samples); return the maximum
     ``vllm:num_requests_running`` seen (0 when not scraped), the successful requests and the failures
     by reason."""
     from profiles.llm_metrics import point_report
@@ -728,7 +820,7 @@ def _store_point(ctx: JobContext, run_id: int, idx: int, mode: str, value: float
     report["warmup_requests"] = sum(1 for r in res.records if r.warmup)
     report["warmup_output_tokens"] = sum(r.output_tokens or 0 for r in res.records if r.warmup)
     with ctx.session() as s:
-        lp = LoadPoint(run_id=run_id, idx=idx, mode=mode, level=None if math.isinf(value) else value,
+        lp = LoadPoint(run_id=run_id, idx=idx, repeat=repeat, mode=mode, level=None if math.isinf(value) else value,
                        t0_ns=res.t0_ns, duration_s=res.duration_s, completed=report["completed"],
                        failed=report["failed"], status="succeeded" if measured_ok else "failed", report=report)
         s.add(lp)
