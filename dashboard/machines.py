@@ -52,42 +52,61 @@ def ray_nodes(address: str | None = None) -> list[dict[str, Any]]:
     return out
 
 
-_types_lock = threading.Lock()
-_types_state: dict[str, Any] = {"thread": None, "types": None, "at": 0.0}
+_nodes_lock = threading.Lock()
+_nodes_state: dict[str, Any] = {"thread": None, "nodes": None, "error": None, "at": 0.0}
+
+
+def cluster_nodes(source: NodesSource | None = None, *, wait_s: float = 3.0,
+                  max_age_s: float = 5.0) -> list[dict[str, Any]]:
+    """The Ray cluster's nodes (:func:`ray_nodes`, or ``source``), waiting at most ``wait_s``.
+
+    ``ray.init`` to an unreachable address blocks for minutes, so the lookup runs in a daemon thread, one at a
+    time per process; an answer younger than ``max_age_s`` is reused, and while a lookup hangs the last answer
+    (if any) is returned without waiting again.
+
+    Raises:
+        TimeoutError: no answer yet (the cluster did not answer within ``wait_s``).
+        Exception: what the last lookup raised (e.g. RAY_ADDRESS unset), when there is no answer to return.
+    """
+    def lookup() -> None:
+        try:
+            nodes, error = (source or ray_nodes)(), None
+        except Exception as exc:  # noqa: BLE001 - given to the caller
+            nodes, error = None, exc
+        with _nodes_lock:
+            _nodes_state.update(error=error, at=time.monotonic())
+            if nodes is not None:
+                _nodes_state["nodes"] = nodes
+
+    with _nodes_lock:
+        if _nodes_state["nodes"] is not None and time.monotonic() - _nodes_state["at"] < max_age_s:
+            return list(_nodes_state["nodes"])
+        t = _nodes_state["thread"]
+        started = t is None or not t.is_alive()
+        if started:
+            t = threading.Thread(target=lookup, name="enginescope-ray-nodes", daemon=True)
+            _nodes_state.update(thread=t, error=None)
+            t.start()
+    if started:
+        t.join(wait_s)
+    with _nodes_lock:
+        if _nodes_state["error"] is not None and not t.is_alive():
+            raise _nodes_state["error"]
+        if _nodes_state["nodes"] is not None:  # fresh, or the last answer while a new lookup hangs
+            return list(_nodes_state["nodes"])
+    raise TimeoutError(f"the Ray cluster at {os.environ.get('RAY_ADDRESS') or '(RAY_ADDRESS unset)'} did not answer "
+                       f"within {wait_s:g} s")
 
 
 def cluster_accelerator_types(source: NodesSource | None = None, *, wait_s: float = 3.0,
                               max_age_s: float = 60.0) -> list[str] | None:
-    """The accelerator types of the live nodes of the Ray cluster (sorted), or None when the cluster did not
-    answer within ``wait_s`` or failed (the caller then offers free text).
-
-    ``ray.init`` to an unreachable address blocks for minutes, so the lookup runs in a daemon thread; one
-    lookup at a time per process, its answer kept ``max_age_s``. ``source`` replaces :func:`ray_nodes` (tests).
-    """
-    def lookup() -> None:
-        try:
-            nodes = (source or ray_nodes)()
-            types = sorted({t for n in nodes if n.get("alive") for t in n.get("accelerator_types") or []})
-        except Exception:  # noqa: BLE001 - unreachable cluster: free text
-            types = None
-        with _types_lock:
-            _types_state["types"], _types_state["at"] = types, time.monotonic()
-
-    with _types_lock:
-        fresh = _types_state["types"] is not None and time.monotonic() - _types_state["at"] < max_age_s
-        if fresh:
-            return list(_types_state["types"])
-        t = _types_state["thread"]
-        started = t is None or not t.is_alive()
-        if started:  # a lookup still hanging from an earlier call is not waited for again
-            t = threading.Thread(target=lookup, name="enginescope-ray-types", daemon=True)
-            _types_state["thread"] = t
-            t.start()
-    if started:
-        t.join(wait_s)
-    with _types_lock:
-        types = _types_state["types"]  # a stale answer beats none while a new lookup hangs
-        return list(types) if types is not None else None
+    """The accelerator types of the cluster's live nodes (sorted), or None when the cluster did not answer
+    within ``wait_s`` or failed (the New benchmark form then offers free text). See :func:`cluster_nodes`."""
+    try:
+        nodes = cluster_nodes(source, wait_s=wait_s, max_age_s=max_age_s)
+    except Exception:  # noqa: BLE001 - unreachable cluster: free text
+        return None
+    return sorted({t for n in nodes if n.get("alive") for t in n.get("accelerator_types") or []})
 
 
 def _gpu_share(job: Job) -> int:
@@ -157,7 +176,7 @@ def render_machines(url: str | None, source: NodesSource | None = None, *, execu
     st.subheader("Machines", anchor=False)
     if source is not None or ex == "ray":
         try:
-            nodes = (source or ray_nodes)()
+            nodes = source() if source is not None else cluster_nodes()
         except Exception as exc:  # noqa: BLE001 - an unreachable cluster must not break the page
             st.error(f"Could not list the Ray cluster's nodes (RAY_ADDRESS={os.environ.get('RAY_ADDRESS') or 'unset'}): "
                      f"{type(exc).__name__}: {exc}")

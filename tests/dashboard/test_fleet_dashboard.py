@@ -138,12 +138,14 @@ def test_no_gpu_type_field_for_the_local_worker(seeded: Seeded, monkeypatch: pyt
     assert "gpu_type" not in job.spec
 
 
-def test_cluster_accelerator_types_bounded_wait_and_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cluster_lookup_waits_a_bounded_time_and_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ray.init to an unreachable head blocks for minutes: the form and the Machines panel wait at most
+    wait_s, never twice on the same hanging lookup, and reuse a recent answer."""
     import threading
 
     import dashboard.machines as machines
 
-    monkeypatch.setattr(machines, "_types_state", {"thread": None, "types": None, "at": 0.0})
+    monkeypatch.setattr(machines, "_nodes_state", {"thread": None, "nodes": None, "error": None, "at": 0.0})
     release = threading.Event()
 
     def hanging() -> list[dict]:
@@ -151,7 +153,28 @@ def test_cluster_accelerator_types_bounded_wait_and_cache(monkeypatch: pytest.Mo
         return [{"alive": True, "accelerator_types": ["L4"]}, {"alive": False, "accelerator_types": ["V100"]}]
 
     assert machines.cluster_accelerator_types(hanging, wait_s=0.2) is None  # the cluster does not answer in time
-    assert machines.cluster_accelerator_types(hanging, wait_s=5) is None  # no second wait on the hanging lookup
+    with pytest.raises(TimeoutError, match="did not answer"):
+        machines.cluster_nodes(hanging, wait_s=5)  # returns at once: no second wait on the hanging lookup
     release.set()
-    machines._types_state["thread"].join(5)
+    machines._nodes_state["thread"].join(5)
     assert machines.cluster_accelerator_types(hanging, wait_s=0.2) == ["L4"]  # live nodes only, then cached
+
+    def failing() -> list[dict]:
+        raise RuntimeError("RAY_ADDRESS is not set")
+
+    monkeypatch.setattr(machines, "_nodes_state", {"thread": None, "nodes": None, "error": None, "at": 0.0})
+    with pytest.raises(RuntimeError, match="RAY_ADDRESS"):
+        machines.cluster_nodes(failing, wait_s=5)
+    assert machines.cluster_accelerator_types(failing, wait_s=5) is None
+
+
+def test_ray_nodes_refuses_to_start_a_local_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    import dashboard.machines as machines
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **_: pytest.fail("ray.init called without an address"))
+    with pytest.raises(RuntimeError, match="RAY_ADDRESS is not set"):
+        machines.ray_nodes()
