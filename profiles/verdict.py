@@ -220,7 +220,8 @@ def _replicates(groups: list[np.ndarray], m: MetricDef, batch: int, idx: np.ndar
     is taken Poisson(k * s) times, the large-n limit of the multinomial counts of resampling with replacement.
     Each replicate is then a vector of counts on the sorted pooled grid of values (exact up to the position
     of a sample within its bin). The percentile of the weighted resample follows numpy's linear
-    interpolation (position ``(N-1) q``); the throughput statistic uses the weighted mean.
+    interpolation (position ``(N-1) q``); the throughput statistic uses the weighted mean. A replicate that
+    drew no sample at all (possible with a handful of samples) is NaN and left out by the caller.
     """
     binned = [_binned(g) for g in groups]
     vals = np.concatenate([v for v, _ in binned])
@@ -239,15 +240,19 @@ def _replicates(groups: list[np.ndarray], m: MetricDef, batch: int, idx: np.ndar
                                  for g, (_, sizes) in enumerate(binned)], axis=1)[:, order]
         cum = np.cumsum(counts, axis=1)
         total = cum[:, -1]
+        empty = total == 0
+        safe = np.where(empty, 1, total)
         if m.stat == "throughput":
-            out[b0:b1] = batch * 1000.0 / ((counts * vals_sorted).sum(axis=1) / total)
-            continue
-        h = (total - 1) * q / 100.0
-        j0 = np.floor(h)
-        frac = h - j0
-        i0 = (cum <= j0[:, None]).sum(axis=1)
-        i1 = np.minimum((cum <= (j0 + 1)[:, None]).sum(axis=1), vals_sorted.size - 1)
-        out[b0:b1] = vals_sorted[i0] + frac * (vals_sorted[i1] - vals_sorted[i0])
+            mean = (counts * vals_sorted).sum(axis=1) / safe
+            res = batch * 1000.0 / np.where(empty, 1.0, mean)
+        else:
+            h = (safe - 1) * q / 100.0
+            j0 = np.floor(h)
+            frac = h - j0
+            i0 = np.minimum((cum <= j0[:, None]).sum(axis=1), vals_sorted.size - 1)
+            i1 = np.minimum((cum <= (j0 + 1)[:, None]).sum(axis=1), vals_sorted.size - 1)
+            res = vals_sorted[i0] + frac * (vals_sorted[i1] - vals_sorted[i0])
+        out[b0:b1] = np.where(empty, np.nan, res)
     return out
 
 
@@ -306,6 +311,10 @@ def bootstrap_ratio(baseline: Sequence[np.ndarray | Sequence[float]], candidate:
     ra = _replicates(a, m, batch_baseline, ia, rng, within_only)
     rc = _replicates(c, m, batch_candidate, ic, rng, within_only)
     logs = np.log(rc / ra)
+    logs = logs[np.isfinite(logs)]
+    if logs.size < n_boot // 2:
+        raise InputError(f"{m.label}: too few samples for an interval ({sum(g.size for g in a)} baseline, "
+                         f"{sum(g.size for g in c)} candidate)")
     if not within_only:
         center = float(np.median(logs))
         logs = center + (logs - center) * small_sample_scale(a, c, m, batch_baseline, batch_candidate)
