@@ -55,3 +55,25 @@ def test_llm_form_repeats_reach_the_spec(seeded: Seeded, tmp_path: Path) -> None
     assert any("Queued job" in s.value for s in at.success), [e.value for e in at.error]
     (spec,) = _queued(seeded.url)
     assert spec["repeats"] == 3 and spec["engine"] == "endpoint"
+
+
+def test_llm_page_draws_one_point_per_level_of_a_repeated_run(seeded: Seeded, tmp_path: Path) -> None:
+    """A run of 2 levels x 3 repeats: the Load points table and the throughput curve have one entry per level
+    (the repeats pooled: 3 x 6 requests each), not one per load point."""
+    import json
+
+    from tests.llm_fixtures import mock_server, run_llm_job, tiny_tokenizer
+
+    tok = tiny_tokenizer(tmp_path)
+    spec = {"engine": "endpoint", "model": "mock-llm", "tokenizer": str(tok), "concurrency": [1, 2],
+            "input_len": 16, "output_len": 4, "num_prompts": 6, "warmup": 0, "repeats": 3}
+    with mock_server(ttft_ms=5, itl_ms=1, model="mock-llm") as url:
+        _, status = run_llm_job(seeded.url, {**spec, "endpoint": url})
+    assert status == "succeeded"
+    at = page("llm").run()
+    assert not at.exception, at.exception
+    points = next(t.value for t in at.dataframe if "run" in t.value.columns and "output tok/s" in t.value.columns)
+    assert list(points["repeats"]) == [3, 3] and list(points["completed"]) == [18, 18]
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    xs = list(fig["data"][0]["x"])  # the throughput curve of the one run
+    assert xs == ["1", "2"], xs  # one point per level
