@@ -144,8 +144,14 @@ def test_save_reopen_export_offline(bench_stack: dict) -> None:
         offline = browser.new_context(offline=True)
         failed: list[str] = []
         requested: list[str] = []
-        offline.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-                      else (requested.append(route.request.url), route.abort())[-1])
+        def only_files(route) -> None:  # type: ignore[no-untyped-def]
+            if route.request.url.startswith("file:"):
+                route.continue_()
+            else:
+                requested.append(route.request.url)
+                route.abort()
+
+        offline.route("**/*", only_files)
         view = offline.new_page()
         view.on("requestfailed", lambda r: failed.append(r.url))
         errors: list[str] = []
