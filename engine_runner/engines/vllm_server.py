@@ -226,6 +226,10 @@ class VllmServer:
     def start(self) -> None:
         """Pre-flight, launch, wait until ready (see class docstring)."""
         cfg = self.cfg
+        if cfg.port is not None and cfg.check_port and not port_is_free(cfg.port, cfg.host):
+            # before anything else: a held port is the user's input, whatever else is missing on this machine
+            raise InputError(f"port {cfg.port} on {cfg.host} is already in use; choose another port or leave "
+                             "it empty for a free one")
         self.python = find_vllm_python()
         python = self.python.path
         if cfg.trust_remote_code:
