@@ -126,7 +126,8 @@ def _from_metric(tag: str, d: dict[str, Any], where: str) -> tuple[str, Stat | t
     vals = {("mean" if k == "avg" else k): num(d, k, where=w) for k in d
             if k in ("avg", "min", "max", "std") or re.fullmatch(r"p\d+(\.\d+)?", k)}
     count = d.get("count") if isinstance(d.get("count"), int) else None
-    if _is_time(unit):
+    if _is_time(unit) or ours.endswith("_ms"):
+        # a latency metric in a unit that is not a time fails here, naming it (it is never stored as ms unconverted)
         st = make_stat(vals, source_unit=unit, unit="ms", count=count, where=w)
     elif ours.endswith("_per_s"):
         st = make_stat(vals, source_unit=unit, unit="tok/s", count=count, where=w)

@@ -6,7 +6,9 @@ Keys (vLLM ``benchmarks/serve.py`` / ``benchmark_serving.py``): ``duration`` (s)
 ``total_token_throughput`` (tok/s), ``request_rate`` (req/s or ``"inf"``), ``max_concurrency`` (null when
 unset), ``burstiness``, and per metric ``mean_/median_/std_/p<N>_{ttft,tpot,itl,e2el}_ms`` (ms; ``p<N>``
 from ``--metric-percentiles``, e.g. ``p99`` or ``p99.9``). Old spellings: ``request_goodput:`` (with the
-colon), ``input_throughput``, no ``failed``. With ``--save-detailed``: per-request ``ttfts`` (s), ``itls``
+colon, ``benchmark_serving.py`` of 2025), ``request_inthroughput`` (the request throughput, req/s) and
+``input_throughput`` (tok/s) with only ``mean_/median_/p99_{ttft,tpot}_ms`` (``benchmark_serving.py`` of
+vLLM 0.4), no ``failed`` (then ``num_prompts - completed``: the client sends exactly ``num_prompts``). With ``--save-detailed``: per-request ``ttfts`` (s), ``itls``
 (list per request of chunk gaps, s), ``input_lens``, ``output_lens``, ``errors``.
 
 Definitions (vLLM's client): TTFT from request send to the first chunk with text; E2E (``e2el``) to the
@@ -31,10 +33,11 @@ TOOL = "vllm-bench"
 METRICS = {"ttft": "ttft_ms", "tpot": "tpot_ms", "itl": "itl_ms", "e2el": "e2e_ms"}
 _STAT_KEY = re.compile(r"^(mean|median|std|p\d+(?:\.\d+)?)_(ttft|tpot|itl|e2el)_ms$")
 #: keys that identify a vLLM result object (any two of them, with ``duration`` and ``completed``)
-SIGNATURE = ("request_throughput", "output_throughput", "mean_ttft_ms", "median_ttft_ms", "total_token_throughput")
+SIGNATURE = ("request_throughput", "request_inthroughput", "output_throughput", "mean_ttft_ms", "median_ttft_ms", "total_token_throughput")
 #: keys of a result that describe the level or the measurement, not the configuration (for grouping lines into runs)
 _LEVEL_KEYS = {"date", "request_rate", "max_concurrency", "num_prompts", "duration", "completed", "failed",
-               "burstiness", "total_input_tokens", "total_output_tokens", "request_throughput", "request_goodput",
+               "burstiness", "total_input_tokens", "total_output_tokens", "request_throughput", "request_inthroughput",
+               "request_goodput",
                "request_goodput:", "output_throughput", "input_throughput", "total_token_throughput",
                "max_output_tokens_per_s", "max_concurrent_requests", "rtfx"}
 
@@ -117,6 +120,7 @@ def parse_result(obj: dict[str, Any], where: str) -> tuple[ImportedPoint, dict[s
     stats, names = _stats(obj, where)
     scalars: dict[str, tuple[float | None, str]] = {}
     for theirs, ours, unit in (("request_throughput", "request_throughput_per_s", "req/s"),
+                               ("request_inthroughput", "request_throughput_per_s", "req/s"),  # vLLM 0.4's spelling
                                ("output_throughput", "output_token_throughput_per_s", "tok/s"),
                                ("total_token_throughput", "total_token_throughput_per_s", "tok/s"),
                                ("request_goodput", "goodput_per_s", "req/s"),
@@ -133,6 +137,10 @@ def parse_result(obj: dict[str, Any], where: str) -> tuple[ImportedPoint, dict[s
         if i_t is not None and o_t is not None:
             scalars["total_token_throughput_per_s"] = (i_t + o_t, "tok/s")
             names["total_token_throughput_per_s"] = "input_throughput + output_throughput"
+    prompts = num(obj, "num_prompts", where=where)
+    if failed is None and prompts is not None and completed is not None and prompts >= completed:
+        failed = prompts - completed
+        notes.append("no 'failed' key (older vLLM): failed = num_prompts - completed")
     pt = ImportedPoint(mode=mode, level=level, duration_s=duration, completed=int(completed or 0),
                        failed=int(failed) if failed is not None else None, stats=stats, scalars=scalars,
                        info={k: obj[k] for k in ("date", "num_prompts", "burstiness", "max_concurrency") if k in obj})
