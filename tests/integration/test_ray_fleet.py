@@ -101,7 +101,11 @@ def cluster(pg_url: str) -> Iterator[Cluster]:
     tmp = Path(tempfile.mkdtemp(prefix="esray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     home = tmp / "home"
     home.mkdir()
-    env = dict(os.environ, ENGINESCOPE_HOME=str(home), ENGINESCOPE_DB_URL=pg_url, RAY_USAGE_STATS_ENABLED="0")
+    # RAY_memory_monitor_refresh_ms=0: Ray's own OOM killer acts on the whole machine's memory (95% by default)
+    # and killed a job's Ray worker here while other processes filled the machine; these jobs are tiny, and a
+    # kill it makes is not the dead node this module tests.
+    env = dict(os.environ, ENGINESCOPE_HOME=str(home), ENGINESCOPE_DB_URL=pg_url, RAY_USAGE_STATS_ENABLED="0",
+               RAY_memory_monitor_refresh_ms="0")
     port = _free_port()
     address = f"127.0.0.1:{port}"
     logs = []
@@ -246,6 +250,12 @@ def test_sweep_spreads_over_both_nodes_one_job_per_gpu(fleet: dict) -> None:
         runs = s.execute(select(Run).where(Run.job_id.in_(ids))).scalars().all()
     assert sorted(r.batch_size for r in runs) == [1, 2, 3, 4]
     assert all(r.status == "succeeded" and r.config["providers"] == ["CPUExecutionProvider"] for r in runs)
+    # the dashboard's run reader (Compare) names each run's machine: both nodes, with their GPU types
+    from dashboard.data import run_rows
+
+    machines = {r["machine"] for r in run_rows(fleet["url"], job_ids=ids)}
+    ip = {nodes[i]: placement(fleet, i)["node_ip"] for i in ids}
+    assert machines == {f"{ip[n]} (Ray node {n[:12]}, {t})" for t, n in fleet["cluster"].node_of.items()}, machines
     # the log file format of the local worker, claimed by the Ray runner of that node
     log = Path(job(fleet, ids[0]).log_path).read_text()
     assert f"=== job {ids[0]} (model_bench) on cpu, claimed by ray:{nodes[ids[0]]}" in log and "job succeeded" in log
