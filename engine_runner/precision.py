@@ -257,13 +257,19 @@ def _initializer_bytes(model: Any) -> int:
 
 
 def _save(model: Any, dst: Path) -> None:
+    """Write ``model`` to ``dst``; an OS error (disk full, read-only, quota) is re-raised naming ``dst``."""
     import onnx
 
-    if _initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD_BYTES:
-        onnx.save(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=dst.name + ".data")
-    else:
-        onnx.save(model, str(dst))
+    try:
+        if _initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD_BYTES:
+            onnx.save(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=dst.name + ".data")
+        else:
+            onnx.save(model, str(dst))
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, f"{exc.strerror or exc} while writing {dst}", str(dst)) from exc
 
 
 class _FeedsReader:

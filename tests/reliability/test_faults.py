@@ -455,8 +455,8 @@ def mountable(tmp_path: Path) -> None:
 
 
 def test_disk_full_while_writing_an_artifact(es_env: str, home: Path, model: Path, mountable: None) -> None:
-    """$ENGINESCOPE_HOME/artifacts on a 1 MiB tmpfs: a first job's runs fit; filled, the next job's per-layer
-    profile (an artifact) cannot be written: that run fails naming the path, the first job stays intact."""
+    """$ENGINESCOPE_HOME/artifacts on a 1 MiB tmpfs: a first job's runs fit; filled, the next job's fp16 ONNX
+    variant (an artifact) cannot be written: its run fails naming the path, the first job stays intact."""
     from db import jobs as q
 
     with tmpfs(home / "artifacts", "1m"):
@@ -467,7 +467,8 @@ def test_disk_full_while_writing_an_artifact(es_env: str, home: Path, model: Pat
         assert _status(es_env, ok) == "succeeded", job(es_env, ok).error
         before = [(r.id, r.status, sample_count(es_env, r.id)) for r in runs_of(es_env, ok)]
         fill(home / "artifacts" / "filler")
-        bad = q.submit_job("model_bench", spec, model_id=model_id)
+        spec16, _ = bench_spec(es_env, model, precisions=["fp16"])  # writes an fp16 ONNX variant (an artifact)
+        bad = q.submit_job("model_bench", spec16, model_id=model_id)
         w = start_worker(cli_env(home, es_env), "--once")
         _, err = w.communicate(timeout=180)
         j = job(es_env, bad)
@@ -487,6 +488,7 @@ def test_disk_full_while_writing_samples(tmp_path: Path, monkeypatch: pytest.Mon
 
     with tmpfs(tmp_path / "small", "4m") as small:
         home = small / "home"
+        home.mkdir()
         url = f"sqlite:///{home / 'enginescope.db'}"
         monkeypatch.setenv("ENGINESCOPE_HOME", str(home))
         monkeypatch.setenv("ENGINESCOPE_DB_URL", url)
