@@ -236,7 +236,7 @@ def serve_results(run_ids: Sequence[int], *, url: str | None = None) -> list[dic
     "server_log", "import" (the run's ``config["import"]``, imports only), "points": [...]}``.
 
     Each point: ``concurrency`` or ``request_rate`` (``"inf"`` for an infinite rate; ``null`` when an imported
-    file does not say its level), ``completed``, ``failed``, ``failures_by_reason``, ``duration_s``,
+    file does not say its level), ``completed``, ``failed`` (``null`` when an imported file does not count them), ``failures_by_reason``, ``duration_s``,
     ``request_throughput_per_s``, ``output_token_throughput_per_s``, ``total_token_throughput_per_s``,
     ``goodput_per_s``, ``ttft_ms``/``tpot_ms``/``itl_ms``/``e2e_ms``/``ttft_first_event_ms`` as ``{"mean", "p50",
     "p90", "p99", "count"}`` (for an imported run ``null`` when the file has no such metric, and ``null`` inside
@@ -271,9 +271,11 @@ def serve_results(run_ids: Sequence[int], *, url: str | None = None) -> list[dic
                 else:
                     lvl = int(p.level) if p.mode == "concurrency" and float(p.level).is_integer() else p.level
                 pooled = len(group) > 1 or bool(rep.get("repeats"))
+                # an imported file that does not count its requests (Model Analyzer) gives null, not 0
+                from_rep = pooled or imported
                 pt: dict[str, Any] = {
-                    key: lvl, "completed": rep.get("completed", 0) if pooled else p.completed,
-                    "failed": rep.get("failed", 0) if pooled else p.failed,
+                    key: lvl, "completed": rep.get("completed", None if imported else 0) if from_rep else p.completed,
+                    "failed": rep.get("failed", None if imported else 0) if from_rep else p.failed,
                     "failures_by_reason": rep.get("failures_by_reason"),
                     "duration_s": rep.get("duration_s") if pooled else p.duration_s,
                     "request_throughput_per_s": rep.get("request_throughput_per_s"),
