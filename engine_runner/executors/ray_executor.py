@@ -300,9 +300,9 @@ class RayDispatcher:
             log.warning("job %d: node %s died (%s)", f.job_id, node, type(exc).__name__)
             return
         except Exception as exc:  # noqa: BLE001 - RayTaskError(...) from the runner itself
-            first = str(exc).strip().splitlines()
+            lines = str(exc).strip().splitlines()
             q.finish_job(f.job_id, "failed", f"the Ray task of the job raised {type(exc).__name__}: "
-                         + "\n".join(first[-20:]), url=self.url)
+                         + "\n".join(lines[-20:]), url=self.url)
             return
         job = q.get_job(f.job_id, url=self.url)
         if job is not None and job.status not in TERMINAL_STATUSES:  # pragma: no cover - the runner always ends it

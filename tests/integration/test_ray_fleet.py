@@ -108,7 +108,6 @@ def cluster(pg_url: str) -> Iterator[Cluster]:
                RAY_memory_monitor_refresh_ms="0")
     port = _free_port()
     address = f"127.0.0.1:{port}"
-    logs = []
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", f"--port={port}", "--include-dashboard=false",
                              f"--temp-dir={tmp / 'ray'}", "--num-gpus=1", '--resources={"accelerator_type:H100": 1}',
                              *_node_args()], env=env, start_new_session=True, stdin=subprocess.DEVNULL,
@@ -148,7 +147,6 @@ def cluster(pg_url: str) -> Iterator[Cluster]:
                     p.wait(30)
             _kill_leftovers(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
-            del logs
 
 
 def _kill_leftovers(tmp: Path) -> None:
@@ -241,14 +239,16 @@ def test_sweep_spreads_over_both_nodes_one_job_per_gpu(fleet: dict) -> None:
     # no GPU shared: on each node the jobs' spans (placed on the node .. finished) never overlap
     spans: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
     for i in ids:
-        spans.setdefault(nodes[i], []).append((as_utc(placement(fleet, i)["ts"]), as_utc(job(fleet, i).finished_at)))
+        start, end = as_utc(placement(fleet, i)["ts"]), as_utc(job(fleet, i).finished_at)
+        assert start is not None and end is not None
+        spans.setdefault(nodes[i], []).append((start, end))
     for node, ss in spans.items():
         ss.sort()
         for (_, end_a), (start_b, _) in zip(ss, ss[1:]):
             assert end_a <= start_b, f"two jobs overlapped on node {node}: {ss}"
     with session_scope(fleet["url"]) as s:
         runs = s.execute(select(Run).where(Run.job_id.in_(ids))).scalars().all()
-    assert sorted(r.batch_size for r in runs) == [1, 2, 3, 4]
+    assert sorted(r.batch_size or 0 for r in runs) == [1, 2, 3, 4]
     assert all(r.status == "succeeded" and r.config["providers"] == ["CPUExecutionProvider"] for r in runs)
     # the dashboard's run reader (Compare) names each run's machine: both nodes, with their GPU types
     from dashboard.data import run_rows

@@ -65,9 +65,11 @@ def test_claim_without_device_exclusivity(es_env: str) -> None:
 
     a = q.submit_job("clock_check", {})
     b = q.submit_job("clock_check", {})
-    assert q.claim_next("worker@t:1").id == a
+    first = q.claim_next("worker@t:1")
+    assert first is not None and first.id == a
     assert q.claim_next("worker@t:1") is None  # the local rule: "cpu" is busy
-    assert q.claim_next("worker@t:2", exclusive_devices=False).id == b
+    second = q.claim_next("worker@t:2", exclusive_devices=False)
+    assert second is not None and second.id == b
 
 
 def test_fail_or_amend_puts_the_node_reason_first(es_env: str) -> None:
@@ -77,12 +79,15 @@ def test_fail_or_amend_puts_the_node_reason_first(es_env: str) -> None:
     q.claim_next("worker@t:1")
     q.finish_job(j, "failed", "the worker that ran this job exited; the job was stopped")
     assert q.fail_or_amend(j, "Ray node abc died")
-    assert q.get_job(j).error.startswith("Ray node abc died\nthe worker that ran")
+    failed = q.get_job(j)
+    assert failed is not None and (failed.error or "").startswith("Ray node abc died\nthe worker that ran")
     assert not q.fail_or_amend(j, "Ray node abc died")  # once
     ok = q.submit_job("clock_check", {})
     q.claim_next("worker@t:1")
     q.finish_job(ok, "succeeded", None)
-    assert not q.fail_or_amend(ok, "Ray node abc died") and q.get_job(ok).status == "succeeded"
+    assert not q.fail_or_amend(ok, "Ray node abc died")
+    done = q.get_job(ok)
+    assert done is not None and done.status == "succeeded"
 
 
 def test_pool_size_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
