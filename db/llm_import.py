@@ -50,7 +50,7 @@ SCALARS = {
 }
 #: summary metrics shown by :func:`serve_results` (each ``{"mean", "p50", "p90", "p99", "count"}``)
 POINT_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "ttft_first_event_ms")
-#: further metrics :func:`serve_results` shows when a point has them (imports: docs/imports.md)
+#: further metrics :func:`serve_results` shows when a point has them (imports: docs/llm.md "Importing other tools' results")
 EXTRA_POINT_METRICS = ("itl_chunk_ms", "tpot_incl_ttft_ms", "request_latency_ms", "latency_ms")
 #: further scalars :func:`serve_results` shows when a point has them (Model Analyzer)
 EXTRA_POINT_SCALARS = ("throughput_per_s", "gpu_mem_used_bytes", "gpu_util_pct", "power_w", "cpu_mem_used_bytes")

@@ -8,7 +8,7 @@
 
 :func:`detect` sniffs the content (keys, CSV headers), not the file name; :func:`parse_file` returns an
 :class:`~profiles.llm_import.records.ImportedFile`. Units, definitions and their sources are in each
-module's docstring and in docs/imports.md.
+module's docstring and in docs/llm.md "Importing other tools' results".
 """
 
 from __future__ import annotations

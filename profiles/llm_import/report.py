@@ -24,7 +24,7 @@ from profiles.llm_metrics import NS_PER_MS, RequestRecord
 from profiles.llm_metrics import point_report as measured_point_report
 from profiles.stats import summarize
 
-#: summary metrics a report may hold (ours, then those that only imports have; docs/imports.md)
+#: summary metrics a report may hold (ours, then those that only imports have; docs/llm.md "Importing other tools' results")
 REPORT_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "itl_chunk_ms", "e2e_ms", "tpot_incl_ttft_ms",
                   "request_latency_ms", "latency_ms")
 
