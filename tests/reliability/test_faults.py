@@ -290,8 +290,8 @@ def test_dashboard_restarted_during_a_job(es_env: str, home: Path, worker: subpr
     # what the restarted dashboard's data layer reads about it
     from dashboard import data
 
-    rows = [r for r in data.list_jobs(es_env)] if hasattr(data, "list_jobs") else [job(es_env, job_id)]
-    assert rows
+    rows = {r["id"]: r for r in data.list_jobs(es_env)}
+    assert rows[job_id]["status"] == "succeeded"
     stop_process(worker)
     assert_no_orphans([job(es_env, job_id).pid])
     assert_consistent(es_env)
