@@ -19,7 +19,8 @@ PAGES_DIR = Path(__file__).parent / "app_pages"
 
 st.set_page_config(page_title="EngineScope", layout="wide")
 
-from dashboard import ui  # noqa: E402
+from dashboard import auth, ui  # noqa: E402
+from profiles.errors import InputError  # noqa: E402
 
 _PAGES = {
     "models": st.Page(PAGES_DIR / "models.py", title="Models", icon=":material/deployed_code:", default=True),
@@ -31,6 +32,11 @@ _PAGES = {
     "kernels": st.Page(PAGES_DIR / "kernels.py", title="Kernels", icon=":material/memory:"),
 }
 ui.register_pages(_PAGES)
+try:
+    auth.render_banner(auth.authenticate(ui.db_url()))  # once per run: every page then reads the identity
+except InputError as exc:  # a misconfigured ENGINESCOPE_AUTH / proxy, or a bad user name from the login
+    st.error(f"Authentication is misconfigured: {exc}")
+    st.stop()
 ui.render_environment()
 
 nav = st.navigation(

@@ -112,6 +112,16 @@ def _validate(kind: str, spec: Any, device: str, timeout_s: float | None, origin
         raise InputError(f"job field 'origin' must be 'dashboard' or 'cli', got {origin!r}")
 
 
+def cli_user() -> str:
+    """Who runs this CLI process: ``"cli:<OS user>"`` (``getpass.getuser``; ``"cli:unknown"`` without one)."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
 def submit_job(
     kind: str,
     spec: dict[str, Any],
@@ -120,6 +130,7 @@ def submit_job(
     model_id: int | None = None,
     timeout_s: float | None = None,
     origin: str = "dashboard",
+    created_by: str | None = None,
     url: str | None = None,
 ) -> int:
     """Insert a ``queued`` job and return its id.
@@ -132,15 +143,19 @@ def submit_job(
         timeout_s: wall-clock limit of the run in seconds (None = no limit); past it the worker stops
             the job and fails it with "timed out after N s".
         origin: ``"dashboard"`` or ``"cli"``.
+        created_by: who started it (``db.access.Identity.name``; default :func:`cli_user` for the CLI, None
+            otherwise).
         url: database URL (None = ``ENGINESCOPE_DB_URL`` / default SQLite).
 
     Raises:
         InputError: a field is invalid (the message names it).
     """
     _validate(kind, spec, device, timeout_s, origin)
+    if created_by is None and origin == "cli":
+        created_by = cli_user()
     with session_scope(url) as s:
         job = Job(kind=kind, spec=spec, device=device, model_id=model_id, timeout_s=timeout_s,
-                  origin=origin, status="queued", progress=0.0, cancel_requested=False, created_at=utcnow())
+                  origin=origin, created_by=created_by, status="queued", progress=0.0, cancel_requested=False, created_at=utcnow())
         s.add(job)
         s.flush()
         s.add(JobEvent(job_id=job.id, kind="stage", message=f"queued ({kind} on {device})", data={}))
@@ -250,6 +265,7 @@ def start_inline_job(
     device: str = "cpu",
     model_id: int | None = None,
     origin: str = "cli",
+    created_by: str | None = None,
     url: str | None = None,
 ) -> int:
     """Insert a job that this process runs itself (the CLI), already ``running``, only if ``device`` is free.
@@ -274,6 +290,7 @@ def start_inline_job(
         "created_at": literal(now, type_=Job.created_at.type), "started_at": literal(now, type_=Job.started_at.type),
         "heartbeat_at": literal(now, type_=Job.heartbeat_at.type), "cancel_requested": literal(False),
         "pid": literal(os.getpid()), "worker_id": literal(wid), "origin": literal(origin),
+        "created_by": literal(created_by or cli_user(), type_=Job.created_by.type),
     }
     sel = select(*[c.label(k) for k, c in cols.items()]).where(
         ~exists(select(running.id).where(running.device == device, running.status == "running")))

@@ -123,6 +123,7 @@ class Job(Base):
     log_path: Mapped[str | None] = mapped_column(String(2048))
     error: Mapped[str | None] = mapped_column(Text)
     origin: Mapped[str] = mapped_column(String(16), default="dashboard")  # dashboard | cli
+    created_by: Mapped[str | None] = mapped_column(String(256))  # who started it (db.access identity name)
 
     runs: Mapped[list[Run]] = relationship(back_populates="job", passive_deletes=True)
     events: Mapped[list[JobEvent]] = relationship(back_populates="job", passive_deletes=True)
@@ -488,4 +489,19 @@ class Report(Base):
     charts: Mapped[list[Any]] = mapped_column(JSON, default=list)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class User(Base):
+    """A dashboard user's role (``db.access``): ``viewer`` reads models, runs and reports; ``editor`` also
+    uploads, starts, cancels, imports and deletes. ``name`` is the identity the authentication gives (the OIDC
+    e-mail or the trusted proxy's ``X-Forwarded-User``); ``granted_by``: who granted the role (a user name,
+    ``"cli:<os user>"`` or ``"first user"``). Times are UTC."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    granted_by: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

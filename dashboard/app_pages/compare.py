@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, ui
+from dashboard import auth, charts, data, ui
 from db import reports as db_reports
 from db.reports import difference_rows, verdict_row
 from db.verdicts import verdict_table
@@ -134,7 +134,7 @@ else:
     st.caption("Timing window: not recorded for these runs.")
 
 table = pd.DataFrame([{
-    "run": r["run_id"], "engine": r["engine"], "precision": r["precision"], "batch": r["batch_size"],
+    "run": r["run_id"], "machine": r.get("machine"), "engine": r["engine"], "precision": r["precision"], "batch": r["batch_size"],
     "valid": {True: "yes", False: "NO (invalid)", None: "?"}[r["valid"]],
     "p50 ms": r["p50_ms"], "CI low ms": r["ci_low_ms"], "CI high ms": r["ci_high_ms"], "p90 ms": r["p90_ms"],
     "p99 ms": r["p99_ms"], "mean ms": r["mean_ms"], "n": r["count"], "items/s": r["items_per_s"],
@@ -197,28 +197,33 @@ if len(verdict_ids) >= 2:
     else:
         st.caption("No fingerprint differences between these runs and the baseline.")
 
-    with st.expander("Save as report", icon=":material/bookmark_add:"):
-        with st.form("compare_save_report"):
-            save_runs = st.multiselect("Runs", verdict_ids, default=verdict_ids, key="compare_save_runs",
-                                       format_func=lambda i: run_labels[i])
-            save_base = st.selectbox("Baseline", verdict_ids, index=verdict_ids.index(int(baseline_id)),
-                                     key="compare_save_baseline", format_func=lambda i: run_labels[i])
-            title = st.text_input("Title", key="compare_save_title", max_chars=db_reports.TITLE_MAX)
-            author = st.text_input("Author", key="compare_save_author", max_chars=db_reports.AUTHOR_MAX)
-            notes = st.text_area("Notes", key="compare_save_notes")
-            chart_names = db_reports.charts_for("model")
-            chosen = st.multiselect("Charts", chart_names, default=chart_names, key="compare_save_charts",
-                                    format_func=lambda c: db_reports.CHARTS[c][0])
-            submitted = st.form_submit_button("Save report", type="primary")
-        if submitted:
-            try:
-                new_id = db_reports.create_report(save_runs, int(save_base), title, author=author, notes=notes,
-                                                  metric=metric, charts=chosen, allow_different=allow_different, url=url)
-            except EngineScopeError as exc:
-                st.error(str(exc).replace("--run", "Runs").replace("--baseline", "Baseline")
-                         .replace("--title", "Title").replace("--author", "Author"))
-            else:
-                st.session_state["compare_saved_report"] = new_id
+    if auth.can("save_report", url):
+        with st.expander("Save as report", icon=":material/bookmark_add:"):
+            with st.form("compare_save_report"):
+                save_runs = st.multiselect("Runs", verdict_ids, default=verdict_ids, key="compare_save_runs",
+                                           format_func=lambda i: run_labels[i])
+                save_base = st.selectbox("Baseline", verdict_ids, index=verdict_ids.index(int(baseline_id)),
+                                         key="compare_save_baseline", format_func=lambda i: run_labels[i])
+                title = st.text_input("Title", key="compare_save_title", max_chars=db_reports.TITLE_MAX)
+                signed_in = auth.current(url).source != "off"  # then the author is who is signed in
+                author = st.text_input("Author", key="compare_save_author", max_chars=db_reports.AUTHOR_MAX,
+                                       value=auth.current(url).name if signed_in else "", disabled=signed_in)
+                notes = st.text_area("Notes", key="compare_save_notes")
+                chart_names = db_reports.charts_for("model")
+                chosen = st.multiselect("Charts", chart_names, default=chart_names, key="compare_save_charts",
+                                        format_func=lambda c: db_reports.CHARTS[c][0])
+                submitted = st.form_submit_button("Save report", type="primary")
+            if submitted:
+                who = auth.require("save_report", url)
+                try:
+                    new_id = db_reports.create_report(save_runs, int(save_base), title, notes=notes,
+                                                      author=author if who.source == "off" else who.name,
+                                                      metric=metric, charts=chosen, allow_different=allow_different, url=url)
+                except EngineScopeError as exc:
+                    st.error(str(exc).replace("--run", "Runs").replace("--baseline", "Baseline")
+                             .replace("--title", "Title").replace("--author", "Author"))
+                else:
+                    st.session_state["compare_saved_report"] = new_id
     saved = st.session_state.get("compare_saved_report")
     if saved is not None:
         st.success(f"Saved report {saved}: {db_reports.report_url(int(saved))}")

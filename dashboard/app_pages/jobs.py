@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, machines, ui
+from dashboard import auth, data, machines, ui
 from db.jobs import log_tail_path, request_cancel
 from db.models import TERMINAL_STATUSES
 
@@ -66,7 +66,9 @@ def job_panel(job_id: int) -> None:
         st.warning(f"Job {job_id} no longer exists.")
         return
     status = job["status"]
-    if st.button("Cancel this job", key="jobs_cancel", icon=":material/cancel:", disabled=status in TERMINAL_STATUSES):
+    if auth.can("cancel", url) and st.button("Cancel this job", key="jobs_cancel", icon=":material/cancel:",
+                                             disabled=status in TERMINAL_STATUSES):
+        auth.require("cancel", url)
         if request_cancel(job_id, url=url):
             st.toast(f"Cancel requested for job {job_id}")
             job = data.get_job(url, job_id) or job

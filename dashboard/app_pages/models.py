@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, ui
+from dashboard import auth, data, ui
 from profiles.errors import EngineScopeError
 
 url = ui.db_url()
@@ -39,6 +39,7 @@ def _register_path(text: str) -> tuple[str, str]:
     (``engine_runner.torch_models.register_source``: safetensors unless pickles are allowed per run)."""
     from db.store import add_model, get_model
 
+    auth.require("upload", url)
     path = Path(text).expanduser()
     try:
         if path.is_dir() or path.suffix.lower() == ".pt2" or (not path.exists() and "/" in text
@@ -55,6 +56,7 @@ def _add_uploads(files: list[Any]) -> tuple[str, str]:
     """``db.store.add_uploaded`` on the browser's files (it sanitises names and stages them)."""
     from db.store import add_uploaded
 
+    auth.require("upload", url)
     for f in files:
         f.seek(0)
     try:
@@ -84,6 +86,7 @@ def queue_export(form: dict[str, Any]) -> tuple[str, str]:
     from db.jobs import submit_job
     from profiles.specs import ExportSpec, validate_spec
 
+    who = auth.require("start", url)
     source = str(form.get("source") or "").strip()
     looks_like_path = source.startswith(("/", ".", "~")) or source.endswith(".pt2") or source.count("/") > 1
     if looks_like_path and not Path(source).expanduser().exists():
@@ -92,78 +95,81 @@ def queue_export(form: dict[str, Any]) -> tuple[str, str]:
         spec = validate_spec(ExportSpec, {**form, "source": str(Path(source).expanduser()) if looks_like_path else source},
                              EXPORT_LABELS)
         job_id = submit_job("export", spec.model_dump(mode="json"), device="cpu", timeout_s=spec.timeout_s,
-                            origin="dashboard", url=url)
+                            origin="dashboard", created_by=who.name, url=url)
     except EngineScopeError as exc:
         return "error", str(exc)
     st.session_state["models_export_job"] = job_id
     return "success", f"Queued export job {job_id} ({spec.exporter}, opset {spec.opset}); the model appears below when it ends."
 
 
-add_tab, path_tab, export_tab = st.tabs(["Upload (drag and drop)", "Register a path on the server",
-                                         "Export from PyTorch / Hugging Face"])
-with add_tab:
-    files = st.file_uploader(
-        "Drop an .onnx model (with its external data files, e.g. model.onnx.data / .bin) or a .zip of them",
-        accept_multiple_files=True, key="models_upload",
-        help="Uploads above the server's limit (server.maxUploadSize in .streamlit/config.toml) are refused; "
-             "register such models by path instead. Behind a reverse proxy, its body limit applies too (HTTP 413).")
-    if files:
-        fingerprint = tuple(sorted((f.file_id, f.name, f.size) for f in files))
-        if st.session_state.get("models_upload_done") != fingerprint:
-            with st.spinner("Storing and inspecting..."):
-                st.session_state["models_upload_result"] = _add_uploads(files)
-            st.session_state["models_upload_done"] = fingerprint
-        _show(st.session_state.get("models_upload_result"))
-        if st.session_state["models_upload_result"][0] == "error":
-            st.caption("Nothing was stored. Add the missing files (e.g. the external data file) to the upload to retry.")
-with path_tab:
-    server_path = st.text_input(
-        "Path on the server: an .onnx file (its external data files beside it) or a .zip; for PyTorch, a Hugging "
-        "Face model folder, a .pt2 or a hub id in the server's Hugging Face cache", key="models_server_path",
-        help="ONNX files are copied into EngineScope's store. PyTorch models are registered by reference (the "
-             "folder stays where it is; its content hash is recorded) and run with the PyTorch engine; export one "
-             "to ONNX in the next tab to compare PyTorch with ONNX Runtime on Compare.")
-    if st.button("Register", key="models_register_path", disabled=not server_path.strip()):
-        st.session_state["models_path_result"] = _register_path(server_path.strip())
-    _show(st.session_state.get("models_path_result"))
+if auth.can("upload", url):
+    add_tab, path_tab, export_tab = st.tabs(["Upload (drag and drop)", "Register a path on the server",
+                                             "Export from PyTorch / Hugging Face"])
+    with add_tab:
+        files = st.file_uploader(
+            "Drop an .onnx model (with its external data files, e.g. model.onnx.data / .bin) or a .zip of them",
+            accept_multiple_files=True, key="models_upload",
+            help="Uploads above the server's limit (server.maxUploadSize in .streamlit/config.toml) are refused; "
+                 "register such models by path instead. Behind a reverse proxy, its body limit applies too (HTTP 413).")
+        if files:
+            fingerprint = tuple(sorted((f.file_id, f.name, f.size) for f in files))
+            if st.session_state.get("models_upload_done") != fingerprint:
+                with st.spinner("Storing and inspecting..."):
+                    st.session_state["models_upload_result"] = _add_uploads(files)
+                st.session_state["models_upload_done"] = fingerprint
+            _show(st.session_state.get("models_upload_result"))
+            if st.session_state["models_upload_result"][0] == "error":
+                st.caption("Nothing was stored. Add the missing files (e.g. the external data file) to the upload to retry.")
+    with path_tab:
+        server_path = st.text_input(
+            "Path on the server: an .onnx file (its external data files beside it) or a .zip; for PyTorch, a Hugging "
+            "Face model folder, a .pt2 or a hub id in the server's Hugging Face cache", key="models_server_path",
+            help="ONNX files are copied into EngineScope's store. PyTorch models are registered by reference (the "
+                 "folder stays where it is; its content hash is recorded) and run with the PyTorch engine; export one "
+                 "to ONNX in the next tab to compare PyTorch with ONNX Runtime on Compare.")
+        if st.button("Register", key="models_register_path", disabled=not server_path.strip()):
+            st.session_state["models_path_result"] = _register_path(server_path.strip())
+        _show(st.session_state.get("models_path_result"))
 
-with export_tab:
-    st.caption("Exports a Hugging Face model folder (config.json + safetensors), a hub id already in the server's "
-               "Hugging Face cache (nothing is downloaded) or a torch.export program (.pt2) to ONNX: dynamic axes, "
-               "shape inference, simplification, onnx.checker, and a check against PyTorch on ONNX Runtime. The "
-               "worker runs it as a job; the ONNX model is then registered here like an upload.")
-    e_source = st.text_input(EXPORT_LABELS["source"], key="models_export_source",
-                             placeholder="/data/models/bert-base-uncased  or  org/name  or  /data/net.pt2")
-    e1, e2, e3, e4 = st.columns(4)
-    e_exporter = e1.radio(EXPORT_LABELS["exporter"], ["dynamo", "torchscript"], key="models_export_exporter",
-                          help="dynamo: torch.export + ONNX Script (PyTorch's default); torchscript: the tracing exporter")
-    e_opset = e2.number_input(EXPORT_LABELS["opset"], 9, 23, 18, key="models_export_opset")
-    e_seq = e3.number_input(EXPORT_LABELS["seq_len"], 1, 1_048_576, 128, key="models_export_seq_len",
-                            help="tokens of the example inputs; the sequence axis of a text model stays dynamic")
-    e_name = e4.text_input(EXPORT_LABELS["name"], key="models_export_name")
-    e5, e6, e7 = st.columns(3)
-    e_dyn = e5.checkbox(EXPORT_LABELS["dynamic_batch"], True, key="models_export_dynamic_batch",
-                        help="export the batch dim as dynamic (needed for several batch sizes and the batch sweep)")
-    e_simplify = e6.checkbox(EXPORT_LABELS["simplify"], True, key="models_export_simplify",
-                             help="onnxsim (or Polygraphy's constant folding when onnxsim is not installed)")
-    e_pickle = e7.checkbox(EXPORT_LABELS["allow_pickle"], False, key="models_export_allow_pickle",
-                           help="pytorch_model.bin / pickled .pt2 entries: unpickling runs code from the file")
-    if st.button("Queue export", key="models_export_submit", disabled=not e_source.strip()):
-        st.session_state["models_export_result"] = queue_export({
-            "source": e_source, "exporter": e_exporter, "opset": int(e_opset), "seq_len": int(e_seq),
-            "dynamic_batch": bool(e_dyn), "simplify": bool(e_simplify), "allow_pickle": bool(e_pickle),
-            "name": e_name.strip() or None})
-    _show(st.session_state.get("models_export_result"))
-    exports = [j for j in data.list_jobs(url, limit=200) if j["kind"] == "export"][:10]
-    if exports:
-        st.dataframe(pd.DataFrame([{
-            "job": j["id"], "source": (j["spec"] or {}).get("source"), "status": j["status"],
-            "model": j["model_id"], "message": (j["error"] or j["progress_message"] or "").splitlines()[0][:200]
-            if (j["error"] or j["progress_message"]) else "",
-        } for j in exports]), hide_index=True, key="models_export_jobs")
-    if st.session_state.get("models_export_job"):
-        ui.link_to_page("jobs", f"Follow export job {st.session_state['models_export_job']} on the Jobs page",
-                        {"job": st.session_state["models_export_job"]})
+    with export_tab:
+        st.caption("Exports a Hugging Face model folder (config.json + safetensors), a hub id already in the server's "
+                   "Hugging Face cache (nothing is downloaded) or a torch.export program (.pt2) to ONNX: dynamic axes, "
+                   "shape inference, simplification, onnx.checker, and a check against PyTorch on ONNX Runtime. The "
+                   "worker runs it as a job; the ONNX model is then registered here like an upload.")
+        e_source = st.text_input(EXPORT_LABELS["source"], key="models_export_source",
+                                 placeholder="/data/models/bert-base-uncased  or  org/name  or  /data/net.pt2")
+        e1, e2, e3, e4 = st.columns(4)
+        e_exporter = e1.radio(EXPORT_LABELS["exporter"], ["dynamo", "torchscript"], key="models_export_exporter",
+                              help="dynamo: torch.export + ONNX Script (PyTorch's default); torchscript: the tracing exporter")
+        e_opset = e2.number_input(EXPORT_LABELS["opset"], 9, 23, 18, key="models_export_opset")
+        e_seq = e3.number_input(EXPORT_LABELS["seq_len"], 1, 1_048_576, 128, key="models_export_seq_len",
+                                help="tokens of the example inputs; the sequence axis of a text model stays dynamic")
+        e_name = e4.text_input(EXPORT_LABELS["name"], key="models_export_name")
+        e5, e6, e7 = st.columns(3)
+        e_dyn = e5.checkbox(EXPORT_LABELS["dynamic_batch"], True, key="models_export_dynamic_batch",
+                            help="export the batch dim as dynamic (needed for several batch sizes and the batch sweep)")
+        e_simplify = e6.checkbox(EXPORT_LABELS["simplify"], True, key="models_export_simplify",
+                                 help="onnxsim (or Polygraphy's constant folding when onnxsim is not installed)")
+        e_pickle = e7.checkbox(EXPORT_LABELS["allow_pickle"], False, key="models_export_allow_pickle",
+                               help="pytorch_model.bin / pickled .pt2 entries: unpickling runs code from the file")
+        if st.button("Queue export", key="models_export_submit", disabled=not e_source.strip()):
+            st.session_state["models_export_result"] = queue_export({
+                "source": e_source, "exporter": e_exporter, "opset": int(e_opset), "seq_len": int(e_seq),
+                "dynamic_batch": bool(e_dyn), "simplify": bool(e_simplify), "allow_pickle": bool(e_pickle),
+                "name": e_name.strip() or None})
+        _show(st.session_state.get("models_export_result"))
+        exports = [j for j in data.list_jobs(url, limit=200) if j["kind"] == "export"][:10]
+        if exports:
+            st.dataframe(pd.DataFrame([{
+                "job": j["id"], "source": (j["spec"] or {}).get("source"), "status": j["status"],
+                "model": j["model_id"], "message": (j["error"] or j["progress_message"] or "").splitlines()[0][:200]
+                if (j["error"] or j["progress_message"]) else "",
+            } for j in exports]), hide_index=True, key="models_export_jobs")
+        if st.session_state.get("models_export_job"):
+            ui.link_to_page("jobs", f"Follow export job {st.session_state['models_export_job']} on the Jobs page",
+                            {"job": st.session_state["models_export_job"]})
+else:
+    auth.viewer_note("add, register or export models")
 
 models = data.list_models(url)
 if not models:
@@ -262,19 +268,21 @@ a1, a2 = st.columns([1, 3])
 with a1:
     ui.link_to_page("new_benchmark", "Benchmark this model", {"model": selected})
 with a2:
-    with st.popover("Delete model", icon=":material/delete:"):
-        st.markdown(f"Delete **#{selected} {m['original_name']}** and its stored files? Its jobs and runs stay in "
-                    "the database without the model.")
-        confirm = st.checkbox(f"Yes, delete model #{selected}", key=f"models_delete_confirm_{selected}")
-        if st.button("Delete", type="primary", key="models_delete", disabled=not confirm):
-            from db.store import delete_model
+    if auth.can("delete", url):
+        with st.popover("Delete model", icon=":material/delete:"):
+            st.markdown(f"Delete **#{selected} {m['original_name']}** and its stored files? Its jobs and runs stay in "
+                        "the database without the model.")
+            confirm = st.checkbox(f"Yes, delete model #{selected}", key=f"models_delete_confirm_{selected}")
+            if st.button("Delete", type="primary", key="models_delete", disabled=not confirm):
+                from db.store import delete_model
 
-            try:
-                delete_model(selected, url=url)
-            except EngineScopeError as exc:
-                st.error(f"Could not delete model #{selected}: {exc}")
-            else:
-                st.session_state.pop("models_selected_id", None)
-                st.session_state.pop("models_selected", None)
-                st.session_state.pop(f"models_delete_confirm_{selected}", None)
-                st.rerun()
+                auth.require("delete", url)
+                try:
+                    delete_model(selected, url=url)
+                except EngineScopeError as exc:
+                    st.error(f"Could not delete model #{selected}: {exc}")
+                else:
+                    st.session_state.pop("models_selected_id", None)
+                    st.session_state.pop("models_selected", None)
+                    st.session_state.pop(f"models_delete_confirm_{selected}", None)
+                    st.rerun()

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from dashboard import data, ui
+from dashboard import auth, data, ui
 from db.config import home
 from profiles import catalog
 from profiles.errors import EngineScopeError, InputError
@@ -165,6 +165,9 @@ def check_inputs_npz(fname: str, meta: dict[str, tuple[list[int], str]],
 
 url = ui.db_url()
 st.title("New benchmark")
+if not auth.can("start", url):
+    auth.viewer_note("start benchmarks")
+    st.stop()
 models = data.list_models(url)
 if not models:
     st.info("No models yet: add one on the **Models** page first.")
@@ -401,6 +404,7 @@ spec_data: dict[str, Any] = {
 }
 
 if st.button("Start benchmark", type="primary", key="newbench_submit", icon=":material/play_arrow:"):
+    who = auth.require("start", url)
     try:
         spec_data["batch_sizes"] = parse_batch_sizes(batch_text)
         if dim_errors or inputs_errors:
@@ -421,7 +425,7 @@ if st.button("Start benchmark", type="primary", key="newbench_submit", icon=":ma
         gpu_type = normalize_gpu_type(gpu_type_text, GPU_TYPE_LABEL)
         job_id = submit_job("model_bench", {**spec.model_dump(), **({"gpu_type": gpu_type} if gpu_type else {})},
                             device=spec.device, model_id=int(model_id),
-                            timeout_s=spec.timeout_s, origin="dashboard", url=url)
+                            timeout_s=spec.timeout_s, origin="dashboard", created_by=who.name, url=url)
     except EngineScopeError as exc:
         msg = str(exc)
         if msg.startswith("invalid spec: "):

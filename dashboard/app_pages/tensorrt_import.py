@@ -17,7 +17,7 @@ from typing import Any
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from dashboard import trt_widgets, ui
+from dashboard import auth, trt_widgets, ui
 from db.config import home
 from profiles.errors import EngineScopeError
 
@@ -39,6 +39,9 @@ st.caption("Results produced elsewhere (a GPU machine, CI, a colleague). trtexec
 #: accepted file endings; checked here, not by the uploader's ``type`` (its browser side drops hyphenated
 #: extensions such as ``nsys-rep``: seen with Streamlit 1.67)
 IMPORT_SUFFIXES = (".json", ".jsonl", ".csv", ".log", ".txt", ".sqlite", ".nsys-rep", ".qdrep")
+if not auth.can("import", ui.db_url()):
+    auth.viewer_note("import results")
+    st.stop()
 files = st.file_uploader("trtexec outputs, Nsight Systems captures or LLM benchmark results ("
                          + ", ".join(IMPORT_SUFFIXES) + ")", accept_multiple_files=True, key="trtimport_files")
 refused = [f.name for f in files or [] if not f.name.lower().endswith(IMPORT_SUFFIXES)]
@@ -47,6 +50,7 @@ if refused:
              f"{', '.join(IMPORT_SUFFIXES)})")
     files = [f for f in files if f.name not in refused]
 if files and st.button("Import", type="primary", key="trtimport_go"):
+    auth.require("import", ui.db_url())
     dest = home() / "uploads" / "trtexec_import" / time.strftime("%Y%m%d-%H%M%S")
     dest.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -75,10 +75,6 @@ def test_compare_page_shows_runs_of_two_nodes_in_one_comparison(two_nodes: tuple
     table = next(e.value for e in at.dataframe if "p50 ms" in e.value.columns)
     # both jobs' succeeded runs (fp32, fp16, int8-dynamic each) are in the one table
     assert len(table) == 6, table
-    if "machine" not in table.columns:
-        pytest.xfail("the Compare table (dashboard/app_pages/compare.py, another engineer's file this session) "
-                     "does not show run_rows' 'machine' field yet: it needs `\"machine\": r.get(\"machine\"),` in "
-                     "its table row dict")
     assert set(table["machine"]) == {MACHINE_A, MACHINE_B}, table["machine"]
 
 
