@@ -24,6 +24,15 @@ KvCacheDtype = Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16", "float
 RESERVED_VLLM_FLAGS = ("--host", "--port", "--api-key", "--model", "--trust-remote-code", "--served-model-name")
 
 
+def reserved_vllm_flag(arg: str) -> str | None:
+    """The reserved flag ``arg`` sets, or None: the flag itself, ``--flag=value``, or an abbreviation that
+    argparse (vLLM's parser allows abbreviations) would expand to it (``--ho`` -> ``--host``)."""
+    flag = arg.split("=", 1)[0]
+    if not flag.startswith("--") or len(flag) < 3:
+        return None
+    return next((r for r in RESERVED_VLLM_FLAGS if r == flag or r.startswith(flag)), None)
+
+
 class SloSpec(BaseModel):
     """Service-level objectives in milliseconds (each optional, > 0); goodput counts requests meeting all."""
 
@@ -154,9 +163,11 @@ class ServeBenchSpec(BaseModel):
     @classmethod
     def _args(cls, v: list[str]) -> list[str]:
         for a in v:
-            flag = a.split("=", 1)[0]
-            if flag in RESERVED_VLLM_FLAGS:
-                raise ValueError(f"{flag} is set by EngineScope (use the spec field instead)")
+            reserved = reserved_vllm_flag(a)
+            if reserved is not None:
+                flag = a.split("=", 1)[0]
+                what = flag if flag == reserved else f"{flag} (an abbreviation of {reserved})"
+                raise ValueError(f"{what} is set by EngineScope (use the spec field instead)")
         return v
 
     @model_validator(mode="after")
