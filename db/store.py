@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import stat
+import unicodedata
 import uuid
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -50,6 +51,8 @@ STORED_ONNX_NAME = "model.onnx"
 _CHUNK = 4 * 1024 * 1024
 _DEFAULT_MAX_UNZIP_BYTES = 64 * 2**30
 _DEFAULT_MAX_ZIP_ENTRIES = 10_000
+#: Longest display name of a model, in characters.
+MAX_NAME_CHARS = 1024
 
 
 def _limit(env: str, default: int) -> int:
@@ -327,8 +330,28 @@ def _is_archive(path: Path) -> bool:
     return path.suffix.lower() != ".onnx" and zipfile.is_zipfile(path)
 
 
+def check_model_name(name: str) -> str:
+    """A model's display name, NFC-normalised (so NFD and NFC spellings are one name); refused when it
+    holds a control character (newline, NUL, terminal escapes) or is longer than :data:`MAX_NAME_CHARS`.
+
+    Raises:
+        ModelError: naming the name (as ``repr``, so the message stays one line) and the character.
+    """
+    name = unicodedata.normalize("NFC", name)
+    bad = next((ch for ch in name if unicodedata.category(ch) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        raise ModelError(f"model name {name[:200]!r} (--name, else the file name): contains control character "
+                         f"U+{ord(bad):04X}; choose a name without it (--name)")
+    if len(name) > MAX_NAME_CHARS:
+        raise ModelError(f"model name {name[:40]!r}... (--name, else the file name): {len(name)} characters, more "
+                         f"than {MAX_NAME_CHARS}")
+    if not name.strip():
+        raise ModelError(f"model name {name!r} (--name): empty")
+    return name
+
+
 def _safe_basename(raw: str) -> str:
-    name = re.split(r"[\\/]+", raw or "")[-1].replace("\x00", "")
+    name = unicodedata.normalize("NFC", re.split(r"[\\/]+", raw or "")[-1].replace("\x00", ""))
     if name in ("", ".", ".."):
         raise ModelError(f"uploaded file name {raw!r} is not usable as a file name")
     if len(name.encode("utf-8")) > 255:
@@ -413,14 +436,15 @@ def _stage_from_files(onnx_src: Path, others: list[Path], dest: Path) -> list[st
 
     by_name: dict[str, Path] = {}
     for p in others:
-        if p.name in by_name:
+        key = unicodedata.normalize("NFC", p.name)  # a macOS browser sends NFD names; locations are usually NFC
+        if key in by_name:
             raise ModelError(f"{p.name}: two uploaded files share this name")
-        by_name[p.name] = p
+        by_name[key] = p
     locations = referenced_locations(onnx_src)
     needed: dict[str, Path] = {}
     missing: list[str] = []
     for loc in locations:
-        base = re.split(r"[\\/]+", loc)[-1]
+        base = unicodedata.normalize("NFC", re.split(r"[\\/]+", loc)[-1])
         if base in by_name:
             needed[loc] = by_name[base]
         else:
@@ -441,7 +465,7 @@ def _stage_from_files(onnx_src: Path, others: list[Path], dest: Path) -> list[st
     for loc, src in needed.items():
         _check_location_slot(onnx_src.name, loc)
         _copy_hashing(src, dest / loc)
-    used = {p.name for p in needed.values()}
+    used = {unicodedata.normalize("NFC", p.name) for p in needed.values()}
     return [f"uploaded file {n!r} is not referenced by the model and was not stored" for n in sorted(by_name) if n not in used]
 
 
@@ -536,6 +560,7 @@ def _register(folder: Path, content_hash: str, name: str, inspection: ModelInspe
               meta: dict[str, Any] | None = None) -> Model:
     """Move the staged ``folder`` to ``models/<content_hash>`` and insert the row, or return the row
     already holding this content (its empty ``meta`` filled with ``meta``)."""
+    name = check_model_name(name)
     existing = _existing(content_hash, url, meta)
     if existing is not None:
         return existing

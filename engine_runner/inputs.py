@@ -162,6 +162,66 @@ def resolve_shapes(specs: Sequence[InputSpec], batch_size: int, shapes: Mapping[
     return out
 
 
+def max_input_bytes() -> int:
+    """The most bytes one batch's inputs may need together: ``ENGINESCOPE_MAX_INPUT_BYTES``, else half of
+    this machine's physical memory (generated inputs live in host memory before any copy to a device).
+
+    Raises:
+        InputError: the variable is not a positive integer (names it).
+    """
+    import os
+
+    raw = os.environ.get("ENGINESCOPE_MAX_INPUT_BYTES")
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise InputError(f"environment variable ENGINESCOPE_MAX_INPUT_BYTES={raw!r} must be a positive integer")
+        return value
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 * 2**30
+
+
+def check_input_bytes(specs: Sequence[InputSpec], shapes: Mapping[str, Sequence[int]], *, what: str = "") -> int:
+    """Refuse shapes whose inputs would not fit before anything is allocated; return the bytes they need.
+
+    ``what`` names the flag(s) that set the shapes (``"--shape X=1x3x100000x100000"``, ``"--batch 65536"``);
+    the message carries the byte count per input and the limit (:func:`max_input_bytes`).
+
+    Raises:
+        InputError: the summed size of one batch's inputs exceeds the limit.
+    """
+    import math
+
+    limit = max_input_bytes()
+    total = 0
+    parts = []
+    for s in specs:
+        if s.name not in shapes:
+            continue
+        try:
+            itemsize = np.dtype(s.dtype).itemsize
+        except TypeError:
+            itemsize = 8
+        dims = [int(d) for d in shapes[s.name]]
+        need = math.prod(dims) * itemsize
+        total += need
+        parts.append((s.name, dims, s.dtype, need))
+    if total > limit:
+        name, dims, dtype, need = max(parts, key=lambda p: p[3])
+        head = f"{what}: " if what else ""
+        raise InputError(
+            f"{head}input {name!r} of shape {'x'.join(map(str, dims))} ({dtype}) would need {need} bytes "
+            f"({need / 2**30:.1f} GiB){f'; all inputs {total} bytes' if total != need else ''}, more than the "
+            f"limit of {limit} bytes (half this machine's memory, or ENGINESCOPE_MAX_INPUT_BYTES); refused before "
+            f"allocating")
+    return total
+
+
 def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
 
@@ -175,6 +235,7 @@ def generate_inputs(specs: Sequence[InputSpec], shapes: Mapping[str, Sequence[in
     Raises:
         InputError: an input's dtype cannot be generated (string, bfloat16...; names the input).
     """
+    check_input_bytes(specs, shapes)
     feeds: dict[str, np.ndarray] = {}
     for s in specs:
         shape = tuple(int(d) for d in shapes[s.name])

@@ -45,6 +45,9 @@ DEFAULT_DOMAINS = frozenset({"", "ai.onnx"})
 #: A protobuf file cannot exceed 2 GiB (protobuf's message limit); larger models use external data.
 PROTOBUF_LIMIT_BYTES = 2**31 - 1
 
+#: Largest rank of a model input/output accepted (NumPy's limit).
+MAX_RANK = 64
+
 # dtype sizes (bytes per element) for the external-data length check; sub-byte and string types skipped.
 _ITEMSIZE = {
     "float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1, "int16": 2,
@@ -380,6 +383,9 @@ def load_proto(path: Path):  # type: ignore[no-untyped-def]
     try:
         model = onnx.load(str(path), format="protobuf", load_external_data=False)
     except DecodeError as exc:
+        if "MaxDepth" in str(exc) or "recursion" in str(exc).lower():
+            raise ModelError(f"{name}: messages nested deeper than protobuf's limit (a deeply nested graph or a "
+                             f"protobuf bomb); refused") from None
         raise ModelError(
             f"{name}: not a valid ONNX protobuf ({size} bytes): the file is truncated or corrupt ({exc})"
         ) from None
@@ -431,6 +437,11 @@ def inspect_onnx(path: Path) -> ModelInspection:
     init_names = {t.name for t in g.initializer} | {sp.values.name for sp in g.sparse_initializer}
     inputs = [_value_info(vi) for vi in g.input if vi.name not in init_names]
     outputs = [_value_info(vi) for vi in g.output]
+    for kind, values in (("input", inputs), ("output", outputs)):
+        for v in values:
+            if v["shape"] is not None and len(v["shape"]) > MAX_RANK:
+                raise ModelError(f"{path.name}: {kind} {v['name']!r} has rank {len(v['shape'])}; at most {MAX_RANK} "
+                                 f"dims are supported")
 
     opset_imports: dict[str, int] = {}
     for imp in model.opset_import:

@@ -84,7 +84,7 @@ class BenchSpec(BaseModel):
                                                 "replays (CUDA devices, fixed shapes only; ONNX Runtime: "
                                                 "enable_cuda_graph)")
     intra_op_threads: int | None = Field(None, ge=1, le=1024)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the generated inputs (numpy needs >= 0)")
     tensorrt: dict[str, Any] = Field(default_factory=dict, description="TensorRT build/run options")
     torch: dict[str, Any] = Field(default_factory=dict, description="PyTorch engine options "
                                   "(profiles.torch_spec.TorchOptions: --compile, --cast, "
@@ -220,7 +220,23 @@ class BenchSpec(BaseModel):
         for name, dims in v.items():
             if not dims or any(d < 1 for d in dims):
                 raise ValueError(f"shape of input {name!r} must be dims >= 1, got {dims}")
+            if len(dims) > MAX_RANK or any(d > MAX_DIM for d in dims):
+                raise ValueError(f"shape of input {name!r}: at most {MAX_RANK} dims, each <= {MAX_DIM}")
         return v
+
+    @field_validator("dim_values")
+    @classmethod
+    def _dim_values(cls, v: dict[str, int]) -> dict[str, int]:
+        for name, d in v.items():
+            if not 1 <= d <= MAX_DIM:
+                raise ValueError(f"{name}={d} must be within 1..{MAX_DIM}")
+        return v
+
+
+#: Largest value of one dim in ``--shape``/``--dim`` (int32: what TensorRT and most kernels index with).
+MAX_DIM = 2**31 - 1
+#: Largest rank of a ``--shape`` (NumPy's limit).
+MAX_RANK = 64
 
 
 def parse_shape_flag(text: str) -> tuple[str, list[int]]:
@@ -238,6 +254,10 @@ def parse_shape_flag(text: str) -> tuple[str, list[int]]:
         raise InputError(f"--shape {text!r}: dims must be integers separated by 'x'") from None
     if any(d < 1 for d in parsed):
         raise InputError(f"--shape {text!r}: every dim must be >= 1")
+    if any(d > MAX_DIM for d in parsed):
+        raise InputError(f"--shape {text!r}: every dim must be <= {MAX_DIM}")
+    if len(parsed) > MAX_RANK:
+        raise InputError(f"--shape {text!r}: at most {MAX_RANK} dims")
     return name, parsed
 
 

@@ -111,6 +111,10 @@ def _parse_dim(text: str) -> tuple[str, int]:
         raise InputError(f"--dim {text!r}: N must be an integer") from None
     if n < 1:
         raise InputError(f"--dim {text!r}: N must be >= 1")
+    from profiles.specs import MAX_DIM
+
+    if n > MAX_DIM:
+        raise InputError(f"--dim {text!r}: N must be <= {MAX_DIM}")
     return name, n
 
 

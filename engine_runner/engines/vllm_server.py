@@ -141,6 +141,13 @@ def build_command(cfg: VllmServerConfig, python: str, port: int, api_key: str) -
         cmd.append("--no-enable-prefix-caching")
     if cfg.trust_remote_code:
         cmd.append("--trust-remote-code")
+    from profiles.llm_spec import reserved_vllm_flag
+
+    for a in cfg.extra_args:  # the spec refuses these already; a config built by hand must not slip one in
+        reserved = reserved_vllm_flag(a)
+        if reserved is not None:
+            raise InputError(f"--vllm-arg {a.split('=', 1)[0]}: sets {reserved}, which EngineScope sets itself "
+                             "(the server stays on 127.0.0.1 with a generated key)")
     return cmd + list(cfg.extra_args)
 
 

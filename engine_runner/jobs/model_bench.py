@@ -61,6 +61,7 @@ from engine_runner.engines.base import (
 )
 from engine_runner.inputs import (
     InputSpec,
+    check_input_bytes,
     InputsNpz,
     describe_shapes,
     fixed_batch,
@@ -219,6 +220,8 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
         if extra:
             spec = spec.model_copy(update={"dim_values": {**spec.dim_values, **extra}})
     shapes_by_batch = {b: resolve_shapes(specs, b, spec.shapes, spec.dim_values) for b in _planned_batches(spec, specs)}
+    for b, shapes in shapes_by_batch.items():
+        check_input_bytes(specs, shapes, what=_shape_flags(spec, b))
     inputs = load_inputs_npz(spec.inputs_npz, specs, shapes_by_batch, data=inputs_data) \
         if spec.inputs_npz and inputs_data is not None else None
     wanted = {p: eng.onnx_variant_for(p) for p in spec.precisions}
@@ -234,6 +237,14 @@ def plan(spec_data: dict[str, Any] | BenchSpec, db_url: str | None = None,
     precisions = sorted(spec.precisions, key=lambda p: p != "fp32")
     return BenchPlan(spec, spec.model_id, mhash, mname, path, specs, shapes_by_batch, precisions, calibration,
                      inputs)
+
+
+def _shape_flags(spec: BenchSpec, batch: int) -> str:
+    """The flags that set a batch's shapes, for a size refusal: ``--shape ...``, ``--dim ...``, ``--batch N``."""
+    parts = [f"--shape {n}={'x'.join(map(str, d))}" for n, d in spec.shapes.items()]
+    parts += [f"--dim {n}={v}" for n, v in spec.dim_values.items()]
+    parts.append(f"--batch {batch}")
+    return ", ".join(parts)
 
 
 _FORMAT_NAMES = {"onnx": "ONNX", "hf": "Hugging Face folder", "pt2": "torch.export .pt2"}
@@ -347,6 +358,8 @@ def _plan_native(spec: BenchSpec, eng: NativeModelEngine, path: Path, fmt: str, 
     if dims != spec.dim_values:
         spec = spec.model_copy(update={"dim_values": dims})
     shapes_by_batch = {b: resolve_shapes(specs, b, spec.shapes, spec.dim_values) for b in _planned_batches(spec, specs)}
+    for b, shapes in shapes_by_batch.items():
+        check_input_bytes(specs, shapes, what=_shape_flags(spec, b))
     inputs = load_inputs_npz(spec.inputs_npz, specs, shapes_by_batch, data=inputs_data) \
         if spec.inputs_npz and inputs_data is not None else None
     native_config = {**mi.config, **eng.check_run(path, fmt, spec, shapes_by_batch)}

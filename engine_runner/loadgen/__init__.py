@@ -139,11 +139,12 @@ def synthetic_prompts(tokenizer: Any, n: int, input_len: int, output_len: int | 
     return _f(tokenizer, n, input_len, output_len, seed)
 
 
-def load_dataset_file(path: Any, tokenizer: Any, n: int, seed: int, output_len: int | None = None) -> list[Prompt]:
+def load_dataset_file(path: Any, tokenizer: Any, n: int, seed: int, output_len: int | None = None,
+                      max_input_tokens: int | None = None) -> list[Prompt]:
     """Prompts from a ShareGPT-style JSON or JSONL file; see :mod:`engine_runner.loadgen.datasets`."""
     from engine_runner.loadgen.datasets import load_dataset_file as _f
 
-    return _f(path, tokenizer, n, seed, output_len)
+    return _f(path, tokenizer, n, seed, output_len, max_input_tokens)
 
 
 __all__ = [

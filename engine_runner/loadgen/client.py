@@ -31,6 +31,14 @@ except ImportError:  # pragma: no cover - depends on the environment
     _loads = json.loads
 
 DONE = b"[DONE]"
+#: Longest SSE line the parser buffers while waiting for its newline; a longer one fails the request
+#: (``stream_error``) instead of growing the client's memory without bound.
+MAX_SSE_LINE_BYTES = 8 * 2**20
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space, cut at ``limit`` chars."""
+    return " ".join(str(text).split())[:limit]
 
 
 def endpoint_path(api: str) -> str:
@@ -120,6 +128,11 @@ class StreamParser:
                 continue
             self._event(payload, now_ns)
         self.buf = buf[start:]
+        if len(self.buf) > MAX_SSE_LINE_BYTES:
+            if self.error is None:
+                self.error = (f"SSE line longer than {MAX_SSE_LINE_BYTES} bytes without a newline: "
+                              f"{self.buf[:100]!r}...")
+            self.buf = b""
 
     def _event(self, payload: bytes, now_ns: int) -> None:
         self.events += 1
@@ -134,10 +147,16 @@ class StreamParser:
         usage = obj.get("usage")
         ct = None
         if usage:
+            if not isinstance(usage, dict):
+                self.error = f"SSE event's usage is not an object: {payload[:200]!r}"
+                return
             ct = usage.get("completion_tokens")
+            pt = usage.get("prompt_tokens")
+            if not all(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0) for v in (ct, pt)):
+                self.error = f"SSE event's usage token counts are not integers >= 0: {payload[:200]!r}"
+                return
             if ct is not None:
                 self.rec.output_tokens = ct
-            pt = usage.get("prompt_tokens")
             if pt is not None:
                 self.rec.input_tokens = pt
         choices = obj.get("choices")
@@ -146,17 +165,26 @@ class StreamParser:
             if err:
                 self.error = f"server error in stream: {str(err)[:300]}"
             return
+        if not isinstance(choices, list) or not isinstance(choices[0], dict):
+            self.error = f"SSE event's choices is not a list of objects: {payload[:200]!r}"
+            return
         c = choices[0]
         rec = self.rec
         if rec.first_event_ns is None:
             rec.first_event_ns = now_ns - self.t0_ns  # vLLM's client's TTFT point: any choice event
         if self.chat:
             delta = c.get("delta") or {}
+            if not isinstance(delta, dict):
+                self.error = f"SSE event's delta is not an object: {payload[:200]!r}"
+                return
             content = delta.get("content")
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         else:
             content = c.get("text")
             reasoning = None
+        if not all(v is None or isinstance(v, str) for v in (content, reasoning)):
+            self.error = f"SSE event's text is not a string: {payload[:200]!r}"
+            return
         if not content and not reasoning:
             return  # role-only, usage-only, finish-only or empty chunk: not a token
         t = now_ns - self.t0_ns
@@ -197,8 +225,10 @@ class StreamParser:
             rec.error_reason, rec.error = "stream_error", self.error
         elif not rec.chunk_ns:
             rec.error_reason = "empty"
+            what = "no token chunk" if self.events or self.done or not self.first_bytes else \
+                "a body that is not an SSE stream (no 'data:' line)"
             rec.error = (
-                f"HTTP {rec.http_status} with no token chunk ({self.events} events, "
+                f"HTTP {rec.http_status} with {what} ({self.events} events, "
                 f"[DONE] {'seen' if self.done else 'missing'}); first bytes: {self.first_bytes[:200]!r}"
             )
 
@@ -255,7 +285,7 @@ async def send_request(
         record.error = f"no complete response within {timeout_s} s ({len(record.chunk_ns)} token chunks received)"
     except (aiohttp.ClientError, OSError) as exc:
         record.error_reason = "connection"
-        record.error = f"{type(exc).__name__}: {exc}"[:500]
+        record.error = one_line(f"{type(exc).__name__}: {exc}")
     except asyncio.CancelledError:
         record.error_reason = "cancelled"
         record.error = "cancelled before the response completed"

@@ -18,6 +18,10 @@ from profiles.errors import InputError, ParseError
 #: Re-encode/adjust rounds per random draw, and draws per prompt, before giving up on an exact length.
 ADJUST_ROUNDS = 12
 DRAWS = 8
+#: Longest prompt a dataset entry may hold, in tokens (the bound of ``--input-len`` too).
+MAX_PROMPT_TOKENS = 1_000_000
+#: Longer prompt texts are refused without tokenizing them (no tokenizer makes a token of under 1/32 char).
+MAX_PROMPT_CHARS = 32 * MAX_PROMPT_TOKENS
 
 
 def load_tokenizer(name_or_path: str | Path) -> Any:
@@ -200,7 +204,8 @@ def read_dataset_entries(path: str | Path) -> list[Any]:
     return _read_entries(Path(path))
 
 
-def load_dataset_file(path: str | Path, tokenizer: Any, n: int, seed: int, output_len: int | None = None) -> list[Any]:
+def load_dataset_file(path: str | Path, tokenizer: Any, n: int, seed: int, output_len: int | None = None,
+                      max_input_tokens: int | None = None) -> list[Any]:
     """``n`` prompts from a ShareGPT-style JSON array or a JSONL file, sampled with a seeded shuffle.
 
     Accepted entries: ShareGPT ``{"conversations": [{"from": "human", "value": ...}, {"from": "gpt", ...}]}``
@@ -211,9 +216,13 @@ def load_dataset_file(path: str | Path, tokenizer: Any, n: int, seed: int, outpu
     under 1 token, are skipped. Input length: the prompt's token count (messages: their contents joined
     by newlines). When fewer than ``n`` entries are usable, entries repeat (shuffled order, cycled).
 
+    Entries with an empty prompt (0 tokens) are skipped like other unusable ones. A prompt over
+    :data:`MAX_PROMPT_TOKENS` tokens, or over ``max_input_tokens`` (the served model's context, when known), is
+    refused naming the file and the entry: a server would fail every request that draws it.
+
     Raises:
-        InputError: missing/unreadable file or ``n`` < 1; ParseError: invalid JSON (names file and line),
-            or no usable entry in the file.
+        InputError: missing/unreadable file or ``n`` < 1, a prompt too long (names file and entry);
+            ParseError: invalid JSON (names file and line), or no usable entry in the file.
     """
     from engine_runner.loadgen import Prompt
 
@@ -240,7 +249,17 @@ def load_dataset_file(path: str | Path, tokenizer: Any, n: int, seed: int, outpu
         if out < 1:
             continue
         text = prompt if isinstance(prompt, str) else "\n".join(str(m["content"]) for m in prompt)
-        prompts.append(Prompt(text=prompt, input_tokens=count_tokens(tok, text), output_tokens=out))
+        limit = min(MAX_PROMPT_TOKENS, max_input_tokens or MAX_PROMPT_TOKENS)
+        where = f"dataset file {p} entry {idx + 1}"
+        if len(text) > MAX_PROMPT_CHARS:
+            raise InputError(f"{where}: the prompt has {len(text)} characters, more than {MAX_PROMPT_CHARS} "
+                             f"(max {limit} tokens); shorten or drop it")
+        n_tokens = count_tokens(tok, text)
+        if n_tokens > limit:
+            raise InputError(f"{where}: the prompt has {n_tokens} tokens, more than the max {limit}"
+                             + (" (the served model's context)" if limit == max_input_tokens else "")
+                             + "; shorten or drop it")
+        prompts.append(Prompt(text=prompt, input_tokens=n_tokens, output_tokens=out))
         if len(prompts) == n:
             break
     if not prompts:

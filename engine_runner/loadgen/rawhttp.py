@@ -119,7 +119,10 @@ class _Conn(asyncio.Protocol):
         if self.pending:
             body = b"".join(self.pending) if len(self.pending) > 1 else self.pending[0]
             if 200 <= ex.status < 300:
-                ex.sink(body, now)
+                try:
+                    ex.sink(body, now)
+                except Exception as exc:  # a parser bug must fail this request, not the event loop's transport
+                    self._fail(f"client could not parse the response: {type(exc).__name__}: {exc}")
             elif len(ex.error_body) < 4096:
                 ex.error_body += body
 
@@ -362,8 +365,10 @@ async def send_request_raw(
         record.error_reason = "timeout"
         record.error = f"no complete response within {timeout_s} s ({len(record.chunk_ns)} token chunks received)"
     except OSError as exc:
+        from engine_runner.loadgen.client import one_line
+
         record.error_reason = "connection"
-        record.error = f"{type(exc).__name__}: {exc}"[:500]
+        record.error = one_line(f"{type(exc).__name__}: {exc}")
     except asyncio.CancelledError:
         record.error_reason = "cancelled"
         record.error = "cancelled before the response completed"
