@@ -117,6 +117,12 @@ def test_compare_cli_sees_three_repeats_a_side(es_env: str, tiny: Path) -> None:
     # two levels shared: --level is needed
     amb = runner.invoke(app, ["compare", str(fast), str(slow), "--metric", "ttft_p99"])
     assert amb.exit_code == 2 and "--level" in amb.output
+    # a report's verdict table of endpoint runs (not engine "vllm") has one verdict per shared level
+    from db.verdicts import verdict_table
+
+    table = verdict_table([fast, slow], fast, "ttft_p99", url=es_env)
+    assert [(v.level, v.verdict, v.repeats) for v in table] == [("concurrency=1", "slower", (3, 3)),
+                                                               ("concurrency=2", "slower", (3, 3))]
 
 
 def test_peer_client_runs_after_the_last_repeat_only(es_env: str, tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
