@@ -15,17 +15,13 @@ import json
 import os
 import re
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.dashboard.conftest import make_mlp_onnx
-from tests.e2e.test_upload_flow import (CHROMIUM, CHROMIUM_ARGS, REPO, START_TIMEOUT_S, _enginescope_cmd, _free_port,
-                                        _stop)
+from tests.e2e.test_upload_flow import CHROMIUM, CHROMIUM_ARGS, REPO, _enginescope_cmd, dashboard_server
 
 pytestmark = pytest.mark.e2e
 
@@ -48,30 +44,8 @@ def bench_stack(tmp_path: Path) -> Iterator[dict]:
     runs = {r["precision"]: int(r["run_id"]) for r in doc["runs"]}
     assert set(runs) == {"fp32", "fp16", "int8-dynamic"} and all(r["status"] == "succeeded" for r in doc["runs"])
     assert all(r["repeats"]["count"] == 3 for r in doc["runs"])
-    port = _free_port()
-    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115
-    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-                            "--server.address", "127.0.0.1", "--server.headless", "true",
-                            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                           env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if app.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {(tmp_path / 'streamlit.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text.strip() == "ok":
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"dashboard not healthy on port {port} after {START_TIMEOUT_S} s")
-            time.sleep(0.5)
-        yield {"url": f"http://127.0.0.1:{port}", "home": home, "tmp": tmp_path, "runs": runs, "env": env,
-               "job_id": int(doc["job_id"])}
-    finally:
-        _stop(app)
-        log.close()
+    with dashboard_server(env, tmp_path / "streamlit.log") as url:
+        yield {"url": url, "home": home, "tmp": tmp_path, "runs": runs, "env": env, "job_id": int(doc["job_id"])}
 
 
 def test_save_reopen_export_offline(bench_stack: dict) -> None:

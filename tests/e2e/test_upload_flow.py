@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -58,6 +59,39 @@ def _stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
         proc.wait(timeout=10)
 
 
+@contextmanager
+def dashboard_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` on a free loopback port with ``env``, its output in ``log_path``;
+    yields its base URL once ``/_stcore/health`` answers ok (at most :data:`START_TIMEOUT_S`), and stops its
+    process group afterwards.
+
+    Raises:
+        RuntimeError: streamlit exited first (the log's tail in the message); TimeoutError: never healthy.
+    """
+    port = _free_port()
+    with open(log_path, "wb") as log:
+        app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+                                "--server.address", "127.0.0.1", "--server.headless", "true",
+                                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                               env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                if app.poll() is not None:
+                    raise RuntimeError(f"streamlit exited with {app.returncode}: {log_path.read_text()[-3000:]}")
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text.strip() == "ok":
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"dashboard not healthy on port {port} after {START_TIMEOUT_S} s")
+                time.sleep(0.5)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            _stop(app)
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[dict]:
     """A migrated temp ENGINESCOPE_HOME, a running worker and a running dashboard; yields their info."""
@@ -67,33 +101,14 @@ def stack(tmp_path: Path) -> Iterator[dict]:
            "PYTHONUNBUFFERED": "1"}
     subprocess.run([*_enginescope_cmd(), "migrate"], env=env, cwd=REPO, check=True, timeout=120,
                    stdout=subprocess.DEVNULL)
-    port = _free_port()
-    logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("worker", "streamlit")}  # noqa: SIM115
-    worker = subprocess.Popen([*_enginescope_cmd(), "worker", "--poll-interval", "0.5"], env=env, cwd=REPO,
-                              stdout=logs["worker"], stderr=subprocess.STDOUT, start_new_session=True)
-    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-                            "--server.address", "127.0.0.1", "--server.headless", "true",
-                            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                           env=env, cwd=REPO, stdout=logs["streamlit"], stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if app.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {app.returncode}: {(tmp_path / 'streamlit.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text.strip() == "ok":
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"dashboard not healthy on port {port} after {START_TIMEOUT_S} s")
-            time.sleep(0.5)
-        yield {"url": f"http://127.0.0.1:{port}", "home": home, "tmp": tmp_path}
-    finally:
-        _stop(app)
-        _stop(worker)
-        for f in logs.values():
-            f.close()
+    with open(tmp_path / "worker.log", "wb") as wlog:
+        worker = subprocess.Popen([*_enginescope_cmd(), "worker", "--poll-interval", "0.5"], env=env, cwd=REPO,
+                                  stdout=wlog, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            with dashboard_server(env, tmp_path / "streamlit.log") as url:
+                yield {"url": url, "home": home, "tmp": tmp_path}
+        finally:
+            _stop(worker)
 
 
 def _drop_files(page, selector: str, files: list[Path]) -> None:  # type: ignore[no-untyped-def]

@@ -8,14 +8,14 @@ and says so; a foreign file exits 2 naming it, without a traceback, and stores n
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from test_bench_cli import enginescope  # tests/integration is on sys.path
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +41,6 @@ EXPECT = {
     f"{MA}/model_analyzer_metrics-model-inference.csv": ("model-analyzer", 8, 2, "concurrency"),
     f"{MA}/model_analyzer_metrics-model-gpu.csv": ("model-analyzer", 8, 2, "concurrency"),
 }
-
-
-def enginescope(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).with_name("enginescope")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "engine_runner.cli"]
-    env = {**os.environ, "ENGINESCOPE_HOME": str(home), "PYTHONWARNINGS": "ignore",
-           "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    env.pop("ENGINESCOPE_DB_URL", None)
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
 
 
 def _count(home: Path, table: str) -> int:
