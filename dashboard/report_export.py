@@ -64,6 +64,7 @@ class ReportData:
     samples: dict[int, np.ndarray] = field(default_factory=dict)
     points: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    opt_ins: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def chart_names(self) -> list[str]:
@@ -146,7 +147,7 @@ def collect(report_id: int, url: str | None = None, *, n_boot: int | None = None
     return ReportData(report=rep, kind=kind, labels=labels, runs=runs, verdicts=verdicts,
                       verdict_rows=[db_reports.verdict_row(v, labels) for v in verdicts],
                       differences=db_reports.difference_rows(verdicts, labels), accuracy=accuracy,
-                      samples=samples, points=points, error=error)
+                      samples=samples, points=points, error=error, opt_ins=db_reports.opt_ins_of(ids, url))
 
 
 # ------------------------------------------------------------------------------------------- tables
@@ -290,6 +291,9 @@ def header_lines(d: ReportData) -> list[str]:
         lines.append("Deleted since the report was saved: runs " + ", ".join(map(str, rep["missing_runs"])))
     if (rep.get("options") or {}).get("allow_different"):
         lines.append("Compared although hardware or model differ (allowed when saved).")
+    for rid, opts in d.opt_ins.items():
+        lines.append(f"Opted in: {d.labels.get(rid, f'run {rid}')} ran with {' and '.join(opts)} (code from the "
+                     "model's own files ran in the engine).")
     return lines
 
 

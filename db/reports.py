@@ -273,6 +273,18 @@ def update_report(report_id: int, url: str | None = None, **fields: Any) -> None
         rep.updated_at = utcnow()
 
 
+def opt_ins_of(run_ids: Sequence[int], url: str | None = None) -> dict[int, list[str]]:
+    """``{run_id: db.verdicts.opt_ins(run)}`` of the given runs that opted in to running code from the model's
+    files (``trust_remote_code`` / ``allow_pickle``); runs without any are left out."""
+    from db.verdicts import opt_ins
+
+    ids = [int(i) for i in run_ids]
+    if not ids:
+        return {}
+    with session_scope(url) as s:
+        return {int(r.id): o for r in s.execute(select(Run).where(Run.id.in_(ids))).scalars() if (o := opt_ins(r))}
+
+
 def repeat_counts(run_ids: Sequence[int], url: str | None = None) -> dict[int, int]:
     """Number of distinct repeats (``latency_samples.repeat``; for LLM runs ``load_points.repeat`` per level,
     the most of any level) of each run that has samples."""

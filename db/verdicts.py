@@ -64,12 +64,24 @@ def _gpu_fields(env: dict[str, Any], device: str, cfg: dict[str, Any]) -> dict[s
     }
 
 
+def opt_ins(run: Run) -> list[str]:
+    """The explicit opt-ins that let code from the model's own files run, as recorded on the run:
+    ``trust_remote_code`` (an LLM run's spec: vLLM imports the repository's Python code) and ``allow_pickle``
+    (a PyTorch run's ``torch_options``, or an LLM/export spec: unpickling runs code). Sorted; ``[]`` for none."""
+    cfg = run.config or {}
+    spec: dict[str, Any] = cfg["spec"] if isinstance(cfg.get("spec"), dict) else {}
+    torch_opts: dict[str, Any] = cfg["torch_options"] if isinstance(cfg.get("torch_options"), dict) else {}
+    out = {k for k in ("trust_remote_code", "allow_pickle") if spec.get(k) is True or torch_opts.get(k) is True}
+    return sorted(out)
+
+
 def fingerprint(run: Run, model: Model | None) -> dict[str, Any]:
     """Flat environment fingerprint of a stored run: ``{"host", "device", "gpu.model", "gpu.count",
     "gpu.driver", "gpu.cuda_driver", "gpu.power_limit_w", "gpu.clocks", "gpu.sm_clock_mean_mhz",
     "cpu.model", "cpu.load" (1-minute load average per logical core when the run started),
     "libraries.<name>", "engine", "engine_version", "precision", "batch", "shapes", "model.hash",
-    "engine_options", "profiled"}`` (``None`` where not known; GPU fields absent for CPU runs).
+    "engine_options", "profiled", "opt_ins"}`` (``None`` where not known; GPU fields absent for CPU runs;
+    ``opt_ins`` from :func:`opt_ins`, comma-joined, or ``None``).
 
     ``model.hash`` is the ONNX/native model's content hash, or for LLM runs the served model's name.
     Values are JSON-safe scalars (dicts/lists are JSON-encoded with sorted keys, so they compare).
@@ -95,6 +107,7 @@ def fingerprint(run: Run, model: Model | None) -> dict[str, Any]:
         "shapes": json.dumps(run.shapes or {}, sort_keys=True),
         "model.hash": (model.content_hash if model is not None else (spec.get("model") if spec else None)),
         "profiled": bool(cfg.get("profiler")),
+        "opt_ins": ", ".join(opt_ins(run)) or None,
     }
     opts = {k: cfg[k] for k in ENGINE_OPTION_KEYS if k in cfg}
     if spec and run.engine == "vllm":

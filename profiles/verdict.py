@@ -408,6 +408,7 @@ FIELD_NOTES: dict[str, str] = {
     "precision": "different precision", "batch": "different batch size", "shapes": "different input shapes",
     "engine_options": "different engine options", "profiled": "a profiler slows the run",
     "device": "different device",
+    "opt_ins": "code from the model's files ran (trust_remote_code / allow_pickle)",
 }
 
 

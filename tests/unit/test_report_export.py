@@ -162,3 +162,23 @@ def test_pdf_without_chromium_names_the_fix(repeats: Repeats, monkeypatch: pytes
     with pytest.raises(EngineError, match="apt-get install -y chromium"):
         rx.build_pdf(d)
     assert rx.build_html(d).count("Plotly.newPlot(") == 0 and len(rx.pdf_pages(d)) == 3
+
+
+def test_opt_ins_are_shown_and_listed_as_differences(repeats: Repeats) -> None:
+    """A run that let code from the model's files run (allow_pickle on a PyTorch run here) says so in the
+    report's header and in the comparability list; the others do not."""
+    from dashboard import report_export as rx
+    from db.models import Run
+    from db.session import session_scope
+
+    with session_scope(repeats.url) as s:
+        run = s.get(Run, repeats.run_ids["fp16"])
+        assert run is not None
+        run.config = {**run.config, "torch_options": {"allow_pickle": True}}
+    d = rx.collect(_report(repeats), repeats.url, n_boot=N_BOOT)
+    assert d.opt_ins == {repeats.run_ids["fp16"]: ["allow_pickle"]}
+    assert any("ran with allow_pickle" in line for line in rx.header_lines(d))
+    diff = [x for x in d.differences if x["field"] == "opt_ins"]
+    assert [(x["run"], x["baseline_value"], x["candidate_value"]) for x in diff] == [
+        (repeats.run_ids["fp16"], None, "allow_pickle")]
+    assert "ran with allow_pickle" in rx.build_html(d)
