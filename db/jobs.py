@@ -199,12 +199,15 @@ def job_log_path(job_id: int) -> Path:
 
 
 def claim_next(worker_id: str, busy_devices: Iterable[str] = (), *, exclusive_devices: bool = True,
-               url: str | None = None) -> Job | None:
+               only_devices: Iterable[str] | None = None, url: str | None = None) -> Job | None:
     """Atomically claim the oldest queued job whose device is free; None when there is none.
 
     ``exclusive_devices=False`` (the Ray dispatcher) claims the oldest queued job whatever its device:
     there Ray's ``num_gpus`` places jobs on GPUs, and ``jobs.device`` names a device of the node the job
     lands on (``cuda:0`` = the first GPU Ray gave it), not one shared machine's device.
+
+    ``only_devices`` (``enginescope worker --device D``, repeatable) restricts the claim to jobs on those
+    devices: a worker that owns ``cuda:1`` never takes a ``cuda:0`` job. None = any device.
 
     A device is busy when it is in ``busy_devices`` (the caller's own running jobs) or when any job on
     it is ``running`` in the database (other workers, in-process CLI jobs, or a stale job that
@@ -233,6 +236,8 @@ def claim_next(worker_id: str, busy_devices: Iterable[str] = (), *, exclusive_de
         .order_by(Job.id)
         .limit(1)
     )
+    if only_devices is not None:
+        sub = sub.where(Job.device.in_(sorted(set(only_devices))))
     if exclusive_devices:
         sub = sub.where(Job.device.not_in(busy) if busy else literal(True)).where(
             Job.device.not_in(select(running.device).where(running.status == "running").scalar_subquery()))

@@ -99,8 +99,11 @@ class Worker:
         worker_id: str | None = None,
         python: str | None = None,
         extra_env: dict[str, str] | None = None,
+        devices: list[str] | None = None,
     ) -> None:
         self.url = url or db_url()
+        #: the devices this worker claims jobs on (``--device``); None = any device
+        self.devices = sorted(set(devices)) if devices else None
         self.poll_interval_s = poll_interval_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.grace_s = grace_s
@@ -132,8 +135,9 @@ class Worker:
     def run(self, *, once: bool = False) -> int:
         """Run until :meth:`stop` (or, with ``once``, until no job is queued or running). Returns the
         number of jobs this worker started."""
-        log.info("worker %s on %s (poll %.2g s, heartbeat timeout %g s, grace %g s)", self.worker_id, self.url,
-                 self.poll_interval_s, self.heartbeat_timeout_s, self.grace_s)
+        log.info("worker %s on %s (poll %.2g s, heartbeat timeout %g s, grace %g s, devices %s)", self.worker_id,
+                 self.url, self.poll_interval_s, self.heartbeat_timeout_s, self.grace_s,
+                 ", ".join(self.devices) if self.devices else "any")
         self._fail_stale(force=True)
         started = 0
         try:
@@ -195,7 +199,7 @@ class Worker:
         n = 0
         while not self._stop.is_set():
             busy = {c.device for c in self.children.values()}
-            job = q.claim_next(self.worker_id, busy, url=self.url)
+            job = q.claim_next(self.worker_id, busy, only_devices=self.devices, url=self.url)
             if job is None:
                 return n
             self._start(job)

@@ -45,6 +45,8 @@ def register(app: typer.Typer) -> None:
                                                               "names none (default: any node)."),
         max_in_flight: int = typer.Option(None, "--max-in-flight", min=1, help="ray: most jobs submitted at once "
                                                                                "(default: the cluster's GPU count)."),
+        device: list[str] = typer.Option(None, "--device", help="local: claim only jobs on this device (cpu, cuda:1 ...; "
+                                                               "repeatable). Default: any device."),
     ) -> None:
         """Claim queued jobs and run each in its own child process and process group (one job per device),
         here (--executor local) or on a Ray cluster (--executor ray: one job per GPU, placed by Ray)."""
@@ -54,6 +56,11 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if executor_name(executor) == "ray":
             from engine_runner.executors.ray_executor import RayDispatcher
+
+            if device:
+                from profiles.errors import InputError
+
+                raise InputError("--device applies to --executor local only (Ray places jobs on GPUs itself)")
 
             d = RayDispatcher(db_url, default_ray_address(ray_address), gpu_type=gpu_type, poll_interval_s=poll_interval,
                               heartbeat_timeout_s=heartbeat_timeout, grace_s=grace, max_in_flight=max_in_flight)
@@ -66,7 +73,13 @@ def register(app: typer.Typer) -> None:
             raise InputError("--ray-address, --gpu-type and --max-in-flight apply to --executor ray only")
         from engine_runner.worker import Worker
 
-        w = Worker(db_url, poll_interval_s=poll_interval, heartbeat_timeout_s=heartbeat_timeout, grace_s=grace)
+        for dev in device or []:
+            if not dev.strip() or len(dev) > 64:
+                from profiles.errors import InputError
+
+                raise InputError(f"--device {dev!r}: a device name such as cpu or cuda:0 (1 to 64 characters)")
+        w = Worker(db_url, poll_interval_s=poll_interval, heartbeat_timeout_s=heartbeat_timeout, grace_s=grace,
+                   devices=list(device) if device else None)
         w.install_signal_handlers()
         w.run(once=once)
 
