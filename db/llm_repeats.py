@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from db.models import LlmRequest, LoadPoint
 from profiles.llm_metrics import RequestRecord, point_report
 
-_FIELDS = tuple(RequestRecord.__dataclass_fields__)
 
 
 def level_key(mode: str, level: float | None) -> str:
@@ -61,7 +60,7 @@ def _server_pooled(blocks: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _records(s: Session, point_id: int) -> list[RequestRecord]:
     rows = s.execute(select(LlmRequest).where(LlmRequest.point_id == point_id).order_by(LlmRequest.seq)).scalars()
-    return [RequestRecord(**{f: getattr(r, f) for f in _FIELDS}) for r in rows]
+    return [RequestRecord.from_attrs(r) for r in rows]
 
 
 def pooled_report(s: Session, points: Sequence[LoadPoint], slos: dict[str, float] | None = None) -> dict[str, Any]:

@@ -158,12 +158,11 @@ def llm_by_repeat(s: Session, run_id: int, level: str, series: str) -> list[np.n
     pts = [p for p in s.execute(select(LoadPoint).where(LoadPoint.run_id == run_id).order_by(LoadPoint.idx)).scalars()
            if _level_key(p) == level]
     groups: dict[int, list[float]] = {}
-    fields = [c for c in RequestRecord.__dataclass_fields__]
     for p in pts:
         vals = groups.setdefault(int(p.repeat or 0), [])
         for r in s.execute(select(LlmRequest).where(LlmRequest.point_id == p.id, LlmRequest.warmup.is_(False),
                                                    LlmRequest.error_reason.is_(None))).scalars():
-            rec = RequestRecord(**{f: getattr(r, f) for f in fields if hasattr(r, f)})
+            rec = RequestRecord.from_attrs(r)
             m = request_metrics(rec)
             v = {"ttft": m.ttft_ms, "tpot": m.tpot_ms, "e2e": m.e2e_ms}[series]
             if v is not None:

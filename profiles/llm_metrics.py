@@ -71,6 +71,9 @@ class RequestRecord:
         input_tokens: prompt tokens (server usage; else the prompt's known length).
         output_tokens: completion tokens from server usage; ``None`` when the server sent no usage.
         client_output_tokens: the client's count (its tokenizer on the text, else the chunk token sum).
+        client_input_tokens: the prompt's length in the client's tokenizer (as it was built); kept beside
+            ``input_tokens`` when the server's usage replaces that, so the two can be compared
+            (:func:`token_check`); not a column of ``llm_requests``.
         http_status: HTTP status code, ``None`` if no response arrived.
         error_reason: one of :data:`FAILURE_REASONS`, ``None`` when successful.
         error: human-readable detail, ``None`` when successful.
@@ -92,6 +95,13 @@ class RequestRecord:
     http_status: int | None = None
     error_reason: str | None = None
     error: str | None = None
+    client_input_tokens: int | None = None
+
+    @classmethod
+    def from_attrs(cls, obj: Any) -> RequestRecord:
+        """A record from any object with the fields as attributes (an ``llm_requests`` row); fields the
+        object lacks (``client_input_tokens`` is not a column) keep their defaults."""
+        return cls(**{f: getattr(obj, f) for f in cls.__dataclass_fields__ if hasattr(obj, f)})
 
     @property
     def ok(self) -> bool:
@@ -318,3 +328,37 @@ def summarize_records(records: Sequence[RequestRecord]) -> dict[str, int]:
         "completed": sum(1 for r in measured if r.ok),
         "failed": sum(1 for r in measured if not r.ok),
     }
+
+
+#: Share of a level's requests whose client and server token counts must differ before the tokenizer is
+#: called a mismatch (re-tokenizing decoded text can legitimately differ by a token now and then).
+TOKEN_MISMATCH_SHARE = 0.5
+
+
+def token_check(records: Sequence[RequestRecord]) -> dict[str, Any]:
+    """Client vs server token counts of a level's successful, measured requests: is the client's tokenizer the
+    served model's?
+
+    Returns:
+        ``{"requests", "prompt_compared", "prompt_mismatches", "prompt_ratio_median" (server / client prompt
+        tokens), "output_compared", "output_mismatches", "suspect" (bool), "message" (str | None)}``.
+        ``suspect`` when more than :data:`TOKEN_MISMATCH_SHARE` of the compared prompts or outputs differ.
+    """
+    ok = [r for r in records if r.ok and not r.warmup]
+    pr = [(r.client_input_tokens, r.input_tokens) for r in ok
+          if r.client_input_tokens is not None and r.input_tokens is not None]
+    out = [(r.client_output_tokens, r.output_tokens) for r in ok
+           if r.client_output_tokens is not None and r.output_tokens is not None]
+    p_bad = sum(1 for c, s in pr if c != s)
+    o_bad = sum(1 for c, s in out if c != s)
+    ratios = sorted(s / c for c, s in pr if c)
+    med = ratios[len(ratios) // 2] if ratios else None
+    suspect = (bool(pr) and p_bad > TOKEN_MISMATCH_SHARE * len(pr)) or (bool(out) and o_bad > TOKEN_MISMATCH_SHARE * len(out))
+    msg = None
+    if suspect:
+        msg = (f"the client's tokenizer does not seem to match the served model: server and client token counts "
+               f"differ for {p_bad} of {len(pr)} prompts (median server/client {med:.2f})" if med is not None else
+               f"the client's tokenizer does not seem to match the served model: prompt counts not compared")
+        msg += f" and {o_bad} of {len(out)} outputs; input lengths and client-side token counts are then off (--tokenizer)"
+    return {"requests": len(ok), "prompt_compared": len(pr), "prompt_mismatches": p_bad, "prompt_ratio_median": med,
+            "output_compared": len(out), "output_mismatches": o_bad, "suspect": suspect, "message": msg}

@@ -136,6 +136,11 @@ def run(ctx: JobContext) -> None:
                 _fail_point(ctx, run_id, pos, lost)
                 raise EngineError(f"level {label}: {lost}; the sweep stopped (finished levels are kept)")
             order.append([_level_key(mode, value), rep])
+            from profiles.llm_metrics import token_check
+
+            tokens = token_check(res.records)
+            if tokens["suspect"]:
+                ctx.event("warning", f"level {label}: {tokens['message']}", level_idx=li, token_check=tokens)
             health = getattr(res, "client_health", None) or {}
             if health.get("starved"):
                 ctx.event("warning", f"level {label}: the load generator was starved, so its latencies include "

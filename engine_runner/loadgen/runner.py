@@ -110,7 +110,8 @@ class _Level:
 
     async def one(self, seq: int, prompt_index: int, t0_ns: int, *, warmup: bool, scheduled_ns: int | None) -> None:
         i = prompt_index % len(self.bodies)
-        rec = RequestRecord(seq=seq, warmup=warmup, scheduled_ns=scheduled_ns, input_tokens=self.input_tokens[i])
+        rec = RequestRecord(seq=seq, warmup=warmup, scheduled_ns=scheduled_ns, input_tokens=self.input_tokens[i],
+                            client_input_tokens=self.input_tokens[i])
         self.records.append(rec)
         headers = self.headers
         if self.endpoint.request_id_prefix is not None:
