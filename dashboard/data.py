@@ -308,6 +308,19 @@ def latency_samples_ms(url: str | None, run_ids: Sequence[int], max_points: int 
     return out
 
 
+def runs_stamp(url: str | None, run_ids: Iterable[int]) -> tuple[tuple[int, str, str], ...] | None:
+    """``((run_id, status, finished_at ISO), ...)`` sorted by id when every run has ended (its samples no
+    longer change), else ``None``; a cache key for results computed from the runs' samples (verdicts)."""
+    ids = sorted({int(i) for i in run_ids})
+    if not ids:
+        return ()
+    with session_scope(url) as s:
+        rows = s.execute(select(Run.id, Run.status, Run.finished_at).where(Run.id.in_(ids)).order_by(Run.id)).all()
+    if len(rows) != len(ids) or any(st in ("running", "queued") or fin is None for _, st, fin in rows):
+        return None
+    return tuple((int(i), str(st), fin.isoformat() if fin is not None else "") for i, st, fin in rows)
+
+
 def sample_counts(url: str | None, run_ids: Sequence[int]) -> dict[int, int]:
     """Number of stored raw latency samples per run."""
     with session_scope(url) as s:

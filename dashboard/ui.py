@@ -122,3 +122,29 @@ def batch_suffix(batch: int | None) -> str:
 def fmt_ms(v: float | None) -> str:
     """Milliseconds with 4 significant digits, ``"-"`` for None."""
     return "-" if v is None else f"{v:.4g} ms"
+
+
+@st.cache_data(show_spinner=False, max_entries=256, ttl=3600)
+def _verdicts_cached(url: str, run_ids: tuple[int, ...], baseline_id: int, metric: str | None, allow_different: bool,
+                     stamp: tuple[tuple[int, str, str], ...]) -> list[Any]:
+    from db.verdicts import verdict_table
+
+    return verdict_table(list(run_ids), baseline_id, metric, url=url, allow_different=allow_different)
+
+
+def verdicts(url: str, run_ids: Sequence[int], baseline_id: int, metric: str | None = None, *,
+             allow_different: bool = False) -> list[Any]:
+    """:func:`db.verdicts.verdict_table`, cached per process while the runs are unchanged
+    (:func:`dashboard.data.runs_stamp`: every run ended; status and end time in the key): the bootstrap is the
+    costliest part of the Compare and Reports pages, and every viewer of the same runs gets the same
+    deterministic verdicts. Runs still measuring are computed afresh on every call.
+
+    Raises:
+        InputError: as :func:`db.verdicts.compare_runs`.
+    """
+    from db.verdicts import verdict_table
+
+    stamp = data.runs_stamp(url, run_ids)
+    if stamp is None:
+        return verdict_table(list(run_ids), baseline_id, metric, url=url, allow_different=allow_different)
+    return _verdicts_cached(url, tuple(int(i) for i in run_ids), int(baseline_id), metric, bool(allow_different), stamp)

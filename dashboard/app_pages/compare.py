@@ -19,7 +19,6 @@ import streamlit as st
 from dashboard import auth, charts, data, ui
 from db import reports as db_reports
 from db.reports import difference_rows, verdict_row
-from db.verdicts import verdict_table
 from profiles.errors import EngineScopeError
 from profiles.verdict import METRICS
 
@@ -168,7 +167,7 @@ if len(verdict_ids) >= 2:
                                      help="Blocking differences (another GPU or CPU, another model file) give "
                                           "'not comparable' unless this is ticked.")
     try:
-        verdicts = verdict_table(verdict_ids, int(baseline_id), metric, url=url, allow_different=allow_different)
+        verdicts = ui.verdicts(url, verdict_ids, int(baseline_id), metric, allow_different=allow_different)
     except EngineScopeError as exc:
         verdicts = []
         st.error(f"No verdicts: {exc}")
