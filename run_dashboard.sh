@@ -16,6 +16,8 @@ source scripts/bootstrap.sh
 es_setup_main_env
 es_setup_vllm_env
 .venv/bin/enginescope migrate
+# the address report links name (Reports page, Compare's "Save as report"); set it to the URL colleagues use
+export ENGINESCOPE_DASHBOARD_URL="${ENGINESCOPE_DASHBOARD_URL:-http://localhost:$PORT}"
 .venv/bin/enginescope worker &
 WORKER_PID=$!
 trap 'kill -TERM $WORKER_PID 2>/dev/null; wait $WORKER_PID 2>/dev/null || true' EXIT INT TERM

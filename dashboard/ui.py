@@ -148,3 +148,20 @@ def verdicts(url: str, run_ids: Sequence[int], baseline_id: int, metric: str | N
     if stamp is None:
         return verdict_table(list(run_ids), baseline_id, metric, url=url, allow_different=allow_different)
     return _verdicts_cached(url, tuple(int(i) for i in run_ids), int(baseline_id), metric, bool(allow_different), stamp)
+
+
+def report_link(report_id: int) -> str:
+    """The stable link of a saved report as this browser reached the dashboard (``st.context.url``'s scheme
+    and host, so a ``--port`` or a proxy's name is right), else ``db.reports.report_url``'s configured base."""
+    from urllib.parse import urlsplit
+
+    from db.reports import report_url
+
+    base = None
+    try:
+        u = urlsplit(st.context.url or "")
+        if u.scheme in ("http", "https") and u.netloc:
+            base = f"{u.scheme}://{u.netloc}"
+    except (AttributeError, RuntimeError, ValueError):  # no browser session (AppTest, bare mode)
+        base = None
+    return report_url(report_id, base)

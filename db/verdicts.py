@@ -229,6 +229,10 @@ def compare_runs(baseline_id: int, candidate_id: int, metric: str | None = None,
             lv = matches[0]
         elif len(common) == 1:
             lv = common[0]
+        elif not common:
+            raise InputError(f"runs {baseline_id} and {candidate_id} share no load level (run {baseline_id}: "
+                             f"{', '.join(llm_levels(s, base.id)) or 'none'}; run {candidate_id}: "
+                             f"{', '.join(llm_levels(s, cand.id)) or 'none'})")
         else:
             raise InputError(f"--level is needed: runs {baseline_id} and {candidate_id} share the levels "
                              f"{', '.join(common) or 'none'}")

@@ -36,6 +36,10 @@ def _catalog_value(fn: Any, *args: str) -> Any:
         raise ValueError(exc.detail) from None
 
 
+#: Largest batch size a benchmark accepts (``--batch``, a batch taken from ``--shape``).
+MAX_BATCH_SIZE = 65_536
+
+
 class BenchSpec(BaseModel):
     """Spec of a ``model_bench`` job: one model, one engine, several precisions x batch sizes.
 
@@ -93,7 +97,7 @@ class BenchSpec(BaseModel):
     p99_budget_ms: float | None = Field(
         None, gt=0, le=3_600_000, description="latency budget, ms: Compare and the bench JSON mark the runs whose "
                                               "p99 meets it and the fastest one that does (profiles.budget)")
-    max_batch: int = Field(4096, ge=1, le=65_536, description="largest batch a batch sweep may reach")
+    max_batch: int = Field(4096, ge=1, le=MAX_BATCH_SIZE, description="largest batch a batch sweep may reach")
     batch_sweep: bool = Field(False, description="double the batch from batch_sizes[0] until items/s rises < 3%, "
                                                  "memory runs out or max_batch (profiles.sweep)")
     repeats: int = Field(1, ge=1, le=50, description="measure each (precision, batch) this many times, interleaved "
@@ -137,8 +141,8 @@ class BenchSpec(BaseModel):
     @classmethod
     def _batches(cls, v: list[int]) -> list[int]:
         for b in v:
-            if not 1 <= b <= 65_536:
-                raise ValueError(f"batch size {b} is outside 1..65536")
+            if not 1 <= b <= MAX_BATCH_SIZE:
+                raise ValueError(f"batch size {b} is outside 1..{MAX_BATCH_SIZE}")
         return sorted(set(v))
 
     @model_validator(mode="before")

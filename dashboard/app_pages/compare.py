@@ -225,7 +225,7 @@ if len(verdict_ids) >= 2:
                     st.session_state["compare_saved_report"] = new_id
     saved = st.session_state.get("compare_saved_report")
     if saved is not None:
-        st.success(f"Saved report {saved}: {db_reports.report_url(int(saved))}")
+        st.success(f"Saved report {saved}: {ui.report_link(int(saved))}")
         ui.link_to_page("reports", f"Open report {saved}", {"report": saved})
 
 if not table.empty:

@@ -58,7 +58,7 @@ def show_report(raw: str) -> None:
     st.title(str(rep["title"]))
     for line in rx.header_lines(d):
         st.caption(line)
-    st.caption(f"Link to this report: `{db_reports.report_url(report_id)}`")
+    st.caption(f"Link to this report: `{ui.report_link(report_id)}`")
     if rep.get("notes"):
         st.markdown("**Notes**")
         st.text(str(rep["notes"]))

@@ -171,7 +171,13 @@ def _default_batches(model_id: int, shapes: dict[str, list[int]], url: str) -> l
         return [fb]
     for spec in specs:
         if spec.name in shapes and spec.shape and spec.is_symbolic(0):
-            return [shapes[spec.name][0]]
+            b = int(shapes[spec.name][0])
+            from profiles.specs import MAX_BATCH_SIZE
+
+            if not 1 <= b <= MAX_BATCH_SIZE:  # it becomes the batch size: say where it came from
+                raise InputError(f"--shape {spec.name}=...: its first dim {b} is the batch size (the input's first "
+                                 f"dim is symbolic) and must be in 1..{MAX_BATCH_SIZE}; give a smaller one, or --batch")
+            return [b]
     return [1]
 
 

@@ -2,8 +2,10 @@
 
 The verdict (``profiles.verdict``) of the candidate run against the baseline run on one metric, with the 95%
 interval from the runs' repeats. Exit status: 1 when the candidate is significantly worse than
-``--max-regression`` allows (or its outputs failed the accuracy check where the baseline's passed), 0
-otherwise (including "not comparable": the differences are printed), 2 for bad input.
+``--max-regression`` allows (or its outputs failed the accuracy check where the baseline's passed); 2 for bad
+input, and for a verdict of "not comparable" (other hardware or another model without ``--allow-different``,
+or a side without samples to judge): a gate must not pass what it could not judge; 0 otherwise. The verdict
+(text or ``--json``) is printed in every case but bad input.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def register(app: typer.Typer) -> None:
         from db.verdicts import compare_runs
         from engine_runner.cli import fail
         from profiles.errors import EngineScopeError, InputError
-        from profiles.verdict import regression
+        from profiles.verdict import NOT_COMPARABLE, regression
 
         try:
             if not math.isfinite(max_regression) or max_regression < 0:
@@ -82,3 +84,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"regression beyond {max_regression:g}%: {'YES' if worse else 'no'}")
         if worse:
             raise typer.Exit(1)
+        if v.verdict == NOT_COMPARABLE:
+            why = "; ".join(f"{d.field} differs" for d in v.differences if d.blocking) or "; ".join(v.notes)
+            typer.echo(f"error: runs {baseline} and {candidate} are not comparable ({why or 'no interval'}): the gate "
+                       "cannot pass them" + (" (--allow-different if that is the point)"
+                                             if any(d.blocking for d in v.differences) else ""), err=True)
+            raise typer.Exit(2)

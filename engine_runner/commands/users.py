@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         except EngineScopeError as exc:
             fail(exc)
             return
-        typer.echo(f"{access.normalize_name(name)} is now a {role}")
+        typer.echo(f"{access.normalize_name(name)} is now {'an' if role == 'editor' else 'a'} {role}")
 
     @users.command("revoke")
     def revoke_cmd(name: str = typer.Argument(..., metavar="NAME"), db_url: str = db_opt) -> None:

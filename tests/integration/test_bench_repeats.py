@@ -106,6 +106,13 @@ def test_repeats_with_a_batch_sweep_is_refused(tmp_path: Path) -> None:
     assert res.returncode == 2 and "--repeats" in res.stderr
 
 
+def test_a_shape_whose_first_dim_is_the_batch_names_shape(tmp_path: Path) -> None:
+    model = build_cnn(tmp_path / "cnn.onnx")  # input x [N, 3, 8, 8]: N is symbolic
+    res = enginescope(tmp_path / "home", "bench", str(model), "--shape", "x=1000000000x3x8x8", *FAST)
+    assert res.returncode == 2 and "--shape x=" in res.stderr and "batch size" in res.stderr, res.stderr
+    assert "--batch:" not in res.stderr and "Traceback" not in res.stderr
+
+
 def test_the_gate_exits_1_on_a_known_slowdown(tmp_path: Path) -> None:
     """A database with a candidate whose every repeat is ~80% slower than the baseline's (fp32 at 200 us vs
     int8 at 110 us, 3 drifting repeats each): the gate fails it; within a 100% allowance it passes."""
@@ -127,3 +134,16 @@ def test_the_gate_exits_1_on_a_known_slowdown(tmp_path: Path) -> None:
     assert enginescope(home, "compare", str(ids["int8-qdq"]), str(ids["fp32"]), "--max-regression", "100").returncode == 0
     # the other way round it is faster: never a regression
     assert enginescope(home, "compare", str(ids["fp32"]), str(ids["int8-qdq"])).returncode == 0
+    # a run on another CPU is not comparable: the gate refuses to pass it (exit 2) but still prints the verdict
+    from db.models import Run
+    from db.session import session_scope
+
+    with session_scope(url) as s:
+        run = s.get(Run, ids["fp16"])
+        run.environment = {**run.environment, "cpu": {"model": "Other CPU @ 3.0GHz", "cores_logical": 2}}
+    res = enginescope(home, "compare", str(ids["fp32"]), str(ids["fp16"]), "--json")
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    v = json.loads(res.stdout)
+    assert v["verdict"] == "not comparable" and v["comparable"] is False and v["ratio"] < 1
+    assert "cpu.model differs" in res.stderr and "--allow-different" in res.stderr
+    assert enginescope(home, "compare", str(ids["fp32"]), str(ids["fp16"]), "--allow-different").returncode == 0

@@ -55,7 +55,7 @@ def test_users_cli(es_env: str) -> None:
 
     r = CliRunner()
     out = r.invoke(app, ["users", "grant", "ada@example.com", "--role", "editor"])
-    assert out.exit_code == 0 and "ada@example.com is now a editor" in out.output
+    assert out.exit_code == 0 and "ada@example.com is now an editor" in out.output
     out = r.invoke(app, ["users", "list", "--json"])
     assert out.exit_code == 0 and '"granted_by": "cli:' in out.output
     bad = r.invoke(app, ["users", "grant", "bob", "--role", "admin"])
@@ -63,3 +63,18 @@ def test_users_cli(es_env: str) -> None:
     missing = r.invoke(app, ["users", "revoke", "nobody"])
     assert missing.exit_code == 2 and "NAME" in missing.output
     assert r.invoke(app, ["users", "revoke", "ada@example.com"]).exit_code == 0
+
+
+def test_report_link_uses_the_address_the_browser_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dashboard on --port 8650 (or behind a proxy) links its reports there, not at the default 8501."""
+    import types
+
+    from dashboard import ui
+
+    monkeypatch.delenv("ENGINESCOPE_DASHBOARD_URL", raising=False)
+    monkeypatch.setattr(ui.st, "context", types.SimpleNamespace(url="http://10.0.0.2:8650/compare?x=1"))
+    assert ui.report_link(3) == "http://10.0.0.2:8650/reports?report=3"
+    monkeypatch.setattr(ui.st, "context", types.SimpleNamespace(url=None))  # no browser session
+    assert ui.report_link(3) == "http://localhost:8501/reports?report=3"
+    monkeypatch.setenv("ENGINESCOPE_DASHBOARD_URL", "https://es.example.com/")
+    assert ui.report_link(3) == "https://es.example.com/reports?report=3"
