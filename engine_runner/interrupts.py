@@ -9,11 +9,18 @@ launched servers are stopped in their ``finally`` blocks, and ``engine_runner.jo
 job ``cancelled``. A second signal while the job records its end is ignored. The previous handlers come
 back when the block ends; :attr:`Interrupts.signum` tells the caller which signal arrived, so it can exit
 with ``128 + signum`` as a shell expects.
+
+An exception raised by a signal handler is lost when the signal lands while Python runs a finaliser or a
+weakref callback ("Exception ignored in ..."; seen in CI; that report is silenced inside the block). So the
+handler also records the reason
+(:func:`pending`), and :meth:`engine_runner.jobctx.JobContext.check_cancelled`, which every job polls between
+iterations and requests, raises it there: the cancel is never lost, only delayed to the next check.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +31,14 @@ from typing import Any
 from profiles.errors import JobCancelled
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_pending: str | None = None
+
+
+def pending() -> str | None:
+    """The reason of a signal that arrived inside :func:`cancel_on_signals` and has not ended the block yet
+    (``"stopped by SIGTERM (...)"``), else None."""
+    return _pending
 
 
 @dataclass
@@ -50,17 +65,30 @@ def cancel_on_signals() -> Iterator[Interrupts]:
         return
 
     def handler(signum: int, _frame: FrameType | None) -> None:
+        global _pending
         if seen.signum is not None:
             return  # the job is already stopping: let it record its end
         seen.signum = signum
-        raise JobCancelled(f"stopped by {signal.Signals(signum).name} (the enginescope CLI process was interrupted)")
+        _pending = f"stopped by {signal.Signals(signum).name} (the enginescope CLI process was interrupted)"
+        raise JobCancelled(_pending)
 
+    def unraisable(info: Any) -> None:
+        if isinstance(info.exc_value, JobCancelled) and _pending is not None:
+            return  # the handler's exception was lost in a finaliser; check_cancelled raises it again
+        previous_hook(info)
+
+    global _pending
+    _pending = None
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable
     previous: dict[int, Any] = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
         yield seen
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        sys.unraisablehook = previous_hook
+        _pending = None
 
 
 def execute_interruptible(ctx: Any) -> tuple[str, Interrupts]:

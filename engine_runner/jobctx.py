@@ -82,7 +82,12 @@ class JobContext:
         self.event("progress", message, fraction, **data)
 
     def cancelled(self) -> bool:
-        """True when the user asked to cancel this job (reads the DB at most every 0.5 s)."""
+        """True when the user asked to cancel this job (reads the DB at most every 0.5 s), or a signal of the
+        CLI process is pending (``engine_runner.interrupts.pending``)."""
+        from engine_runner.interrupts import pending
+
+        if pending() is not None:
+            return True
         now = time.monotonic_ns()
         if now - self._last_cancel_check_ns < _CANCEL_POLL_NS:
             return False
@@ -92,6 +97,12 @@ class JobContext:
         return bool(flag)
 
     def check_cancelled(self) -> None:
-        """Raise :class:`JobCancelled` when cancellation was requested."""
+        """Raise :class:`JobCancelled` when cancellation was requested, or when a SIGINT/SIGTERM of the CLI
+        process arrived and its exception was lost (``engine_runner.interrupts.pending``)."""
+        from engine_runner.interrupts import pending
+
+        reason = pending()
+        if reason is not None:
+            raise JobCancelled(reason)
         if self.cancelled():
             raise JobCancelled(f"job {self.job_id} cancelled by the user")

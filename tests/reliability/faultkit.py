@@ -74,19 +74,32 @@ def stop_process(p: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout_s:
 # the checks every fault test ends with
 
 
+#: Children of the test process that existed before the current test began (pytest's own helpers, e.g.
+#: multiprocessing's resource tracker started by an earlier test): not the fault's leftovers.
+PREEXISTING: set[int] = set()
+
+
+def note_preexisting_children() -> None:
+    """Record the children alive now (called by tests/reliability/conftest.py before each test)."""
+    PREEXISTING.clear()
+    with contextlib.suppress(psutil.Error):
+        PREEXISTING.update(p.pid for p in psutil.Process().children(recursive=True))
+
+
 def assert_no_orphans(pgids: list[int] = (), timeout_s: float = 30.0) -> None:  # type: ignore[assignment]
-    """No live child of this test process is left, and no process is left in any of ``pgids`` (a job's
-    process group: the child and whatever it launched). Zombies that init has not reaped yet count as gone."""
+    """No live child of this test process is left that the test started (see :data:`PREEXISTING`), and no
+    process is left in any of ``pgids`` (a job's process group: the child and whatever it launched). Zombies
+    that init has not reaped yet count as gone."""
     me = psutil.Process()
 
     def leftovers() -> list[str]:
         out = []
         for p in me.children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                if p.status() != psutil.STATUS_ZOMBIE:
+                if p.pid not in PREEXISTING and p.status() != psutil.STATUS_ZOMBIE:
                     out.append(f"child {p.pid} {p.cmdline()[:4]}")
         for p in psutil.process_iter(["pid"]):
-            with contextlib.suppress(psutil.Error):
+            with contextlib.suppress(psutil.Error, ProcessLookupError):  # a process may end while we look
                 if pgids and os.getpgid(p.pid) in pgids and p.status() != psutil.STATUS_ZOMBIE:
                     out.append(f"group member {p.pid} {p.cmdline()[:4]}")
         return out
