@@ -16,6 +16,8 @@ from typing import Any
 
 import typer
 
+from engine_runner.commands import DB_URL_HELP
+
 
 def _value(v: Any) -> str:
     return "-" if v is None else str(v)
@@ -40,8 +42,7 @@ def register(app: typer.Typer) -> None:
                                              "or of different models (when that is the point)"),
         as_json: bool = typer.Option(False, "--json", help="print the verdict as JSON: {metric, baseline, candidate, "
                                      "ratio, ci95, verdict, comparable, differences, ...}"),
-        db_url: str = typer.Option(None, "--db-url", help="SQLAlchemy URL (default: $ENGINESCOPE_DB_URL or SQLite in "
-                                   "$ENGINESCOPE_HOME)"),
+        db_url: str = typer.Option(None, "--db-url", help=DB_URL_HELP),
     ) -> None:
         """Judge CANDIDATE_RUN against BASELINE_RUN: ratio, 95% interval, verdict; exit 1 on a regression."""
         from db.session import migrate

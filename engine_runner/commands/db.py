@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from engine_runner.commands import DB_URL_HELP
+
 db_app = typer.Typer(help="Database tools.", no_args_is_help=True)
 
 
@@ -11,7 +13,7 @@ def register(app: typer.Typer) -> None:
     """Add ``migrate`` and the ``db`` group."""
 
     @app.command("migrate")
-    def migrate_cmd(db_url: str = typer.Option(None, "--db-url", help="SQLAlchemy URL (default: $ENGINESCOPE_DB_URL or SQLite in $ENGINESCOPE_HOME)")) -> None:
+    def migrate_cmd(db_url: str = typer.Option(None, "--db-url", help=DB_URL_HELP)) -> None:
         """Apply all Alembic migrations to the database."""
         from db.config import db_url as default_url
         from db.session import migrate

@@ -21,6 +21,8 @@ from typing import Any
 
 import typer
 
+from engine_runner.commands import DB_URL_HELP
+
 
 def split_paths(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     """``(nsys paths, other paths)`` in the given order: folders, reports and SQLite files are nsys."""
@@ -90,7 +92,7 @@ def register(app: typer.Typer) -> None:
                                                      "--save-result JSON/JSONL, AIPerf/GenAI-Perf JSON/CSV/JSONL, GuideLLM "
                                                      "benchmarks.json, LLMPerf summary/individual JSON, Model Analyzer CSV)"),
         as_json: bool = typer.Option(False, "--json", help="print {\"runs\": [...]} as JSON"),
-        db_url: str = typer.Option(None, "--db-url", help="SQLAlchemy URL (default: $ENGINESCOPE_DB_URL or SQLite in $ENGINESCOPE_HOME)"),
+        db_url: str = typer.Option(None, "--db-url", help=DB_URL_HELP),
     ) -> None:
         """Import trtexec outputs as TensorRT runs, Nsight Systems captures as profiled runs and other LLM
         benchmark tools' results as LLM serving runs."""

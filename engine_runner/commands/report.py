@@ -17,10 +17,11 @@ from typing import Any
 
 import typer
 
+from engine_runner.commands import DB_URL_HELP
+
 report_app = typer.Typer(help="Saved reports: runs judged against a baseline, opened on the dashboard's Reports page.",
                          no_args_is_help=True)
 
-_DB_HELP = "SQLAlchemy URL (default: $ENGINESCOPE_DB_URL or SQLite in $ENGINESCOPE_HOME)"
 
 
 def _out_path(value: str | None, flag: str) -> Path | None:
@@ -101,7 +102,7 @@ def register(app: typer.Typer) -> None:
         csv: str = typer.Option(None, "--csv", help="also write the numbers as CSV to FILE"),
         as_json: bool = typer.Option(False, "--json", help="print JSON (the default and only output: {report_id, url, "
                                      "html, pdf, csv})"),
-        db_url: str = typer.Option(None, "--db-url", help=_DB_HELP),
+        db_url: str = typer.Option(None, "--db-url", help=DB_URL_HELP),
     ) -> None:
         """Save a report of --run runs against --baseline; print {"report_id", "url", "html", "pdf", "csv"}."""
         from db import reports
@@ -151,7 +152,7 @@ def register(app: typer.Typer) -> None:
         since: str = typer.Option(None, "--since", help="created on or after this day (YYYY-MM-DD, UTC)"),
         until: str = typer.Option(None, "--until", help="created on or before this day (YYYY-MM-DD, UTC)"),
         as_json: bool = typer.Option(False, "--json", help="print the reports as a JSON list"),
-        db_url: str = typer.Option(None, "--db-url", help=_DB_HELP),
+        db_url: str = typer.Option(None, "--db-url", help=DB_URL_HELP),
     ) -> None:
         """List saved reports, newest first (every filter given must match)."""
         from db import reports
@@ -187,7 +188,7 @@ def register(app: typer.Typer) -> None:
         pdf: str = typer.Option(None, "--pdf", help="write the PDF to FILE (needs Chromium)"),
         csv: str = typer.Option(None, "--csv", help="write the numbers as CSV to FILE"),
         json_file: str = typer.Option(None, "--json-file", help="write the numbers as JSON to FILE"),
-        db_url: str = typer.Option(None, "--db-url", help=_DB_HELP),
+        db_url: str = typer.Option(None, "--db-url", help=DB_URL_HELP),
     ) -> None:
         """Write a saved report's exports; with no file option, print its JSON on stdout."""
         from dashboard import report_export as rx

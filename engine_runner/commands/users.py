@@ -11,6 +11,8 @@ import json
 
 import typer
 
+from engine_runner.commands import DB_URL_HELP
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``users`` command group."""
@@ -18,8 +20,7 @@ def register(app: typer.Typer) -> None:
                              "deletes). Used when ENGINESCOPE_AUTH is oidc or proxy.", no_args_is_help=True)
     app.add_typer(users, name="users")
 
-    db_opt = typer.Option(None, "--db-url", help="SQLAlchemy URL (default: $ENGINESCOPE_DB_URL or SQLite in "
-                                                 "$ENGINESCOPE_HOME)")
+    db_opt = typer.Option(None, "--db-url", help=DB_URL_HELP)
 
     @users.command("grant")
     def grant_cmd(name: str = typer.Argument(..., metavar="NAME", help="the user as the login names them (OIDC "

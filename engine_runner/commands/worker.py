@@ -8,6 +8,8 @@ import time
 
 import typer
 
+from engine_runner.commands import DB_URL_HELP
+
 jobs_app = typer.Typer(help="Inspect and control the job queue.", no_args_is_help=True)
 
 
@@ -37,7 +39,7 @@ def register(app: typer.Typer) -> None:
         heartbeat_timeout: float = typer.Option(60.0, "--heartbeat-timeout", min=1.0,
                                                 help="Seconds without heartbeat after which a running job of a dead worker is failed."),
         grace: float = typer.Option(10.0, "--grace", min=0.0, help="Seconds between SIGTERM and SIGKILL when stopping a job."),
-        db_url: str = typer.Option(None, "--db-url", help="SQLAlchemy URL (default: $ENGINESCOPE_DB_URL or SQLite in $ENGINESCOPE_HOME)."),
+        db_url: str = typer.Option(None, "--db-url", help=DB_URL_HELP),
         executor: str = typer.Option(None, "--executor", help="local (this machine, the default) or ray (a Ray cluster); "
                                                               "default $ENGINESCOPE_EXECUTOR or local."),
         ray_address: str = typer.Option(None, "--ray-address", help="ray: the cluster's address HOST:PORT (default $RAY_ADDRESS)."),
