@@ -41,7 +41,7 @@ from sqlalchemy import insert, select, update
 from db.models import Artifact, LlmRequest, LoadPoint, Run, RunMetric, ServerMetricSample, Summary, utcnow
 from engine_runner.jobctx import JobContext
 from profiles import kv_cache, llm_preflight
-from profiles.errors import EngineError, EngineScopeError, InputError
+from profiles.errors import EngineError, EngineScopeError, InputError, JobCancelled
 from profiles.llm_spec import ServeBenchSpec
 from profiles.prometheus import (
     VLLM_SERVING_METRICS,
@@ -131,6 +131,10 @@ def run(ctx: JobContext) -> None:
                                                          title=title)
             point_max, completed, failures = _store_point(ctx, run_id, pos, mode, value, res, scrapes, bounds, spec,
                                                           repeat=rep)
+            stop = _cancel_reason(ctx)
+            if stop:  # the level was cut short by the cancel: it is not a finished level
+                _fail_point(ctx, run_id, pos, f"stopped mid-level: {stop}", key="stopped")
+                raise JobCancelled(stop)
             lost = _server_lost(base_url, api_key, failures, server)
             if lost:  # the level in flight is failed with the reason; the levels before it stay as they are
                 _fail_point(ctx, run_id, pos, lost)
@@ -199,14 +203,15 @@ def _server_lost(base_url: str, api_key: str | None, failures: Mapping[str, int]
     return None
 
 
-def _fail_point(ctx: JobContext, run_id: int, idx: int, reason: str) -> None:
-    """Mark load point ``idx`` of ``run_id`` failed, with ``report["server_lost"] = reason``."""
+def _fail_point(ctx: JobContext, run_id: int, idx: int, reason: str, *, key: str = "server_lost") -> None:
+    """Mark load point ``idx`` of ``run_id`` failed, with ``report[key] = reason`` (``server_lost``, or
+    ``stopped`` for a level cut short by a cancel), and an ``error`` event (``warning`` for a cancel)."""
     with ctx.session() as s:
         lp = s.execute(select(LoadPoint).where(LoadPoint.run_id == run_id, LoadPoint.idx == idx)).scalars().first()
         if lp is not None:
             lp.status = "failed"
-            lp.report = {**(lp.report or {}), "server_lost": reason}
-    ctx.event("error", reason, level_idx=idx)
+            lp.report = {**(lp.report or {}), key: reason}
+    ctx.event("error" if key == "server_lost" else "warning", reason, level_idx=idx)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -247,17 +252,30 @@ def _run_peers(ctx: JobContext, spec: ServeBenchSpec, run_id: int, idx: int, mod
 # set-up
 
 
-def _check_cancelled_now(ctx: JobContext) -> None:
-    """Read ``jobs.cancel_requested`` now (``ctx.check_cancelled`` reads it at most every 0.5 s) and raise
-    :class:`JobCancelled` when set: a level is never started after a cancel request."""
+def _cancel_reason(ctx: JobContext) -> str | None:
+    """Why the job must stop now, or None: a SIGINT/SIGTERM of the CLI process
+    (``engine_runner.interrupts.pending``) or ``jobs.cancel_requested`` read now (``ctx.check_cancelled``
+    reads it at most every 0.5 s)."""
     from sqlalchemy import select
 
     from db.models import Job
-    from profiles.errors import JobCancelled
+    from engine_runner.interrupts import pending
 
+    reason = pending()
+    if reason is not None:
+        return reason
     with ctx.session() as s:
         if s.execute(select(Job.cancel_requested).where(Job.id == ctx.job_id)).scalar_one_or_none():
-            raise JobCancelled(f"job {ctx.job_id} cancelled by the user")
+            return f"job {ctx.job_id} cancelled by the user"
+    return None
+
+
+def _check_cancelled_now(ctx: JobContext) -> None:
+    """Raise :class:`JobCancelled` when :func:`_cancel_reason` gives one: a level is never started after a
+    cancel request or signal."""
+    reason = _cancel_reason(ctx)
+    if reason is not None:
+        raise JobCancelled(reason)
 
 
 def _level_key(mode: str, value: float) -> str:

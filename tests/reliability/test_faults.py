@@ -344,6 +344,17 @@ def test_cli_serve_bench_sigterm_cancels_the_job(es_env: str, home: Path, tok: P
     j = job(es_env, job_id)
     assert j.status == "cancelled" and "stopped by SIGTERM" in j.error, j.error
     assert all(r.status == "failed" for r in runs_of(es_env, job_id))
+    # the level in flight was cut short: never stored as a finished level (the signal's exception ends the
+    # level before it is stored; when that exception is lost, the stored point is failed as stopped mid-level)
+    from sqlalchemy import select
+
+    from db.models import LoadPoint
+    from db.session import session_scope
+
+    with session_scope(es_env) as s:
+        pts = s.execute(select(LoadPoint).where(LoadPoint.run_id.in_([r.id for r in runs_of(es_env, job_id)]))).scalars().all()
+        assert all(p.status == "failed" and "stopped mid-level" in (p.report or {}).get("stopped", "")
+                   for p in pts), [(p.status, p.report and p.report.get("stopped")) for p in pts]
     assert_no_orphans([p.pid])
     assert_consistent(es_env)
 

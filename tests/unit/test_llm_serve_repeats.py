@@ -176,3 +176,25 @@ def test_repeats_validation_names_the_flag(es_env: str) -> None:
     assert validate_spec(ServeBenchSpec, base).schedule == [(0, 0), (1, 0)]
     res = CliRunner().invoke(app, ["serve-bench", "--model", "m", "--concurrency", "1", "--repeats", "0"])
     assert res.exit_code == 2 and "--repeats" in res.output, res.output
+
+
+def test_a_cancel_during_the_last_level_fails_it(es_env: str, tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancel (or a lost signal's pending reason) that cuts the last level short: the level is stored
+    failed as stopped mid-level and the job is cancelled, never 'succeeded' with a partial level."""
+    from db.models import LoadPoint
+    from db.session import session_scope
+    from engine_runner import interrupts
+
+    calls = {"n": 0}
+
+    def pending_after_start() -> str | None:  # the signal "arrives" once the level is under way
+        calls["n"] += 1
+        return "stopped by SIGTERM (test)" if calls["n"] > 3 else None
+
+    monkeypatch.setattr(interrupts, "pending", pending_after_start)
+    with mock_server(ttft_ms=5, itl_ms=5, model="mock-llm") as url:
+        job_id, status = run_llm_job(es_env, _spec(url, tiny, concurrency=[1], repeats=1, num_prompts=400))
+    assert status == "cancelled"
+    with session_scope(es_env) as s:
+        pts = s.execute(select(LoadPoint).where(LoadPoint.run_id == _run_id(es_env, job_id))).scalars().all()
+        assert [p.status for p in pts] == ["failed"] and "stopped mid-level" in pts[0].report["stopped"]
